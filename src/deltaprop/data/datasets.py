@@ -149,7 +149,7 @@ def _stratified_test_indices(labels: np.ndarray, n_test: int, rng: np.random.Gen
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     n = len(labels)
     if counts.min() < 2:
-        bad = classes[np.argmin(counts)]
+        bad = classes[np.argmin(counts)].tolist()
         raise ValueError(f"stratify: class {bad!r} has only 1 member; every class needs at least 2")
     exact = n_test * counts / n
     take = np.floor(exact).astype(np.int64)

@@ -44,14 +44,14 @@ def _read_bytes(path: Path) -> bytes:
 def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
     """Parse an IDX file of unsigned bytes with `ndim` dimensions, checking header and length."""
     raw = _read_bytes(path)
+    found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if found is not None and found != magic:
+        raise ValueError(f"load_mnist: {path} has magic number 0x{found:08x}, expected 0x{magic:08x} "
+                         f"(an IDX file of unsigned bytes with {ndim} dimension{'s' if ndim > 1 else ''})")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise ValueError(f"load_mnist: {path} is truncated: {len(raw)} bytes, shorter than its "
                          f"{header}-byte IDX header")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise ValueError(f"load_mnist: {path} has magic number 0x{found:08x}, expected 0x{magic:08x} "
-                         f"(an IDX file of unsigned bytes with {ndim} dimension{'s' if ndim > 1 else ''})")
     dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = int(np.prod(dims, dtype=np.int64))
     body = len(raw) - header
