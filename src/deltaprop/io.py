@@ -7,8 +7,10 @@ code (unlike pickle). Layout of what deltaprop writes:
   uint64, float16/32/64 and complex64 are supported; anything else is refused on save).
 * The header's ``__metadata__`` (str -> str in safetensors) holds the user's metadata with
   every value JSON-encoded (``{"arch": "mlp"}`` is stored as ``{"arch": "\\"mlp\\""}``), plus
-  ``deltaprop.format`` (``"1"``: values are JSON) and ``deltaprop.sha256`` (a digest of every
-  tensor's name, dtype, shape and bytes, checked on load so corrupted data is detected).
+  ``deltaprop.format`` (``"1"``: values are JSON), ``deltaprop.keys`` (the tensors' order,
+  restored on load) and ``deltaprop.sha256`` (a digest of the metadata and every tensor's
+  name, dtype, shape and bytes, checked on load so corrupted data is detected; files from
+  other tools have none and load unchecked).
   Keys starting with ``deltaprop.`` are reserved. JSON rules apply to user metadata: tuples
   come back as lists and dict keys as strings.
 * A checkpoint stores the model's tensors as ``model.<key>`` and the optimizer's array-valued
@@ -51,6 +53,7 @@ RESERVED_PREFIX = "deltaprop."
 _FORMAT_KEY = "deltaprop.format"
 _DIGEST_KEY = "deltaprop.sha256"
 _CKPT_KEY = "deltaprop.checkpoint"
+_KEYS_KEY = "deltaprop.keys"
 _FORMAT_VERSION = "1"
 _CKPT_VERSION = 1
 
@@ -61,6 +64,7 @@ _SUPPORTED_DTYPES = tuple(
         np.int64, np.uint64, np.float16, np.float32, np.float64, np.complex64,
     )
 )
+_SUPPORTED_NAMES = frozenset(d.name for d in _SUPPORTED_DTYPES)
 _CHUNK = 1 << 20
 # Marker keys of the checkpoint record's JSON; plain dicts never contain them.
 _TUPLE, _DICT, _TENSOR, _SCALAR = "__tuple__", "__dict__", "__tensor__", "__scalar__"
@@ -74,7 +78,7 @@ def _little_endian(arr: np.ndarray) -> np.ndarray:
     order = arr.dtype.byteorder
     if order == ">" or (order == "=" and sys.byteorder == "big"):
         arr = arr.astype(arr.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")  # (ascontiguousarray makes 0-d 1-d)
 
 
 def _as_array(name: str, value: Any, where: str) -> np.ndarray:
@@ -88,7 +92,7 @@ def _as_array(name: str, value: Any, where: str) -> np.ndarray:
             f"{where}: the value for key {name!r} is a {type(value).__name__}, not an array; "
             "pass an np.ndarray or a deltaprop Tensor (wrap plain numbers in np.asarray)"
         )
-    if arr.dtype not in _SUPPORTED_DTYPES:
+    if arr.dtype.fields is not None or arr.dtype.name not in _SUPPORTED_NAMES:
         kind = "non-numeric " if arr.dtype.kind in "OUSVMm" else ""
         names = ", ".join(str(d) for d in _SUPPORTED_DTYPES)
         raise TypeError(
@@ -111,9 +115,12 @@ def _prepare_tensors(state_dict: Mapping[str, Any], where: str, prefix: str = ""
     return out
 
 
-def _digest(tensors: Mapping[str, np.ndarray]) -> str:
-    """SHA-256 over every tensor's name, dtype, shape and little-endian bytes, in name order."""
+def _digest(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> str:
+    """SHA-256 over the metadata and every tensor's name, dtype, shape and bytes, in name order."""
     h = hashlib.sha256()
+    head = json.dumps(sorted((k, v) for k, v in meta.items() if k != _DIGEST_KEY)).encode()
+    h.update(len(head).to_bytes(8, "little"))
+    h.update(head)
     for name in sorted(tensors):
         arr = _little_endian(tensors[name])
         head = json.dumps([name, arr.dtype.str, list(arr.shape)]).encode()
@@ -228,7 +235,8 @@ def _atomic_write(path: StrPath, data: bytes) -> None:
 
 
 def _write_file(path: StrPath, tensors: dict[str, np.ndarray], meta: dict[str, str]) -> None:
-    meta = {**meta, _FORMAT_KEY: _FORMAT_VERSION, _DIGEST_KEY: _digest(tensors)}
+    meta = {**meta, _FORMAT_KEY: _FORMAT_VERSION, _KEYS_KEY: json.dumps(list(tensors))}
+    meta[_DIGEST_KEY] = _digest(tensors, meta)
     try:
         data = st_np.save(tensors, metadata=meta)
     except safetensors.SafetensorError as exc:
@@ -252,11 +260,15 @@ def _read_file(path: StrPath) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         raise _invalid(path, exc) from exc
     tensors = {k: np.array(v, copy=True) for k, v in raw.items()}
     stored = meta.get(_DIGEST_KEY)
-    if stored is not None and stored != _digest(tensors):
+    if stored is not None and stored != _digest(tensors, meta):
         raise ValueError(
             f"{path!r} is corrupted: its tensor data does not match the checksum stored when it "
             "was saved (not a valid safetensors file as written); restore it from a backup or re-save it"
         )
+    with contextlib.suppress(ValueError, TypeError):  # restore the saved key order
+        order = json.loads(meta.get(_KEYS_KEY, "null"))
+        if isinstance(order, list) and sorted(order) == sorted(tensors):
+            tensors = {k: tensors[k] for k in order}
     return tensors, meta
 
 
@@ -469,7 +481,8 @@ def _check_optimizer_state(path: str, ckpt: Checkpoint, optimizer: Any) -> None:
     """Raise ValueError unless the saved optimizer state fits this optimizer's structure."""
     saved = ckpt.optimizer_state
     name = type(optimizer).__name__
-    if ckpt.optimizer_class is not None and ckpt.optimizer_class != name:
+    family = {cls.__name__ for cls in type(optimizer).__mro__}  # a subclass may load its base's state
+    if ckpt.optimizer_class is not None and ckpt.optimizer_class not in family:
         raise ValueError(
             f"{path!r} holds {ckpt.optimizer_class} state but the optimizer is a {name}; "
             f"create a {ckpt.optimizer_class}, or pass optimizer=None to load only the model"
