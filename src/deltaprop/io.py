@@ -12,7 +12,8 @@ code (unlike pickle). Layout of what deltaprop writes:
   name, dtype, shape and bytes, checked on load so corrupted data is detected; files from
   other tools have none and load unchecked).
   Keys starting with ``deltaprop.`` are reserved. JSON rules apply to user metadata: tuples
-  come back as lists and dict keys as strings.
+  come back as lists, dict keys as strings, NumPy scalars/arrays as numbers/lists (NaN and
+  Infinity are written as Python's json module does).
 * A checkpoint stores the model's tensors as ``model.<key>`` and the optimizer's array-valued
   state as ``optimizer.state.<param index>.<name>`` (e.g. ``optimizer.state.0.exp_avg``); the
   rest (param_groups, scalar state such as ``step``, the epoch, the optimizer's class name and
@@ -216,7 +217,13 @@ def _atomic_write(path: StrPath, data: bytes) -> None:
         except FileExistsError:
             continue
     try:
-        with os.fdopen(fd, "wb") as f:
+        f = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with f:
             _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
@@ -296,18 +303,11 @@ def load(path: StrPath) -> dict[str, np.ndarray]:
 def load_metadata(path: StrPath) -> dict[str, Any]:
     """The user metadata of a file written by `save` or `save_checkpoint`, JSON-decoded.
 
-    Files from other tools (no ``deltaprop.format`` key) give their raw strings.
+    The whole file is validated as by `load`. Files from other tools (no ``deltaprop.format``
+    key) give their raw strings.
     """
     path_s = os.fspath(path)
-    if not os.path.exists(path_s):
-        raise FileNotFoundError(f"no such file: {path_s!r}")
-    try:
-        with safetensors.safe_open(path_s, framework="np") as f:
-            raw = f.metadata() or {}
-    except Exception as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, safetensors.SafetensorError):
-            raise
-        raise _invalid(path_s, exc) from exc
+    _, raw = _read_file(path_s)
     return _decode_metadata(raw, path_s)
 
 
@@ -352,28 +352,29 @@ def _encode_tree(obj: Any, name: str, tensors: dict[str, np.ndarray]) -> Any:
     )
 
 
-def _decode_tree(obj: Any, tensors: Mapping[str, np.ndarray], path: str) -> Any:
+def _decode_tree(obj: Any, tensors: Mapping[str, np.ndarray]) -> Any:
+    """Inverse of `_encode_tree`: JSON tree + tensors -> optimizer state."""
     if isinstance(obj, list):
-        return [_decode_tree(v, tensors, path) for v in obj]
+        return [_decode_tree(v, tensors) for v in obj]
     if not isinstance(obj, dict):
         return obj
     if _TENSOR in obj:
         name = obj[_TENSOR]
         if name not in tensors:
-            raise ValueError(f"{path!r} is corrupted: the checkpoint record refers to a missing tensor {name!r}")
+            raise ValueError(f"the record refers to a missing tensor {name!r}")
         arr = tensors[name]
         return arr[()] if obj.get(_SCALAR) else arr
     if _TUPLE in obj:
-        return tuple(_decode_tree(v, tensors, path) for v in obj[_TUPLE])
+        return tuple(_decode_tree(v, tensors) for v in obj[_TUPLE])
     if _DICT in obj:
         out = {}
         for k, v in obj[_DICT]:
-            k = _decode_tree(k, tensors, path)
+            k = _decode_tree(k, tensors)
             if isinstance(k, list):
                 k = tuple(k)
-            out[k] = _decode_tree(v, tensors, path)
+            out[k] = _decode_tree(v, tensors)
         return out
-    return {k: _decode_tree(v, tensors, path) for k, v in obj.items()}
+    return {k: _decode_tree(v, tensors) for k, v in obj.items()}
 
 
 def save_checkpoint(
@@ -438,7 +439,10 @@ def read_checkpoint(path: StrPath) -> Checkpoint:
     model_state = {k: tensors["model." + k] for k in keys}
     opt_state = None
     if record.get("optimizer") is not None:
-        opt_state = _decode_tree(record["optimizer"], tensors, path_s)
+        try:
+            opt_state = _decode_tree(record["optimizer"], tensors)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ValueError(f"{path_s!r} is corrupted: its optimizer record is unreadable ({exc})") from None
     return Checkpoint(
         model_state=model_state,
         optimizer_state=opt_state,
