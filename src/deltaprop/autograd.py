@@ -1,0 +1,290 @@
+"""The engine: graph nodes, grad/anomaly modes, the iterative backward pass, dp.Function.
+
+Every differentiable op is an `Op` (ops/) with a forward on ndarrays, a VJP and a JVP.
+`apply` runs the forward and, when a gradient may be needed, records a `Node` that keeps
+what the VJP needs. `run_backward` orders the nodes without recursion and sums each
+tensor's incoming gradients before passing them on (reverse-mode chain rule).
+
+First-order backward works on raw ndarrays (no graph is built). With create_graph=True the
+VJPs receive Tensors instead; they are written with NumPy functions that Tensors dispatch
+back to deltaprop ops, so the gradient itself becomes differentiable.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import weakref
+
+import numpy as np
+
+from .tensor import Tensor
+
+_grad_enabled = True
+_anomaly = False
+
+
+class _Mode(contextlib.ContextDecorator):
+    """Context manager / decorator that sets a global mode and restores it on exit."""
+
+    def __init__(self, name: str, value: bool):
+        self.name, self.value, self.saved = name, value, []
+
+    def __enter__(self):
+        self.saved.append(globals()[self.name])
+        globals()[self.name] = self.value
+
+    def __exit__(self, *exc):
+        globals()[self.name] = self.saved.pop()
+
+
+def no_grad() -> _Mode:
+    """Ops inside record no graph (use for updates and evaluation)."""
+    return _Mode("_grad_enabled", False)
+
+
+def enable_grad() -> _Mode:
+    """Ops inside record the graph again (e.g. within no_grad)."""
+    return _Mode("_grad_enabled", True)
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+def detect_anomaly() -> _Mode:
+    """NaN in a forward value, or NaN/Inf in a gradient, raises FloatingPointError naming the op."""
+    return _Mode("_anomaly", True)
+
+
+class Node:
+    """One recorded op application: what its VJP needs, and the tensors it came from."""
+
+    __slots__ = ("op", "args", "out", "kw", "hooks", "retained", "__weakref__")
+
+    def __init__(self, op, args, out, kw):
+        self.op, self.args, self.out, self.kw = op, args, out, kw
+        self.hooks = self.retained = None
+
+
+class Op:
+    """A primitive: forward on ndarrays, vjp(g, out, *xs, **kw) -> grads, jvp(ts, out, *xs, **kw)."""
+
+    __slots__ = ("name", "fwd", "vjp", "jvp")
+
+    def __init__(self, name, fwd, vjp, jvp=None):
+        self.name, self.fwd, self.vjp, self.jvp = name, fwd, vjp, jvp
+
+    def __call__(self, *args, **kw):
+        return apply(self, args, kw)
+
+    def __repr__(self):
+        return f"<op {self.name}>"
+
+
+def _shapes(args) -> str:
+    return ", ".join(str(np.shape(a.data if isinstance(a, Tensor) else a)) for a in args)
+
+
+def apply(op: Op, args: tuple, kw: dict) -> Tensor:
+    """Run op's forward on the args' arrays; record a Node if any arg requires grad."""
+    datas, grad, tangent = [], False, False
+    for a in args:
+        if isinstance(a, Tensor):
+            datas.append(a.data)
+            grad = grad or a.requires_grad
+            tangent = tangent or a._tangent is not None
+        else:
+            datas.append(a)
+    out = Tensor(op.fwd(*datas, **kw))
+    if grad and _grad_enabled:
+        out.requires_grad = True
+        out._node = Node(op, args, out.data, kw)
+    if tangent:  # forward mode: push the tangents through this op's JVP
+        ts = [a._tangent if isinstance(a, Tensor) else None for a in args]
+        out._tangent = np.asarray(op.jvp(ts, out.data, *datas, **kw), dtype=out.data.dtype)
+    if _anomaly and out.data.dtype.kind == "f" and np.isnan(out.data).any():
+        raise FloatingPointError(f"detect_anomaly: op '{op.name}' produced NaN in its forward "
+                                 f"output {out.shape} from inputs of shapes {_shapes(args)}")
+    return out
+
+
+def sum_to(g, shape: tuple):
+    """Sum a broadcast gradient back to `shape` (the input's own shape)."""
+    if g.shape == shape:
+        return g
+    if g.ndim < len(shape):
+        return np.broadcast_to(g, shape)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def _key(t: Tensor):
+    return t._node if t._node is not None else t
+
+
+def _order(roots) -> list:
+    """Reverse topological order of every node reachable from roots (iterative DFS)."""
+    post, seen = [], set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            node, done = stack.pop()
+            if done:
+                post.append(node)
+                continue
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            stack.append((node, True))
+            if isinstance(node, Node):
+                if node.args is None:
+                    raise RuntimeError(
+                        f"Trying to backward through the graph a second time (op '{node.op.name}'): its "
+                        "saved values were freed by the first backward. Call backward(retain_graph=True) "
+                        "the first time if you need to backward twice.")
+                for a in node.args:
+                    if isinstance(a, Tensor) and a.requires_grad and id(_key(a)) not in seen:
+                        stack.append((_key(a), False))
+    post.reverse()
+    return post
+
+
+def _run_hooks(hooks, g, create_graph):
+    for fn in list(hooks.values()):
+        r = fn(g if create_graph else Tensor(g))
+        if r is not None:
+            g = r if create_graph else np.asarray(r.data if isinstance(r, Tensor) else r, dtype=g.dtype)
+    return g
+
+
+def _accumulate(t: Tensor, g, create_graph: bool) -> None:
+    if not create_graph:
+        if not g.flags.writeable:  # a broadcast view: give the user an array of its own
+            g = g.copy()
+        g = Tensor(g)
+    # never add in place: an earlier .grad may be shared with another tensor or held by the user
+    t.grad = g if t.grad is None else t.grad + g
+
+
+def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
+    """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
+    (no .grad is touched); otherwise accumulate into the leaves' .grad."""
+    order = _order([_key(r) for r in roots])
+    pending = {}
+    for r, g in zip(roots, grads):
+        k = _key(r)
+        pending[k] = g if k not in pending else pending[k] + g
+    want = None if inputs is None else {id(_key(t)): None for t in inputs}
+    with (enable_grad() if create_graph else no_grad()):
+        for node in order:
+            g = pending.pop(node, None)
+            if g is None:
+                continue
+            if want is not None and id(node) in want:
+                want[id(node)] = g
+            if not isinstance(node, Node):  # a leaf tensor
+                if node._hooks:
+                    g = _run_hooks(node._hooks, g, create_graph)
+                if want is None:
+                    _accumulate(node, g, create_graph)
+                continue
+            if node.hooks:
+                g = _run_hooks(node.hooks, g, create_graph)
+            if want is None and node.retained is not None and (t := node.retained()) is not None:
+                _accumulate(t, g, create_graph)
+            args = node.args
+            if create_graph:  # recompute the output as a Tensor so the VJP is differentiable
+                out = apply(node.op, args, node.kw)
+                igs = node.op.vjp(g, out, *args, **node.kw)
+            else:
+                igs = node.op.vjp(g, node.out, *[a.data if isinstance(a, Tensor) else a for a in args], **node.kw)
+            for a, ig in zip(args, igs):
+                if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+                    continue
+                ig = sum_to(ig, a.shape)
+                if ig.dtype != a.dtype:
+                    ig = ig.astype(a.dtype)
+                if _anomaly:
+                    _check_grad(node, ig, args)
+                k = _key(a)
+                pending[k] = ig if k not in pending else pending[k] + ig
+            if not retain_graph:
+                node.args = node.out = None
+    if want is not None:
+        return [want[id(_key(t))] for t in inputs]
+
+
+def _check_grad(node, g, args):
+    v = g.data if isinstance(g, Tensor) else g
+    if not np.isfinite(v).all():
+        what = "NaN" if np.isnan(v).any() else "Inf"
+        raise FloatingPointError(f"detect_anomaly: the backward of op '{node.op.name}' produced {what} "
+                                 f"in a gradient of shape {v.shape}; its inputs have shapes {_shapes(args)}")
+
+
+def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:
+    """Tensor.backward: accumulate d(t)/d(leaf) (times `gradient`) into every leaf's .grad."""
+    if not t.requires_grad:
+        raise RuntimeError("backward: this tensor does not require grad and has no graph; create the "
+                           "inputs with requires_grad=True (and not under dp.no_grad()) first")
+    if gradient is None:
+        if t.data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this "
+                               f"tensor has shape {t.shape}: pass gradient= of that shape (e.g. dp.ones_like(y))")
+        gradient = np.ones(t.shape, t.dtype)
+    else:
+        gdata = gradient.data if isinstance(gradient, Tensor) else gradient
+        gradient = np.array(gdata, dtype=t.dtype)  # a copy: the user's array is never aliased
+        if gradient.shape != t.shape:
+            raise ValueError(f"backward: gradient has shape {gradient.shape} but the tensor has shape {t.shape}")
+    run_backward([t], [Tensor(gradient) if create_graph else gradient], retain_graph or create_graph, create_graph)
+
+
+class RemovableHandle:
+    """Returned by register_hook; .remove() unregisters the hook."""
+
+    _next = 0
+
+    def __init__(self, hooks: dict):
+        self.hooks, self.id = hooks, RemovableHandle._next
+        RemovableHandle._next += 1
+
+    def remove(self) -> None:
+        self.hooks.pop(self.id, None)
+
+
+class Context:
+    """The ctx of a dp.Function: save_for_backward / saved_tensors, plus free attributes."""
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+
+def _function_vjp(g, out, *xs, ctx, cls):
+    gt = g if isinstance(g, Tensor) else Tensor(g)
+    grads = cls.backward(ctx, gt)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    raw = not isinstance(g, Tensor)
+    return tuple(None if r is None else (r.data if raw and isinstance(r, Tensor) else r) for r in grads)
+
+
+class Function:
+    """A user-defined op, PyTorch-style: static forward(ctx, *args) and backward(ctx, grad)."""
+
+    @classmethod
+    def apply(cls, *args):
+        ctx = Context()
+        with no_grad():
+            out = cls.forward(ctx, *args)
+        out = out if isinstance(out, Tensor) else Tensor(np.asarray(out))
+        op = Op(cls.__name__, lambda *xs, **kw: out.data, functools.partial(_function_vjp, cls=cls))
+        return apply(op, args, {"ctx": ctx})
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError

@@ -1,0 +1,96 @@
+"""The differentiable primitives, and the NumPy protocols that route NumPy calls to them."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor import Tensor
+from .elementwise import (abs, add, astype, clip, cos, divide, equal, exp, greater, greater_equal, leaky_relu,
+                          less, less_equal, log, log1p, maximum, minimum, multiply, negative, not_equal, power,
+                          raw, relu, sigmoid, sin, softplus, sqrt, subtract, tanh, where)
+from .nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss,
+                 softmax)
+from .reduce import argmax, argmin, logsumexp, matmul, max, mean, min, prod, std, sum, var
+from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, raw_index, reshape, split, squeeze,
+                    stack, swapaxes, transpose, unsqueeze)
+
+# Functions that become Tensor methods (x.exp(), x.sum(axis=0), x.reshape(2, 3), ...).
+METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "maximum",
+           "minimum", "sum", "mean", "max", "min", "var", "std", "prod", "argmax", "argmin", "logsumexp",
+           "reshape", "flatten", "transpose", "swapaxes", "broadcast_to", "squeeze", "unsqueeze", "expand_dims",
+           "astype", "matmul", "softmax", "log_softmax"]
+
+
+def square(x):
+    return multiply(x, x)
+
+
+def dot(a, b):
+    return matmul(a, b)
+
+
+_UFUNCS = {np.add: add, np.subtract: subtract, np.multiply: multiply, np.divide: divide, np.power: power,
+           np.negative: negative, np.positive: lambda x: x, np.exp: exp, np.log: log, np.log1p: log1p,
+           np.sqrt: sqrt, np.absolute: abs, np.sin: sin, np.cos: cos, np.tanh: tanh, np.maximum: maximum,
+           np.minimum: minimum, np.matmul: matmul, np.square: square,
+           np.less: less, np.less_equal: less_equal, np.greater: greater, np.greater_equal: greater_equal,
+           np.equal: equal, np.not_equal: not_equal}
+# Results that carry no gradient by nature (tests, signs, booleans): computed on the arrays.
+_NONDIFF_UFUNCS = {np.isnan, np.isinf, np.isfinite, np.sign, np.logical_not, np.logical_and, np.logical_or}
+_SUGGEST = {"arctan": "an expression of dp ops", "tan": "dp.sin(x) / dp.cos(x)", "expm1": "dp.exp(x) - 1",
+            "log2": "dp.log(x) / np.log(2)", "log10": "dp.log(x) / np.log(10)", "reciprocal": "1 / x",
+            "floor_divide": "x.detach()", "remainder": "x.detach()"}
+
+
+def array_ufunc(ufunc, method, inputs, kwargs):
+    """NumPy ufunc on a Tensor: dispatch to the deltaprop op, or raise TypeError naming what to use."""
+    if method == "__call__" and not kwargs:
+        if ufunc in _UFUNCS:
+            return _UFUNCS[ufunc](*inputs)
+        if ufunc in _NONDIFF_UFUNCS:
+            return Tensor(ufunc(*[raw(i) for i in inputs]))
+    hint = _SUGGEST.get(ufunc.__name__, f"dp.{ufunc.__name__}" if ufunc.__name__ in globals() else
+                        "a deltaprop op, or x.detach().numpy() for a plain array")
+    what = f"np.{ufunc.__name__}" + ("" if method == "__call__" else f".{method}")
+    extra = " with out=/where=/dtype= arguments" if kwargs else ""
+    raise TypeError(f"{what}{extra} is not supported on deltaprop Tensors (it would drop the gradient); "
+                    f"use {hint}")
+
+
+_FUNCTIONS = {np.sum: sum, np.mean: mean, np.max: max, np.min: min, np.amax: max, np.amin: min, np.var: var,
+              np.std: std, np.prod: prod, np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes,
+              np.broadcast_to: broadcast_to, np.squeeze: squeeze, np.expand_dims: expand_dims,
+              np.concatenate: concatenate, np.stack: stack, np.split: split, np.where: where, np.clip: clip,
+              np.dot: dot, np.argmax: argmax, np.argmin: argmin, np.ravel: flatten}
+# Functions whose result is not a differentiable value: run them on the arrays.
+_NONDIFF = {np.allclose, np.isclose, np.array_equal, np.array_equiv, np.shape, np.ndim, np.size, np.result_type,
+            np.can_cast, np.nonzero, np.count_nonzero, np.argsort, np.any, np.all, np.array_repr, np.array_str,
+            np.iscomplexobj, np.isrealobj, np.zeros_like, np.ones_like, np.empty_like, np.full_like, np.copyto}
+
+
+def _strip(obj):
+    if isinstance(obj, Tensor):
+        return obj.data
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_strip(o) for o in obj)
+    return obj
+
+
+def _needs_grad(obj):
+    if isinstance(obj, Tensor):
+        return obj.requires_grad
+    if isinstance(obj, (list, tuple)):
+        return any(_needs_grad(o) for o in obj)
+    return False
+
+
+def array_function(func, args, kwargs):
+    """NumPy function on Tensors: the deltaprop op where one exists; plain arrays where no gradient
+    is involved; otherwise a TypeError (never a silent ndarray that dropped the gradient)."""
+    if func in _FUNCTIONS:
+        if "a_min" in kwargs or "a_max" in kwargs or "out" in kwargs:
+            kwargs = dict(kwargs)
+        return _FUNCTIONS[func](*args, **kwargs)
+    if func in _NONDIFF or not _needs_grad(args) and not _needs_grad(list(kwargs.values())):
+        return func(*_strip(args), **{k: _strip(v) for k, v in kwargs.items()})
+    raise TypeError(f"np.{func.__name__} is not supported on deltaprop Tensors that require grad (it would drop "
+                    f"the gradient); use deltaprop ops, or call it on x.detach().numpy()")

@@ -1,0 +1,177 @@
+"""Elementwise ops: forward, VJP and JVP side by side.
+
+VJPs use NumPy calls only; in a create_graph backward their arguments are Tensors, which
+dispatch those calls back to these ops, so the same line gives differentiable gradients.
+Broadcasting is undone by the engine (autograd.sum_to), not here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Op
+from ..tensor import Tensor
+
+
+def raw(x):
+    """The ndarray behind x (constants and masks are computed on raw values)."""
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _t(ts, i, like):
+    """Tangent i, or zeros when that input carries none."""
+    t = ts[i]
+    return np.zeros_like(like) if t is None else t
+
+
+def unary(name, fwd, deriv, doc):
+    """An elementwise op whose derivative is deriv(x, out): VJP g * d, JVP t * d."""
+    op = Op(name, fwd, lambda g, out, x: (g * deriv(x, out),), lambda ts, out, x: ts[0] * raw(deriv(x, out)))
+
+    def f(x):
+        return op(x)
+    f.__name__, f.__doc__ = name, doc
+    return f
+
+
+def _stable_sigmoid(x):
+    e = np.exp(-np.abs(x))  # never overflows: exp of a non-positive number
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+exp = unary("exp", np.exp, lambda x, y: y, "e**x. VJP: g * exp(x)")
+log = unary("log", np.log, lambda x, y: 1 / x, "Natural log. VJP: g / x")
+log1p = unary("log1p", np.log1p, lambda x, y: 1 / (1 + x), "log(1 + x), accurate near 0. VJP: g / (1 + x)")
+sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "Square root. VJP: g / (2 sqrt(x)) (inf at 0, as PyTorch)")
+sin = unary("sin", np.sin, lambda x, y: np.cos(x), "Sine. VJP: g * cos(x)")
+cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)")
+tanh = unary("tanh", np.tanh, lambda x, y: 1 - y * y, "Hyperbolic tangent. VJP: g * (1 - y**2)")
+sigmoid = unary("sigmoid", _stable_sigmoid, lambda x, y: y * (1 - y), "1 / (1 + e**-x). VJP: g * y (1 - y)")
+abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)")
+relu = unary("relu", lambda x: np.maximum(x, 0), lambda x, y: raw(x) > 0, "max(x, 0). VJP: g * (x > 0)")
+negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g")
+softplus = unary("softplus", lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
+                 lambda x, y: sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x),
+                 "log(1 + e**x), computed stably. VJP: g * sigmoid(x)")
+
+_leaky = Op("leaky_relu", lambda x, slope: np.where(x > 0, x, x * slope),
+            lambda g, out, x, slope: (g * np.where(raw(x) > 0, 1.0, slope).astype(raw(x).dtype),),
+            lambda ts, out, x, slope: ts[0] * np.where(x > 0, 1.0, slope))
+
+
+def leaky_relu(x, negative_slope: float = 0.01):
+    """x if x > 0 else slope * x. VJP: g * (1 or slope)."""
+    return _leaky(x, slope=negative_slope)
+
+
+def _clip_mask(x, lo, hi):
+    x = raw(x)
+    m = np.ones(x.shape, bool)
+    if lo is not None:
+        m &= x >= raw(lo)
+    if hi is not None:
+        m &= x <= raw(hi)
+    return m
+
+
+_clip = Op("clip", lambda x, lo, hi: np.clip(x, lo, hi),
+           lambda g, out, x, lo, hi: (g * _clip_mask(x, lo, hi),),
+           lambda ts, out, x, lo, hi: ts[0] * _clip_mask(x, lo, hi))
+
+
+def clip(x, a_min=None, a_max=None, *, min=None, max=None):
+    """Clamp to [a_min, a_max] (either may be None). VJP: g where a_min <= x <= a_max (bounds pass, as PyTorch)."""
+    lo, hi = (a_min if a_min is not None else min), (a_max if a_max is not None else max)
+    if lo is None and hi is None:
+        raise ValueError("clip: give at least one of a_min / a_max")
+    return _clip(x, lo=raw(lo), hi=raw(hi))
+
+
+def _binop(name, fwd, vjp, jvp, doc):
+    op = Op(name, fwd, vjp, jvp)
+
+    def f(a, b):
+        return op(a, b)
+    f.__name__, f.__doc__ = name, doc
+    return f
+
+
+add = _binop("add", np.add, lambda g, out, a, b: (g, g),
+             lambda ts, out, a, b: _t(ts, 0, a) + _t(ts, 1, b), "a + b (broadcasting). VJP: g, g")
+subtract = _binop("sub", np.subtract, lambda g, out, a, b: (g, -g),
+                  lambda ts, out, a, b: _t(ts, 0, a) - _t(ts, 1, b), "a - b. VJP: g, -g")
+multiply = _binop("mul", np.multiply, lambda g, out, a, b: (g * b, g * a),
+                  lambda ts, out, a, b: _t(ts, 0, a) * b + a * _t(ts, 1, b), "a * b. VJP: g * b, g * a")
+divide = _binop("div", np.divide, lambda g, out, a, b: (g / b, -g * a / (b * b)),
+                lambda ts, out, a, b: (_t(ts, 0, a) - out * _t(ts, 1, b)) / b, "a / b. VJP: g / b, -g a / b**2")
+
+
+def _pow_vjp(g, out, a, b):
+    if isinstance(b, (int, float)) or (isinstance(b, np.ndarray) and not isinstance(b, Tensor) and b.ndim == 0):
+        ga = g * b * a ** (b - 1) if b != 2 else g * 2 * a
+        return ga, None
+    return g * b * a ** (b - 1), g * out * _safe_log(a)
+
+
+def _safe_log(a):
+    """log(a) where a > 0, else 0: the exponent's gradient where the base is <= 0 (PyTorch masks it)."""
+    ra = raw(a)
+    pos = ra > 0
+    safe = np.where(pos, a, 1) if isinstance(a, Tensor) else np.where(pos, ra, 1)
+    return np.where(pos, np.log(safe), 0)
+
+
+def _pow_jvp(ts, out, a, b):
+    r = 0
+    if ts[0] is not None:
+        r = ts[0] * b * np.power(a, b - 1)
+    if ts[1] is not None:
+        r = r + ts[1] * out * _safe_log(a)
+    return r
+
+
+power = _binop("pow", np.power, _pow_vjp, _pow_jvp, "a ** b. VJP: g b a**(b-1), g a**b log(a)")
+
+
+def _tie_mask(a, b, greater):
+    ra, rb = raw(a), raw(b)
+    win = (ra > rb) if greater else (ra < rb)
+    return np.where(win, 1.0, np.where(ra == rb, 0.5, 0.0)).astype(np.result_type(ra, rb))
+
+
+maximum = _binop("maximum", np.maximum,
+                 lambda g, out, a, b: (g * _tie_mask(a, b, True), g * _tie_mask(b, a, True)),
+                 lambda ts, out, a, b: _t(ts, 0, a) * _tie_mask(a, b, True) + _t(ts, 1, b) * _tie_mask(b, a, True),
+                 "Elementwise max. VJP: g to the larger input (half each at ties, as PyTorch)")
+minimum = _binop("minimum", np.minimum,
+                 lambda g, out, a, b: (g * _tie_mask(a, b, False), g * _tie_mask(b, a, False)),
+                 lambda ts, out, a, b: _t(ts, 0, a) * _tie_mask(a, b, False) + _t(ts, 1, b) * _tie_mask(b, a, False),
+                 "Elementwise min. VJP: g to the smaller input (half each at ties, as PyTorch)")
+
+_where = Op("where", lambda c, a, b: np.where(c, a, b),
+            lambda g, out, c, a, b: (None, np.where(raw(c), g, 0), np.where(raw(c), 0, g)),
+            lambda ts, out, c, a, b: np.where(c, _t(ts, 1, a), _t(ts, 2, b)))
+
+
+def where(condition, x, y):
+    """x where condition else y (broadcasting). VJP: g masked to each branch."""
+    return _where(np.asarray(raw(condition), dtype=bool), x, y)
+
+
+_cast = Op("astype", lambda x, dtype: x.astype(dtype),
+           lambda g, out, x, dtype: (g.astype(raw(x).dtype),), lambda ts, out, x, dtype: ts[0].astype(dtype))
+
+
+def astype(x, dtype):
+    """A copy with another dtype; the gradient is cast back to x's dtype."""
+    return _cast(x, dtype=np.dtype(dtype))
+
+
+def _compare(ufunc):
+    def f(a, b):
+        return Tensor(ufunc(raw(a), raw(b)))
+    f.__name__, f.__doc__ = ufunc.__name__, f"np.{ufunc.__name__} as a bool tensor (not differentiable)."
+    return f
+
+
+less, less_equal, greater, greater_equal, equal, not_equal = (
+    _compare(u) for u in (np.less, np.less_equal, np.greater, np.greater_equal, np.equal, np.not_equal))

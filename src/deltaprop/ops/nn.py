@@ -1,0 +1,173 @@
+"""Neural-network primitives: softmax, log_softmax and the losses, fused for speed and stability.
+
+Each loss is one op whose VJP is the textbook error signal (e.g. softmax - onehot for
+cross-entropy), written so that it is itself differentiable for higher-order gradients.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Op
+from ..tensor import Tensor
+from .elementwise import _stable_sigmoid, raw, sigmoid
+from .reduce import _lse
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _softmax_fwd(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+_softmax = Op("softmax", _softmax_fwd,
+              lambda g, out, x, axis: (out * (g - (g * out).sum(axis=axis, keepdims=True)),),
+              lambda ts, out, x, axis: out * (ts[0] - (ts[0] * out).sum(axis=axis, keepdims=True)))
+
+
+def softmax(x, axis: int = -1, *, dim=None):
+    """exp(x) / sum(exp(x)) along axis, stable. VJP: y * (g - sum(g * y))"""
+    return _softmax(x, axis=axis if dim is None else dim)
+
+
+def _exp(x):
+    return np.exp(x)
+
+
+_log_softmax = Op("log_softmax", lambda x, axis: x - _lse(x, axis, True),
+                  lambda g, out, x, axis: (g - _exp(out) * g.sum(axis=axis, keepdims=True),),
+                  lambda ts, out, x, axis: ts[0] - (ts[0] * np.exp(out)).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis: int = -1, *, dim=None):
+    """x - logsumexp(x) along axis, stable. VJP: g - softmax(x) * sum(g)"""
+    return _log_softmax(x, axis=axis if dim is None else dim)
+
+
+def _reduce(loss, reduction):
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _check_reduction(name, reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+def _expand_loss_grad(g, n, reduction):
+    """The upstream gradient per sample, shaped (N, 1), from a reduced or per-sample loss."""
+    if reduction == "none":
+        return g.reshape((n, 1))
+    return g / n if reduction == "mean" else g
+
+
+def _ce_fwd(x, labels, reduction):
+    n = x.shape[0]
+    nll = _lse(x, 1, False) - x[np.arange(n), labels]
+    return nll.mean() if reduction == "mean" else nll.sum() if reduction == "sum" else nll
+
+
+def _onehot(labels, like):
+    oh = np.zeros(raw(like).shape, raw(like).dtype)
+    oh[np.arange(oh.shape[0]), labels] = 1
+    return oh
+
+
+def _ce_vjp(g, out, x, labels, reduction):
+    p = softmax(x) if isinstance(x, Tensor) else _softmax_fwd(x, 1)
+    return _expand_loss_grad(g, raw(x).shape[0], reduction) * (p - _onehot(labels, x)), None
+
+
+def _ce_jvp(ts, out, x, labels, reduction):
+    per = np.sum(ts[0] * (_softmax_fwd(x, 1) - _onehot(labels, x)), axis=1)
+    return _reduce(per, reduction)
+
+
+_cross_entropy = Op("cross_entropy", _ce_fwd, _ce_vjp, _ce_jvp)
+
+
+def cross_entropy(logits, labels, reduction: str = "mean"):
+    """Softmax cross-entropy from logits (N, C) and int labels (N,). VJP: (softmax - onehot) * g / N"""
+    _check_reduction("cross_entropy", reduction)
+    lab = np.asarray(raw(labels))
+    shape = raw(logits).shape
+    if len(shape) != 2:
+        raise ValueError(f"cross_entropy: logits must have shape (N, C), got {shape}")
+    if lab.dtype.kind not in "iu" or lab.shape != (shape[0],):
+        raise ValueError(f"cross_entropy: labels must be integers of shape ({shape[0]},) for logits of shape "
+                         f"{shape}, got {lab.dtype} of shape {lab.shape}")
+    if lab.size and (lab.min() < 0 or lab.max() >= shape[1]):
+        bad = lab[(lab < 0) | (lab >= shape[1])][0]
+        raise ValueError(f"cross_entropy: label {bad} is out of range for {shape[1]} classes (valid: 0..{shape[1] - 1})")
+    return _cross_entropy(logits, labels=lab, reduction=reduction)
+
+
+def mse_loss(input, target, reduction: str = "mean"):
+    """Mean squared error: mean((input - target)**2)."""
+    _check_reduction("mse_loss", reduction)
+    if raw(input).shape != raw(target).shape:
+        raise ValueError(f"mse_loss: input shape {raw(input).shape} and target shape {raw(target).shape} differ")
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def _bce_fwd(p, y, reduction):
+    with np.errstate(divide="ignore"):
+        loss = -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
+    return _reduce(loss, reduction)
+
+
+def _bce_vjp(g, out, p, y, reduction):
+    """PyTorch's rule: g (p - y) / max(p (1 - p), 1e-12)."""
+    gg = g / raw(p).size if reduction == "mean" else g
+    gp = gg * (p - y) / np.maximum(p * (1 - p), 1e-12)
+    with np.errstate(divide="ignore"):
+        gy = gg * (np.maximum(np.log1p(-raw(p)), -100) - np.maximum(np.log(raw(p)), -100))
+    return gp, gy
+
+
+_bce = Op("binary_cross_entropy", _bce_fwd, _bce_vjp,
+          lambda ts, out, p, y, reduction: _reduce(
+              (0 if ts[0] is None else ts[0] * (p - y) / np.maximum(p * (1 - p), 1e-12)), reduction))
+
+
+def binary_cross_entropy(input, target, reduction: str = "mean"):
+    """-(y log p + (1 - y) log(1 - p)), logs clamped at -100 as PyTorch. p must lie in [0, 1]."""
+    _check_reduction("binary_cross_entropy", reduction)
+    p = raw(input)
+    if raw(target).shape != p.shape:
+        raise ValueError(f"binary_cross_entropy: input shape {p.shape} and target shape {raw(target).shape} differ")
+    if p.size and not ((p >= 0) & (p <= 1)).all():
+        bad = p[~((p >= 0) & (p <= 1))].flat[0]
+        raise ValueError(f"binary_cross_entropy: input must be probabilities in [0, 1], got {bad}; "
+                         "apply sigmoid first or use binary_cross_entropy_with_logits")
+    return _bce(input, target, reduction=reduction)
+
+
+def _bcel_fwd(x, y, reduction):
+    loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
+    return _reduce(loss, reduction)
+
+
+def _bcel_vjp(g, out, x, y, reduction):
+    gg = g / raw(x).size if reduction == "mean" else g
+    s = sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x)
+    return gg * (s - y), gg * -x
+
+
+_bce_logits = Op("binary_cross_entropy_with_logits", _bcel_fwd, _bcel_vjp,
+                 lambda ts, out, x, y, reduction: _reduce(
+                     (0 if ts[0] is None else ts[0] * (_stable_sigmoid(x) - y))
+                     - (0 if ts[1] is None else ts[1] * x), reduction))
+
+
+def binary_cross_entropy_with_logits(input, target, reduction: str = "mean"):
+    """BCE of sigmoid(x), computed stably from the logits x. VJP: g (sigmoid(x) - y)"""
+    _check_reduction("binary_cross_entropy_with_logits", reduction)
+    if raw(target).shape != raw(input).shape:
+        raise ValueError(f"binary_cross_entropy_with_logits: input shape {raw(input).shape} and target shape "
+                         f"{raw(target).shape} differ")
+    return _bce_logits(input, target, reduction=reduction)

@@ -1,0 +1,216 @@
+"""Shape ops: reshape, transpose, broadcast_to, squeeze/unsqueeze, indexing, concatenate/stack/split.
+
+All are linear, so each JVP is the forward applied to the tangent.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..autograd import Op, sum_to
+from ..tensor import Tensor
+from .elementwise import raw
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def _reshape_fwd(x, shape):
+    try:
+        return x.reshape(shape)
+    except ValueError:
+        raise ValueError(f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) "
+                         f"into shape {shape}") from None
+
+
+_reshape = Op("reshape", _reshape_fwd, lambda g, out, x, shape: (g.reshape(x.shape),),
+              lambda ts, out, x, shape: ts[0].reshape(shape))
+
+
+def reshape(x, *shape):
+    """Same data, new shape (reshape(2, 3) or reshape((2, 3)); -1 infers one axis). VJP: g.reshape(x.shape)"""
+    return _reshape(x, shape=_shape_arg(shape))
+
+
+def flatten(x, start_dim: int = 0, end_dim: int = -1):
+    """Merge axes start_dim..end_dim into one (all of them by default, as NumPy's flatten)."""
+    s = raw(x).shape
+    if not s:
+        return reshape(x, (1,))
+    a, b = start_dim % len(s), end_dim % len(s)
+    return reshape(x, s[:a] + (-1,) + s[b + 1:])
+
+
+_transpose = Op("transpose", lambda x, axes: np.transpose(x, axes),
+                lambda g, out, x, axes: (g.transpose(np.argsort(axes) if axes is not None else None),),
+                lambda ts, out, x, axes: np.transpose(ts[0], axes))
+
+
+def transpose(x, *axes):
+    """Permute axes (reversed by default), as NumPy. VJP: the inverse permutation of g."""
+    axes = _shape_arg(axes) if axes and axes != (None,) else None
+    if axes is not None:
+        nd = raw(x).ndim
+        if sorted(a % nd for a in axes) != list(range(nd)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {nd} axes of shape {raw(x).shape}")
+        axes = tuple(a % nd for a in axes)
+    return _transpose(x, axes=axes)
+
+
+def swapaxes(x, axis1: int, axis2: int):
+    """Swap two axes."""
+    perm = list(range(raw(x).ndim))
+    perm[axis1], perm[axis2] = perm[axis2], perm[axis1]
+    return _transpose(x, axes=tuple(perm))
+
+
+def _bcast_fwd(x, shape):
+    try:
+        return np.broadcast_to(x, shape)
+    except ValueError:
+        raise ValueError(f"broadcast_to: shape {x.shape} cannot be broadcast to {shape}") from None
+
+
+_broadcast = Op("broadcast_to", _bcast_fwd, lambda g, out, x, shape: (sum_to(g, x.shape),),
+                lambda ts, out, x, shape: np.broadcast_to(ts[0], shape))
+
+
+def broadcast_to(x, shape):
+    """A read-only broadcast view. VJP: g summed back to x's shape."""
+    return _broadcast(x, shape=_shape_arg((shape,)))
+
+
+def squeeze(x, axis=None, *, dim=None):
+    """Drop size-1 axes (all, or the given ones)."""
+    axis = axis if axis is not None else dim
+    s = raw(x).shape
+    axes = range(len(s)) if axis is None else [a % len(s) for a in ((axis,) if isinstance(axis, int) else axis)]
+    for a in axes:
+        if axis is not None and s[a] != 1:
+            raise ValueError(f"squeeze: axis {a} of shape {s} has size {s[a]}, not 1")
+    return reshape(x, tuple(n for i, n in enumerate(s) if not (i in axes and n == 1)))
+
+
+def expand_dims(x, axis):
+    """Insert a size-1 axis at position axis (NumPy's name)."""
+    s = list(raw(x).shape)
+    s.insert(axis % (len(s) + 1) if axis < 0 else axis, 1)
+    return reshape(x, tuple(s))
+
+
+def unsqueeze(x, dim: int):
+    """Insert a size-1 axis at dim (PyTorch's name)."""
+    return expand_dims(x, dim)
+
+
+# -- indexing ----------------------------------------------------------------------------------
+def raw_index(index):
+    """Index with Tensors replaced by their arrays and lists by arrays (NumPy semantics)."""
+    if isinstance(index, tuple):
+        return tuple(raw_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray([raw(i) for i in index])
+    return index
+
+
+def _is_basic(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (slice, numbers.Integral)) or
+               (isinstance(p, np.ndarray) and p.dtype == bool) for p in parts)
+
+
+def _scatter(g, index, shape):
+    out = np.zeros(shape, g.dtype)
+    if _is_basic(index):  # no repeated positions: plain assignment
+        out[index] = g
+    else:  # integer arrays may repeat an index: add every contribution
+        np.add.at(out, index, g)
+    return out
+
+
+_unindex = Op("scatter_add", _scatter, lambda g, out, g0, index, shape: (g[index],),
+              lambda ts, out, g0, index, shape: _scatter(ts[0], index, shape))
+
+
+def _getitem_vjp(g, out, x, index):
+    shape = raw(x).shape
+    return (_unindex(g, index=index, shape=shape) if isinstance(g, Tensor) else _scatter(g, index, shape),)
+
+
+def _getitem_fwd(x, index):
+    try:
+        return x[index]
+    except IndexError as e:
+        raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
+
+
+_getitem = Op("getitem", _getitem_fwd, _getitem_vjp, lambda ts, out, x, index: ts[0][index])
+
+
+def getitem(x, index):
+    """x[index]: basic, integer-array and boolean-mask indexing. VJP: scatter-add of g."""
+    return _getitem(x, index=raw_index(index))
+
+
+# -- joining and splitting ---------------------------------------------------------------------
+def _cat_fwd(*xs, axis):
+    try:
+        return np.concatenate(xs, axis=axis)
+    except ValueError:
+        shapes = " and ".join(str(x.shape) for x in xs)
+        raise ValueError(f"concatenate: shapes {shapes} must match on every axis except axis {axis}") from None
+
+
+def _cat_vjp(g, out, *xs, axis):
+    ends = np.cumsum([raw(x).shape[axis] for x in xs])
+    lead = (slice(None),) * (axis % raw(g).ndim)
+    return tuple(g[lead + (slice(e - raw(x).shape[axis], e),)] for x, e in zip(xs, ends))
+
+
+_concatenate = Op("concatenate", _cat_fwd, _cat_vjp,
+                  lambda ts, out, *xs, axis: np.concatenate(
+                      [np.zeros_like(x) if t is None else t for t, x in zip(ts, xs)], axis=axis))
+
+
+def concatenate(tensors, axis: int = 0, *, dim=None):
+    """Join along an existing axis. VJP: g sliced back into the pieces."""
+    return _concatenate(*tensors, axis=axis if dim is None else dim)
+
+
+def _stack_fwd(*xs, axis):
+    try:
+        return np.stack(xs, axis=axis)
+    except ValueError:
+        raise ValueError(f"stack: all shapes must be equal, got {' and '.join(str(x.shape) for x in xs)}") from None
+
+
+_stack = Op("stack", _stack_fwd,
+            lambda g, out, *xs, axis: tuple(g[(slice(None),) * (axis % raw(g).ndim) + (i,)] for i in range(len(xs))),
+            lambda ts, out, *xs, axis: np.stack([np.zeros_like(x) if t is None else t for t, x in zip(ts, xs)],
+                                                axis=axis))
+
+
+def stack(tensors, axis: int = 0, *, dim=None):
+    """Join along a new axis. VJP: g indexed at each position."""
+    return _stack(*tensors, axis=axis if dim is None else dim)
+
+
+def split(x, indices_or_sections, axis: int = 0, *, dim=None):
+    """Split into pieces along axis as NumPy does (equal sections or split points)."""
+    axis = axis if dim is None else dim
+    n = raw(x).shape[axis]
+    if isinstance(indices_or_sections, numbers.Integral):
+        k = int(indices_or_sections)
+        if k <= 0 or n % k:
+            raise ValueError(f"split: axis {axis} of size {n} cannot be split into {k} equal sections")
+        bounds = list(range(0, n + 1, n // k))
+    else:
+        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+    lead = (slice(None),) * (axis % raw(x).ndim)
+    return [getitem(x, lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
