@@ -529,3 +529,25 @@ def _decode_png(data: bytes) -> np.ndarray:
         out[r] = cur
         prev = cur
     return out.reshape(height, width, channels)
+
+
+def test_page_without_2d_inputs_hides_the_boundary(browser, tmp_path):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 6))
+    y = rng.integers(0, 4, 30)
+    data = train([6, 5, 4], "leaky_relu", "softmax", X, y, steps=12, lr=0.2)
+    pg = Page(browser, write_report(data, tmp_path / "r.html"))
+    assert pg.page.eval_on_selector("#boundary-card", "e => e.classList.contains('hidden')")
+    pg.set_step(4)
+    pg.set_sample(29)
+    shown = pg.neurons()
+    ref = reference(data, 4, 29)
+    loose = []
+    for s in shown:
+        out, delta, net = (r[s["neuron"]] for r in ref[s["layer"]])
+        _compare(s["out"], _g9(out), "out", loose)
+        _compare(s["delta"], _g9(delta), "delta", loose)
+    assert loose == []
+    pg.page.click("circle[data-layer='2'][data-neuron='3']")
+    assert "p" in pg.page.text_content("#details") and _g9(ref[2][1][3]) in pg.page.text_content("#details")
+    pg.close()

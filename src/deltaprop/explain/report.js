@@ -78,12 +78,12 @@
   const g9 = (x) => formatG(x, 9);
 
   function short(x) {
-    // a compact label for inside a circle: 3 significant digits
+    // a compact label for inside a circle (the full %.9g value is in the tooltip and panel)
     if (!Number.isFinite(x)) return g9(x);
     if (x === 0) return "0";
     const ax = Math.abs(x);
-    if (ax >= 1e4 || ax < 1e-3) return x.toExponential(1).replace("e+", "e");
-    return stripZeros(x.toPrecision(3));
+    if (ax >= 1000 || ax < 0.01) return x.toExponential(1).replace("e+", "e");
+    return stripZeros(x.toPrecision(ax < 0.1 ? 2 : 3));
   }
 
   // ---------------------------------------------------------------- data
@@ -128,12 +128,17 @@
     }
   }
 
-  const DERIV_TEXT = {
-    tanh: "1 − out²",
-    sigmoid: "out · (1 − out)",
-    relu: "(net > 0 ? 1 : 0)",
-    leaky_relu: "(net > 0 ? 1 : " + NEG_SLOPE + ")",
-  };
+  function derivativeText(name, net, out) {
+    // f'(net) with the numbers put in
+    const o = paren(out);
+    switch (name) {
+      case "tanh": return "1 − out² = 1 − " + o + "²";
+      case "sigmoid": return "out · (1 − out) = " + o + " · (1 − " + o + ")";
+      case "relu": return "(1 if net > 0 else 0), net = " + g9(net);
+      case "leaky_relu": return "(1 if net > 0 else " + NEG_SLOPE + "), net = " + g9(net);
+      default: return name + "′(net)";
+    }
+  }
 
   function forward(P, x) {
     // nets[l][j], outs[l][j] for neuron layers l = 0..L (layer 0: the input itself)
@@ -527,7 +532,7 @@
         const fp = derivative(hiddenAct, net, out);
         line(work, ["δ = f′(net) × Σₖ wₖⱼ · δₖ   (the deltas of " + layerName(l + 1) +
           ", sent back along the weights)"]);
-        line(work, ["f′(net) = " + DERIV_TEXT[hiddenAct] + " = ", num(fp)]);
+        line(work, ["f′(net) = " + derivativeText(hiddenAct, net, out) + " = ", num(fp)]);
         line(work, ["Σₖ wₖⱼ · δₖ = " + terms + " = ", num(s)]);
         line(work, ["δ = " + g9(fp) + " × " + paren(s) + " = ", num(delta)]);
       }
@@ -537,8 +542,9 @@
       const layer = P[l - 1];
       const a = fw.outs[l - 1];
       work.appendChild(h("h3", null, "Gradients of the weights into " + neuronName(l, j)));
-      line(work, ["∂Loss/∂wᵢ = δ × aᵢ for this sample" +
-        (layer.gW ? "; the batch gradient is the mean over the batch" : "")]);
+      line(work, ["∂Loss/∂wᵢ = δ × aᵢ for this sample alone" +
+        (layer.gW ? "; the last column is the recorded gradient of the whole batch's loss, " +
+          "the one this step's update used" : "")]);
       const table = h("table", { class: "grads" });
       const head = h("tr");
       for (const c of ["from", "w", "input aᵢ", "δ × aᵢ (this sample)"].concat(layer.gW ? ["batch ∂L/∂w"] : []))
@@ -561,7 +567,7 @@
   // ---------------------------------------------------------------- decision boundary
   const canvas = $("boundary");
   const ctx = canvas ? canvas.getContext("2d") : null;
-  const GRID = 110;
+  const GRID = 165; // 2 canvas pixels per grid cell
   let bounds = null;
 
   function computeBounds() {
