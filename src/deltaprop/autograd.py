@@ -95,7 +95,11 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
             tangent = tangent or a._tangent is not None
         else:
             datas.append(a)
-    out = Tensor(op.fwd(*datas, **kw))
+    if _anomaly:  # the NaN check below reports it; NumPy's warning would only be noise
+        with np.errstate(all="ignore"):
+            out = Tensor(op.fwd(*datas, **kw))
+    else:
+        out = Tensor(op.fwd(*datas, **kw))
     if grad and _grad_enabled:
         out.requires_grad = True
         out._node = Node(op, args, out.data, kw)
@@ -194,11 +198,11 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
             if want is None and node.retained is not None and (t := node.retained()) is not None:
                 _accumulate(t, g, create_graph)
             args = node.args
-            if create_graph:  # recompute the output as a Tensor so the VJP is differentiable
-                out = apply(node.op, args, node.kw)
-                igs = node.op.vjp(g, out, *args, **node.kw)
+            if _anomaly:
+                with np.errstate(all="ignore"):
+                    igs = _call_vjp(node, g, create_graph)
             else:
-                igs = node.op.vjp(g, node.out, *[a.data if isinstance(a, Tensor) else a for a in args], **node.kw)
+                igs = _call_vjp(node, g, create_graph)
             for a, ig in zip(args, igs):
                 if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
                     continue
@@ -213,6 +217,13 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 node.args = node.out = None
     if want is not None:
         return [want[id(_key(t))] for t in inputs]
+
+
+def _call_vjp(node, g, create_graph):
+    args = node.args
+    if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
+        return node.op.vjp(g, apply(node.op, args, node.kw), *args, **node.kw)
+    return node.op.vjp(g, node.out, *[a.data if isinstance(a, Tensor) else a for a in args], **node.kw)
 
 
 def _check_grad(node, g, args):

@@ -86,7 +86,13 @@ def clip(x, a_min=None, a_max=None, *, min=None, max=None):
     return _clip(x, lo=raw(lo), hi=raw(hi))
 
 
-def _binop(name, fwd, vjp, jvp, doc):
+def _binop(name, ufunc, vjp, jvp, doc):
+    def fwd(a, b):
+        try:
+            return ufunc(a, b)
+        except ValueError:
+            raise ValueError(f"{name}: shapes {np.shape(a)} and {np.shape(b)} cannot be broadcast together; "
+                             "make them equal or size 1 in each axis (aligned from the right)") from None
     op = Op(name, fwd, vjp, jvp)
 
     def f(a, b):
