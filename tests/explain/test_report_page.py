@@ -551,3 +551,18 @@ def test_page_without_2d_inputs_hides_the_boundary(browser, tmp_path):
     pg.page.click("circle[data-layer='2'][data-neuron='3']")
     assert "p" in pg.page.text_content("#details") and _g9(ref[2][1][3]) in pg.page.text_content("#details")
     pg.close()
+
+
+def test_page_survives_a_diverged_run(browser, tmp_path):
+    data = config_data("tanh-sigmoid", n=12, steps=6)
+    data["loss"][-1] = float("nan")
+    data["params"][-1][1]["W"] = np.full((4, 4), np.nan)
+    data["params"][-1][0]["b"] = np.array([np.inf, -np.inf, 0.0, 1.0])
+    pg = Page(browser, write_report(data, tmp_path / "r.html"))
+    pg.set_step(5)
+    shown = {(s["layer"], s["neuron"]): s for s in pg.neurons()}
+    assert shown[(2, 0)]["out"] == "nan" and shown[(1, 0)]["out"] == "1"
+    assert "nan" in pg.page.text_content("#loss-value")
+    pg.page.check("#backward")
+    pg.page.click("circle[data-layer='1'][data-neuron='1']")
+    pg.close()
