@@ -1,0 +1,484 @@
+"""The benchmark runner: one process per measurement, libraries alternating, paired ratios.
+
+For each case, round r runs every library once, in a fixed order (A B C A B C ...), each in a
+fresh `python -m deltaprop.bench.worker` process with the same thread count. A library's
+round value is the median of its timed iterations; per library the report gives the median,
+min and max over rounds and the median over rounds of deltaprop / library (paired by round,
+so a machine that drifts between rounds moves both sides of each ratio together).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._registry import APPLIES, BASELINE, CASES, ITERATIONS, LIBS, PEERS
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+SKIP_STATUSES = ("not installed", "not applicable", "error")
+
+# The import case: a fresh interpreter times `import <module>` around nothing else.
+IMPORT_SNIPPET = r"""
+import json, sys, time
+from importlib.util import find_spec
+lib, module = sys.argv[1], sys.argv[2]
+head = {"lib": lib, "case": "import"}
+if find_spec(module) is None:
+    print(json.dumps({**head, "status": "not installed", "reason": "no module named %r" % module}))
+else:
+    t0 = time.perf_counter()
+    try:
+        __import__(module)
+    except Exception as e:
+        print(json.dumps({**head, "status": "error", "reason": "%s: %s" % (type(e).__name__, e)}))
+    else:
+        dt = time.perf_counter() - t0
+        print(json.dumps({**head, "status": "ok", "value": dt, "unit": "s", "times": [dt], "extra": {}}))
+"""
+
+Measure = Callable[[str, str, int], dict]
+
+
+# --------------------------------------------------------------------------- statistics
+def median(xs: Iterable[float]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def paired_ratios(base: list[float | None], other: list[float | None]) -> list[float]:
+    """base[r] / other[r] for every round r where both have a value (and other[r] != 0)."""
+    return [b / o for b, o in zip(base, other) if b is not None and o is not None and o != 0]
+
+
+def summarize_lib(values: list[float | None], base: list[float | None] | None) -> dict:
+    """Median, min, max over rounds; median of the paired ratios and differences to base."""
+    vals = [v for v in values if v is not None]
+    out: dict[str, Any] = {"rounds": values, "median": median(vals),
+                           "min": min(vals) if vals else None, "max": max(vals) if vals else None}
+    if base is not None:
+        ratios = paired_ratios(base, values)
+        out["ratios"] = ratios
+        out["ratio"] = median(ratios)
+        diffs = [b - v for b, v in zip(base, values) if b is not None and v is not None]
+        out["difference"] = median(diffs)
+    else:
+        out["ratios"], out["ratio"], out["difference"] = [], None, None
+    return out
+
+
+# --------------------------------------------------------------------------- scheduling
+def plan(cases: list[str], libs: list[str], repeats: int) -> list[tuple[str, int, str]]:
+    """(case, round, lib) in run order: per case, round after round, libraries alternating."""
+    order = []
+    for case in cases:
+        case_libs = [lib for lib in APPLIES[case] if lib in libs]
+        for r in range(repeats):
+            order.extend((case, r, lib) for lib in case_libs)
+    return order
+
+
+def run_plan(order: list[tuple[str, int, str]], repeats: int, measure: Measure,
+             progress: Callable[[str], None] | None = None) -> dict[str, dict[str, dict]]:
+    """Run every (case, round, lib); a library that is not installed, not applicable or
+    failed is not run again for that case. Returns {case: {lib: {"status", "values", ...}}}."""
+    results: dict[str, dict[str, dict]] = {}
+    for case, r, lib in order:
+        entry = results.setdefault(case, {}).setdefault(
+            lib, {"status": "ok", "values": [None] * repeats, "runs": []})
+        if entry["status"] in SKIP_STATUSES:
+            continue
+        res = measure(lib, case, r)
+        if progress:
+            progress(f"{case:9s} round {r + 1}/{repeats} {lib:10s} {_short(res)}")
+        if res.get("status") != "ok":
+            entry["status"] = res.get("status", "error")
+            entry["reason"] = res.get("reason", "")
+            continue
+        entry["values"][r] = float(res["value"])
+        entry["unit"] = res.get("unit", CASES[case][1])
+        entry["runs"].append({k: res[k] for k in ("times", "extra") if k in res})
+    return results
+
+
+def _short(res: dict) -> str:
+    if res.get("status") == "ok":
+        return f"{res['value']:.6g} {res.get('unit', '')}"
+    return f"{res.get('status')}: {res.get('reason', '')}"[:120]
+
+
+# --------------------------------------------------------------------------- workers
+def worker_env(threads: int, base: dict | None = None) -> dict[str, str]:
+    """The child's environment: the thread variables set, and this deltaprop importable."""
+    env = dict(os.environ if base is None else base)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def worker_command(python: str, lib: str, case: str, threads: int, quick: bool) -> list[str]:
+    if case == "import":
+        module = LIBS[lib][1] or lib
+        return [python, "-c", IMPORT_SNIPPET, lib, module]
+    cmd = [python, "-m", "deltaprop.bench.worker", lib, case, "--threads", str(threads)]
+    return cmd + (["--quick"] if quick else [])
+
+
+def parse_worker_output(stdout: str, lib: str, case: str) -> dict:
+    """The last line of stdout that is a JSON object; an error result when there is none."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                break
+    return {"lib": lib, "case": case, "status": "error", "reason": "the worker printed no JSON result"}
+
+
+def subprocess_measure(python: str, threads: int, quick: bool, timeout: float,
+                       command: Callable[..., list[str]] = worker_command) -> Measure:
+    """A Measure that runs each measurement in its own worker process."""
+    env = worker_env(threads)
+
+    def measure(lib: str, case: str, r: int) -> dict:
+        cmd = command(python, lib, case, threads, quick)
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"lib": lib, "case": case, "status": "error", "reason": f"timed out after {timeout:g} s"}
+        wall = time.perf_counter() - t0
+        res = parse_worker_output(proc.stdout, lib, case)
+        if proc.returncode != 0 and res.get("status") == "error":
+            tail = (proc.stderr or "").strip().splitlines()[-1:] or [""]
+            res["reason"] = f"exit {proc.returncode}: {tail[0]}"[:500]
+        res.setdefault("extra", {})
+        if isinstance(res.get("extra"), dict):
+            res["extra"]["process_wall_s"] = wall
+        return res
+
+    return measure
+
+
+# --------------------------------------------------------------------------- report
+def build_report(results: dict[str, dict[str, dict]], meta: dict) -> dict:
+    """The JSON object: meta, and per case its unit and each library's summary."""
+    cases: dict[str, Any] = {}
+    for case, libs in results.items():
+        base_entry = libs.get(BASELINE)
+        base = base_entry["values"] if base_entry and base_entry["status"] == "ok" else None
+        if base is not None and all(v is None for v in base):
+            base = None
+        out_libs: dict[str, Any] = {}
+        for lib, entry in libs.items():
+            item: dict[str, Any] = {"status": entry["status"]}
+            if entry["status"] == "ok":
+                item.update(summarize_lib(entry["values"], base if lib != BASELINE else None))
+                if lib == BASELINE and base is not None:
+                    item["ratio"] = 1.0
+                item["extra"] = _merge_extra(entry["runs"])
+            else:
+                item["reason"] = entry.get("reason", "")
+            out_libs[lib] = item
+        cases[case] = {"description": CASES[case][0], "unit": CASES[case][1], "baseline": BASELINE,
+                       "libraries": out_libs}
+    return {"meta": meta, "cases": cases}
+
+
+def _merge_extra(runs: list[dict]) -> dict:
+    """Per-process extras: numbers become medians over rounds, the rest is kept from the last."""
+    extras = [r.get("extra") or {} for r in runs]
+    merged: dict[str, Any] = {}
+    for key in {k for e in extras for k in e}:
+        vals = [e[key] for e in extras if key in e]
+        nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        merged[key] = median(nums) if nums and len(nums) == len(vals) else vals[-1]
+    return merged
+
+
+def fmt_value(v: float | None, unit: str) -> str:
+    if v is None:
+        return "-"
+    if unit in ("s", "s/op"):
+        suffix = "/op" if unit == "s/op" else ""
+        for scale, name in ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"), (1e-9, "ns")):
+            if abs(v) >= scale or scale == 1e-9:
+                return f"{v / scale:.3g} {name}{suffix}"
+    return f"{v:.4g} {unit}"
+
+
+def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
+    if item["status"] != "ok":
+        reason = item.get("reason", "")
+        return item["status"] if item["status"] == "not installed" and not reason else f"{item['status']}: {reason}"[:90]
+    ex = item.get("extra", {})
+    notes = []
+    if case == "train":
+        if ex.get("test_accuracy") is not None:
+            notes.append(f"test acc {ex['test_accuracy']:.3f}")
+        if ex.get("seconds_to_target") is not None:
+            notes.append(f"{fmt_value(ex['seconds_to_target'], 's')} to acc 0.97")
+        if ex.get("peak_rss_mb") is not None:
+            notes.append(f"peak RSS {ex['peak_rss_mb']:.0f} MB")
+    elif case == "memory":
+        if ex.get("growth_mb") is not None:
+            notes.append(f"RSS epoch 2 -> last {ex['growth_mb']:+.1f} MB")
+        if ex.get("test_accuracy") is not None:
+            notes.append(f"test acc {ex['test_accuracy']:.3f}")
+    elif case == "import" and lib != BASELINE and item.get("difference") is not None:
+        notes.append(f"deltaprop - {lib}: {item['difference']:+.3f} s")
+    loss = ex.get("first_loss")
+    if ref_loss is not None and loss is not None and lib != "gemm":
+        if abs(loss - ref_loss) > 1e-4 * max(1.0, abs(ref_loss)):
+            notes.append(f"first loss {loss:.6g} != {ref_loss:.6g}")
+    if ex.get("warmup") is not None:
+        notes.append(f"{ex['warmup']:.0f}+{ex['iters']:.0f} it")
+    return "; ".join(notes)
+
+
+def format_table(report: dict) -> str:
+    """One Markdown table: case, library, median, min, max, deltaprop / library, notes."""
+    rows = [["case", "library", "median", "min", "max", "deltaprop / lib", "notes"]]
+    for case, data in report["cases"].items():
+        unit = data["unit"]
+        libs = data["libraries"]
+        ref = next((libs[r]["extra"].get("first_loss") for r in ("numpy", "torch", BASELINE)
+                    if r in libs and libs[r]["status"] == "ok"), None)
+        for lib, item in libs.items():
+            ok = item["status"] == "ok"
+            ratio = item.get("ratio") if ok else None
+            rows.append([
+                case, lib,
+                fmt_value(item.get("median"), unit) if ok else item["status"],
+                fmt_value(item.get("min"), unit) if ok else "",
+                fmt_value(item.get("max"), unit) if ok else "",
+                f"{ratio:.2f}" if ratio is not None else "-",
+                _notes(case, lib, item, ref),
+            ])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- machine
+MACHINE_SNIPPET = r"""
+import io, json, contextlib
+info = {}
+import numpy as np
+info["numpy"] = np.__version__
+try:
+    cfg = np.show_config(mode="dicts")
+    blas = cfg.get("Build Dependencies", {}).get("blas", {})
+    info["blas"] = " ".join(str(blas.get(k, "")) for k in ("name", "version")).strip()
+except Exception:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        np.show_config()
+    info["blas"] = buf.getvalue()[:300]
+try:
+    from threadpoolctl import threadpool_info
+    info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "num_threads", "version")}
+                           for p in threadpool_info()]
+except ImportError:
+    info["threadpools"] = None
+print(json.dumps(info))
+"""
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(python: str, threads: int) -> dict:
+    """CPU, cores, and NumPy's BLAS with its thread count as a worker process sees them."""
+    info: dict[str, Any] = {"cpu": cpu_model(), "logical_cpus": os.cpu_count(),
+                            "platform": platform.platform(), "threads": threads}
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cpus"] = len(os.sched_getaffinity(0))
+    try:
+        proc = subprocess.run([python, "-c", MACHINE_SNIPPET], env=worker_env(threads),
+                              capture_output=True, text=True, timeout=120)
+        info.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        proc = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
+                              capture_output=True, text=True, timeout=60)
+        info["python"] = proc.stdout.strip()
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        pass
+    return info
+
+
+def lib_versions(python: str, libs: Iterable[str]) -> dict[str, str | None]:
+    """Installed versions, read from package metadata without importing the libraries."""
+    dists = {"deltaprop": "deltaprop", "torch": "torch", "autograd": "autograd", "mygrad": "mygrad",
+             "dezero": "dezero", "micrograd": "micrograd", "numpy": "numpy", "numpy-buf": "numpy",
+             "gemm": "numpy", "sklearn": "scikit-learn"}
+    names = sorted({dists[lib] for lib in libs if lib in dists})
+    code = ("import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\nout = {}\n"
+            "for n in sys.argv[1:]:\n    try: out[n] = version(n)\n"
+            "    except PackageNotFoundError: out[n] = None\nprint(json.dumps(out))")
+    try:
+        proc = subprocess.run([python, "-c", code, *names], capture_output=True, text=True, timeout=60)
+        found = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return {}
+    return {lib: found.get(dists[lib]) for lib in libs if lib in dists}
+
+
+def format_markdown(report: dict) -> str:
+    """RESULTS.md: the machine, the exact command, and the table."""
+    m = report["meta"]
+    mach = m.get("machine", {})
+    pools = mach.get("threadpools")
+    pool_text = ", ".join(f"{p['internal_api']} {p.get('version') or ''} x{p['num_threads']}" for p in pools) \
+        if pools else "threadpoolctl not installed"
+    lines = [
+        "# deltaprop benchmark results",
+        "",
+        "Generated by the runner (`deltaprop bench --markdown benchmarks/RESULTS.md`); do not edit by hand.",
+        "",
+    ]
+    if m.get("note"):
+        lines += [f"**Note:** {m['note']}", ""]
+    lines += [
+        "## Machine",
+        "",
+        f"- CPU: {mach.get('cpu')} ({mach.get('usable_cpus', mach.get('logical_cpus'))} usable of "
+        f"{mach.get('logical_cpus')} logical CPUs)",
+        f"- Python {mach.get('python', '?')}, NumPy {mach.get('numpy', '?')}, BLAS: {mach.get('blas', '?')}",
+        f"- BLAS / OpenMP thread pools in a worker: {pool_text}",
+        f"- Threads for every library: {m['threads']} (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, "
+        "MKL_NUM_THREADS, torch.set_num_threads)",
+        f"- Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in m.get("versions", {}).items()),
+        "",
+        "## Command",
+        "",
+        "```",
+        m["command"],
+        "```",
+        "",
+        f"{m['repeats']} rounds per case; each round runs every library once in its own process, "
+        "in the order listed. median/min/max are over rounds (a round's value is the median of "
+        "its timed iterations after warm-up); `deltaprop / lib` is the median over rounds of the "
+        "paired ratio (below 1: deltaprop is faster or smaller).",
+        "",
+        "## Results",
+        "",
+        format_table(report).rstrip("\n"),
+        "",
+        "## Cases",
+        "",
+    ]
+    lines += [f"- `{c}`: {report['cases'][c]['description']}" for c in report["cases"]]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- command line
+def _csv(value: str, valid: list[str], what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if items in (["all"], []):
+        return list(valid)
+    if items == ["none"]:
+        return []
+    bad = [v for v in items if v not in valid]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(bad)} (valid: {', '.join(valid)})")
+    return items
+
+
+def default_threads() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="deltaprop bench",
+        description="Benchmark deltaprop side by side with the peers that are installed; each "
+                    "measurement in its own process, libraries alternating, same thread count.",
+    )
+    p.add_argument("--cases", default="all",
+                   type=lambda v: _csv(v, list(CASES), "case"),
+                   help="comma-separated cases (default all): " + ", ".join(CASES))
+    p.add_argument("--peers", default="all",
+                   type=lambda v: _csv(v, PEERS, "peer"),
+                   help="comma-separated peers, 'all' (default) or 'none': " + ", ".join(PEERS))
+    p.add_argument("--no-deltaprop", action="store_true", help="measure the peers only")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="rounds per case, one process per library per round (default 5; 2 with --quick)")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"threads for every library (default: usable CPUs, here {default_threads()})")
+    p.add_argument("--quick", action="store_true", help="fewer rounds and iterations (a smoke run)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--markdown", metavar="PATH", help="also write the machine, command and table to PATH")
+    p.add_argument("--note", default=None, help="a note to put at the top of the --markdown file")
+    p.add_argument("--python", default=sys.executable,
+                   help="the interpreter that runs the workers (default: this one)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed to one worker process")
+    p.add_argument("--progress", action="store_true", help="one line per measurement on stderr")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.repeats is not None and args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    if args.threads is not None and args.threads < 1:
+        parser.error("--threads must be at least 1")
+    repeats = args.repeats or (2 if args.quick else 5)
+    threads = args.threads or default_threads()
+    libs = ([] if args.no_deltaprop else [BASELINE]) + args.peers
+    order = plan(args.cases, libs, repeats)
+    measure = subprocess_measure(args.python, threads, args.quick, args.timeout)
+    progress = (lambda line: (sys.stderr.write(line + "\n"), sys.stderr.flush())) if args.progress else None
+    started = time.time()
+    results = run_plan(order, repeats, measure, progress)
+    shown = "deltaprop bench" if argv is not None or os.path.basename(sys.argv[0]) == "deltaprop" \
+        else "python -m deltaprop.bench"
+    meta = {
+        "command": " ".join([shown] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
+        "threads": threads, "repeats": repeats, "quick": args.quick,
+        "iterations": {c: ITERATIONS[c][1 if args.quick else 0] for c in args.cases},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine_info(args.python, threads),
+        "versions": lib_versions(args.python, libs),
+    }
+    if args.note:
+        meta["note"] = args.note
+    report = build_report(results, meta)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as f:
+            f.write(format_markdown(report))
+    if args.json:
+        sys.stdout.write(json.dumps(report) + "\n")
+    else:
+        print_table(report)
+    return 0
+
+
+def print_table(report: dict) -> None:
+    """The runner's only output to stdout: the table, with the thread count and rounds."""
+    m = report["meta"]
+    print(f"deltaprop bench: {m['repeats']} rounds, {m['threads']} threads, "
+          f"{m['machine'].get('cpu', '?')}")
+    print(format_table(report), end="")
