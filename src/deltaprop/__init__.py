@@ -6,9 +6,10 @@ training on top of it, and the propagated error signals (deltas) made visible.
 from __future__ import annotations
 
 from ._config import get_default_dtype, manual_seed, set_default_dtype
-from .tensor import Tensor, tensor
-from .creation import arange, eye, full, ones, ones_like, rand, randn, zeros, zeros_like
-from .autograd import Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .tensor import Tensor
+from .creation import tensor, arange, eye, full, ones, ones_like, rand, randn, zeros, zeros_like
+from .function import Function
+from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad
 from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, cos, divide, dot, exp,
                   expand_dims, flatten, log, log1p, logsumexp, matmul, max, maximum, mean, min, minimum,
                   multiply, negative, power, prod, relu, reshape, sigmoid, sin, split, sqrt, square, squeeze,

@@ -1,19 +1,13 @@
-"""The engine: graph nodes, grad/anomaly modes, the iterative backward pass, dp.Function.
+"""The engine: graph nodes, grad/anomaly modes, the iterative backward pass.
 
-Every differentiable op is an `Op` (ops/) with a forward on ndarrays, a VJP and a JVP.
-`apply` runs the forward and, when a gradient may be needed, records a `Node` that keeps
-what the VJP needs. `run_backward` orders the nodes without recursion and sums each
-tensor's incoming gradients before passing them on (reverse-mode chain rule).
-
-First-order backward works on raw ndarrays (no graph is built). With create_graph=True the
-VJPs receive Tensors instead; they are written with NumPy functions that Tensors dispatch
-back to deltaprop ops, so the gradient itself becomes differentiable.
+An `Op` (ops/) has a forward on ndarrays, a VJP and a JVP; `apply` runs it and records a `Node`.
+`run_backward` orders nodes without recursion and sums each tensor's incoming gradients before
+passing them on. First-order backward works on raw ndarrays; with create_graph=True the VJPs get
+Tensors, which dispatch their NumPy calls back to deltaprop ops: the gradient is differentiable.
 """
 from __future__ import annotations
 
 import contextlib
-import functools
-import weakref
 
 import numpy as np
 
@@ -48,6 +42,7 @@ def enable_grad() -> _Mode:
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record the graph right now."""
     return _grad_enabled
 
 
@@ -76,9 +71,6 @@ class Op:
 
     def __call__(self, *args, **kw):
         return apply(self, args, kw)
-
-    def __repr__(self):
-        return f"<op {self.name}>"
 
 
 def _shapes(args) -> str:
@@ -255,47 +247,9 @@ def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -
 class RemovableHandle:
     """Returned by register_hook; .remove() unregisters the hook."""
 
-    _next = 0
-
-    def __init__(self, hooks: dict):
-        self.hooks, self.id = hooks, RemovableHandle._next
-        RemovableHandle._next += 1
+    def __init__(self, hooks: dict, fn):
+        self.hooks = hooks
+        hooks[id(self)] = fn
 
     def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-
-class Context:
-    """The ctx of a dp.Function: save_for_backward / saved_tensors, plus free attributes."""
-
-    def save_for_backward(self, *tensors):
-        self.saved_tensors = tensors
-
-
-def _function_vjp(g, out, *xs, ctx, cls):
-    gt = g if isinstance(g, Tensor) else Tensor(g)
-    grads = cls.backward(ctx, gt)
-    grads = grads if isinstance(grads, tuple) else (grads,)
-    raw = not isinstance(g, Tensor)
-    return tuple(None if r is None else (r.data if raw and isinstance(r, Tensor) else r) for r in grads)
-
-
-class Function:
-    """A user-defined op, PyTorch-style: static forward(ctx, *args) and backward(ctx, grad)."""
-
-    @classmethod
-    def apply(cls, *args):
-        ctx = Context()
-        with no_grad():
-            out = cls.forward(ctx, *args)
-        out = out if isinstance(out, Tensor) else Tensor(np.asarray(out))
-        op = Op(cls.__name__, lambda *xs, **kw: out.data, functools.partial(_function_vjp, cls=cls))
-        return apply(op, args, {"ctx": ctx})
-
-    @staticmethod
-    def forward(ctx, *args):
-        raise NotImplementedError
-
-    @staticmethod
-    def backward(ctx, grad):
-        raise NotImplementedError
+        self.hooks.pop(id(self), None)

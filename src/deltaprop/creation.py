@@ -1,13 +1,37 @@
-"""Tensor creation: zeros, ones, full, arange, eye, randn, rand, zeros_like, ones_like."""
+"""Tensor creation: dp.tensor (with its dtype rules), zeros, ones, full, arange, eye, randn, rand, zeros_like, ones_like."""
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
 from . import _config
 from ._config import get_default_dtype
 from .tensor import Tensor
+
+
+def _to_array(data: Any, dtype=None) -> np.ndarray:
+    """Convert user data to an ndarray: Python floats take the default dtype, ndarrays keep theirs."""
+    if isinstance(data, Tensor):
+        data = data.data
+    native = not isinstance(data, (np.ndarray, np.generic))
+    try:
+        arr = np.array(data, dtype=dtype)
+    except (ValueError, TypeError) as e:
+        raise TypeError(f"dp.tensor: cannot make a tensor from {type(data).__name__} ({e}); "
+                        "pass a number, a (nested) list of numbers or an ndarray") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"dp.tensor: cannot make a tensor from {type(data).__name__} "
+                        f"(dtype {arr.dtype}); pass numbers, a list of numbers or a numeric ndarray")
+    if dtype is None and native and arr.dtype == np.float64:
+        arr = arr.astype(get_default_dtype())
+    return arr
+
+
+def tensor(data: Any, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A new tensor (a copy of data): Python floats -> default dtype, ints -> int64."""
+    return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
 
 
 def _creator(fill):

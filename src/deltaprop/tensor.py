@@ -13,24 +13,6 @@ import numpy as np
 from ._config import get_default_dtype
 
 
-def _to_array(data: Any, dtype=None) -> np.ndarray:
-    """Convert user data to an ndarray: Python floats take the default dtype, ndarrays keep theirs."""
-    if isinstance(data, Tensor):
-        data = data.data
-    native = not isinstance(data, (np.ndarray, np.generic))
-    try:
-        arr = np.array(data, dtype=dtype)
-    except (ValueError, TypeError) as e:
-        raise TypeError(f"dp.tensor: cannot make a tensor from {type(data).__name__} ({e}); "
-                        "pass a number, a (nested) list of numbers or an ndarray") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"dp.tensor: cannot make a tensor from {type(data).__name__} "
-                        f"(dtype {arr.dtype}); pass numbers, a list of numbers or a numeric ndarray")
-    if dtype is None and native and arr.dtype == np.float64:
-        arr = arr.astype(get_default_dtype())
-    return arr
-
-
 class Tensor:
     """An n-dimensional array that can record the operations applied to it and backpropagate."""
 
@@ -45,7 +27,6 @@ class Tensor:
         if requires_grad:
             self.requires_grad_(True)
 
-    # -- properties ---------------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
     dtype = property(lambda self: self.data.dtype)
     ndim = property(lambda self: self.data.ndim)
@@ -57,34 +38,21 @@ class Tensor:
         """A copy of the values as an ndarray (later updates never change it)."""
         return self.data.copy()
 
-    def item(self) -> float | int | bool:
-        return self.data.item()
-
-    def tolist(self):
-        return self.data.tolist()
+    def item(self) -> float | int | bool: return self.data.item()  # noqa: E704
+    def tolist(self) -> list: return self.data.tolist()  # noqa: E704
 
     def __array__(self, dtype=None, copy=None):
         if dtype is not None and np.dtype(dtype) != self.data.dtype:
             return self.data.astype(dtype)
         return self.data.copy() if copy else self.data
 
-    def __len__(self):
-        return len(self.data)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
-
-    def __bool__(self):
-        return bool(self.data)
-
-    def __float__(self):
-        return float(self.data)
-
-    def __int__(self):
-        return int(self.data)
-
-    def __index__(self):
-        return self.data.__index__()
+    # conversions behave as on the underlying ndarray
+    def __len__(self): return len(self.data)  # noqa: E704
+    def __iter__(self): return (self[i] for i in range(len(self)))  # noqa: E704
+    def __bool__(self): return bool(self.data)  # noqa: E704
+    def __float__(self): return float(self.data)  # noqa: E704
+    def __int__(self): return int(self.data)  # noqa: E704
+    def __index__(self): return self.data.__index__()  # noqa: E704
 
     __hash__ = object.__hash__
 
@@ -124,17 +92,13 @@ class Tensor:
         """fn(grad) -> Tensor | ndarray | None runs once per backward with this tensor's summed grad."""
         if not self.requires_grad:
             raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
-        owner = self._node if self._node is not None else self
+        owner = self._node if self._node is not None else self  # non-leaf hooks live on the node
         if owner is self:
-            self._hooks = self._hooks or {}
+            self._hooks = hooks = self._hooks or {}
         else:
-            owner.hooks = owner.hooks or {}
-        hooks = self._hooks if owner is self else owner.hooks
-        handle = _autograd.RemovableHandle(hooks)
-        hooks[handle.id] = fn
-        return handle
+            owner.hooks = hooks = owner.hooks or {}
+        return _autograd.RemovableHandle(hooks, fn)
 
-    # -- in-place updates -------------------------------------------------------------------
     def _inplace(self, other, op, ufunc) -> Tensor:
         if _autograd._grad_enabled and self.requires_grad:
             raise RuntimeError(f"in-place {ufunc.__name__} on a tensor that requires grad would corrupt the "
@@ -160,41 +124,21 @@ class Tensor:
         return _ops.array_function(func, args, kwargs)
 
 
-def tensor(data: Any, dtype=None, requires_grad: bool = False) -> Tensor:
-    """A new tensor (a copy of data): Python floats -> default dtype, ints -> int64."""
-    return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
-
-
-# The operator table: each dunder delegates to one op; the reflected form swaps operands.
-def _binary(op_name, ufunc):
-    def fwd(a, b):
-        return getattr(_ops, op_name)(a, b)
-
-    def rev(a, b):
-        return getattr(_ops, op_name)(b, a)
-
-    def inplace(a, b):
-        return a._inplace(b, fwd, ufunc)
-    return fwd, rev, inplace
-
-
-for _n, _op, _uf in [("add", "add", np.add), ("sub", "subtract", np.subtract), ("mul", "multiply", np.multiply),
-                     ("truediv", "divide", np.divide), ("pow", "power", np.power), ("matmul", "matmul", np.matmul)]:
-    _f, _r, _i = _binary(_op, _uf)
-    setattr(Tensor, f"__{_n}__", _f)
-    setattr(Tensor, f"__r{_n}__", _r)
-    setattr(Tensor, f"__i{_n}__", _i)
-for _n, _op in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"), ("ge", "greater_equal"),
-                ("eq", "equal"), ("ne", "not_equal")]:
-    setattr(Tensor, f"__{_n}__", _binary(_op, None)[0])
-Tensor.__neg__ = lambda self: _ops.negative(self)
-Tensor.__pos__ = lambda self: self
-Tensor.__abs__ = lambda self: _ops.abs(self)
-Tensor.__getitem__ = lambda self, index: _ops.getitem(self, index)
-Tensor.__hash__ = object.__hash__
-
 from . import autograd as _autograd, ops as _ops  # noqa: E402  (ops need Tensor defined)
 import weakref as _weakref  # noqa: E402
 
+# The operator table: each dunder is one op; the reflected form swaps operands.
+for _n, _f, _uf in [("add", _ops.add, np.add), ("sub", _ops.subtract, np.subtract), ("mul", _ops.multiply, np.multiply),
+                    ("truediv", _ops.divide, np.divide), ("pow", _ops.power, np.power),
+                    ("matmul", _ops.matmul, np.matmul)]:
+    setattr(Tensor, f"__{_n}__", _f)
+    setattr(Tensor, f"__r{_n}__", lambda a, b, f=_f: f(b, a))
+    setattr(Tensor, f"__i{_n}__", lambda a, b, f=_f, uf=_uf: a._inplace(b, f, uf))
+for _n, _f in [("lt", _ops.less), ("le", _ops.less_equal), ("gt", _ops.greater), ("ge", _ops.greater_equal),
+               ("eq", _ops.equal), ("ne", _ops.not_equal), ("neg", _ops.negative), ("abs", _ops.abs),
+               ("getitem", _ops.getitem)]:
+    setattr(Tensor, f"__{_n}__", _f)
+Tensor.__pos__ = lambda self: self
+Tensor.__hash__ = object.__hash__
 for _n in _ops.METHODS:
     setattr(Tensor, _n, getattr(_ops, _n))

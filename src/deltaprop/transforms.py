@@ -11,7 +11,8 @@ import numpy as np
 
 from . import autograd
 from .ops import add
-from .tensor import Tensor, _to_array
+from .creation import _to_array
+from .tensor import Tensor
 
 
 def _input(a) -> Tensor:

@@ -1,0 +1,45 @@
+"""dp.Function: user-defined ops, PyTorch-style (forward/backward with a ctx that saves tensors)."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .autograd import Op, apply, no_grad
+from .tensor import Tensor
+
+
+class Context:
+    """The ctx of a dp.Function: save_for_backward / saved_tensors, plus free attributes."""
+
+    def save_for_backward(self, *tensors):
+        self.saved_tensors = tensors
+
+
+def _function_vjp(g, out, *xs, ctx, cls):
+    gt = g if isinstance(g, Tensor) else Tensor(g)
+    grads = cls.backward(ctx, gt)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    raw = not isinstance(g, Tensor)
+    return tuple(None if r is None else (r.data if raw and isinstance(r, Tensor) else r) for r in grads)
+
+
+class Function:
+    """A user-defined op, PyTorch-style: static forward(ctx, *args) and backward(ctx, grad)."""
+
+    @classmethod
+    def apply(cls, *args):
+        ctx = Context()
+        with no_grad():
+            out = cls.forward(ctx, *args)
+        out = out if isinstance(out, Tensor) else Tensor(np.asarray(out))
+        op = Op(cls.__name__, lambda *xs, **kw: out.data, functools.partial(_function_vjp, cls=cls))
+        return apply(op, args, {"ctx": ctx})
+
+    @staticmethod
+    def forward(ctx, *args):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
