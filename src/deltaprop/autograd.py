@@ -115,33 +115,30 @@ def sum_to(g, shape: tuple):
     return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _key(t: Tensor):
-    return t._node if t._node is not None else t
-
-
 def _order(roots) -> list:
     """Reverse topological order of every node reachable from roots (iterative DFS)."""
     post, seen = [], set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            node, done = stack.pop()
-            if done:
-                post.append(node)
-                continue
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            stack.append((node, True))
-            if isinstance(node, Node):
-                if node.args is None:
-                    raise RuntimeError(
-                        f"Trying to backward through the graph a second time (op '{node.op.name}'): its "
-                        "saved values were freed by the first backward. Call backward(retain_graph=True) "
-                        "the first time if you need to backward twice.")
-                for a in node.args:
-                    if isinstance(a, Tensor) and a.requires_grad and id(_key(a)) not in seen:
-                        stack.append((_key(a), False))
+    stack = [(r, False) for r in roots]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            post.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if type(node) is Node:
+            if node.args is None:
+                raise RuntimeError(
+                    f"Trying to backward through the graph a second time (op '{node.op.name}'): its "
+                    "saved values were freed by the first backward. Call backward(retain_graph=True) "
+                    "the first time if you need to backward twice.")
+            for a in node.args:
+                if isinstance(a, Tensor) and a.requires_grad:
+                    k = a._node or a  # a Node is always truthy
+                    if id(k) not in seen:
+                        stack.append((k, False))
     post.reverse()
     return post
 
@@ -166,12 +163,12 @@ def _accumulate(t: Tensor, g, create_graph: bool) -> None:
 def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
     (no .grad is touched); otherwise accumulate into the leaves' .grad."""
-    order = _order([_key(r) for r in roots])
+    order = _order([(r._node or r) for r in roots])
     pending = {}
     for r, g in zip(roots, grads):
-        k = _key(r)
+        k = r._node or r
         pending[k] = g if k not in pending else pending[k] + g
-    want = None if inputs is None else {id(_key(t)): None for t in inputs}
+    want = None if inputs is None else {id(t._node or t): None for t in inputs}
     with (enable_grad() if create_graph else no_grad()):
         for node in order:
             g = pending.pop(node, None)
@@ -203,12 +200,12 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                     ig = ig.astype(a.dtype)
                 if _anomaly:
                     _check_grad(node, ig, args)
-                k = _key(a)
+                k = a._node or a
                 pending[k] = ig if k not in pending else pending[k] + ig
             if not retain_graph:
                 node.args = node.out = None
     if want is not None:
-        return [want[id(_key(t))] for t in inputs]
+        return [want[id(t._node or t)] for t in inputs]
 
 
 def _call_vjp(node, g, create_graph):

@@ -24,6 +24,14 @@ def _function_vjp(g, out, *xs, ctx, cls):
     return tuple(None if r is None else (r.data if raw and isinstance(r, Tensor) else r) for r in grads)
 
 
+def _function_jvp(ts, out, *xs, ctx, cls):
+    if cls.jvp is Function.jvp:
+        raise NotImplementedError(f"forward mode (dp.jvp) through {cls.__name__}: define a staticmethod "
+                                  "jvp(ctx, *tangents) returning the output's tangent")
+    r = cls.jvp(ctx, *[None if t is None else Tensor(t) for t in ts])
+    return r.data if isinstance(r, Tensor) else r
+
+
 class Function:
     """A user-defined op, PyTorch-style: static forward(ctx, *args) and backward(ctx, grad)."""
 
@@ -33,7 +41,8 @@ class Function:
         with no_grad():
             out = cls.forward(ctx, *args)
         out = out if isinstance(out, Tensor) else Tensor(np.asarray(out))
-        op = Op(cls.__name__, lambda *xs, **kw: out.data, functools.partial(_function_vjp, cls=cls))
+        op = Op(cls.__name__, lambda *xs, **kw: out.data, functools.partial(_function_vjp, cls=cls),
+                functools.partial(_function_jvp, cls=cls))
         return apply(op, args, {"ctx": ctx})
 
     @staticmethod
@@ -42,4 +51,9 @@ class Function:
 
     @staticmethod
     def backward(ctx, grad):
+        raise NotImplementedError
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        """Optional: forward-mode rule (the output's tangent from the inputs' tangents)."""
         raise NotImplementedError
