@@ -1,0 +1,230 @@
+"""The reusable training loop: build an MLP, fit it, evaluate it.
+
+Library code (no printing): the `deltaprop train` command, the benchmark and the report all
+use these. One training step is exactly
+
+    opt.zero_grad(); loss = loss_fn(model(xb), yb); loss.backward(); opt.step()
+
+plus one ``loss.item()`` per batch (for the epoch's mean loss and the finiteness check).
+Accuracy is measured once per epoch with one no-grad forward pass per evaluation set.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ACTIVATIONS",
+    "NonFiniteLossError",
+    "History",
+    "activation_module",
+    "build_mlp",
+    "mse_half_sum",
+    "accuracy",
+    "evaluate",
+    "fit",
+]
+
+#: Activation names accepted by `build_mlp` (and `deltaprop train --activation`).
+ACTIVATIONS: tuple[str, ...] = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or Inf loss (or parameters) at `epoch` (1-based), `step` (1-based)."""
+
+    def __init__(self, epoch: int, step: int, steps: int, value: float, what: str = "loss") -> None:
+        self.epoch, self.step, self.steps, self.value, self.what = epoch, step, steps, value, what
+        super().__init__(
+            f"the {what} became {value} at epoch {epoch}, step {step} of {steps}; "
+            "lower the learning rate (--lr) or try another optimizer"
+        )
+
+
+@dataclass
+class History:
+    """Per-epoch records of a `fit` run: epoch numbers (1-based, counting from any resume
+    point) and, for each metric name (``train_loss``, ``<set>_loss``, ``<set>_accuracy``),
+    a list of values aligned with `epochs`."""
+
+    epochs: list[int] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+
+    def append(self, epoch: int, record: Mapping[str, float]) -> None:
+        self.epochs.append(int(epoch))
+        for key, value in record.items():
+            self.metrics.setdefault(key, []).append(float(value))
+
+    def last(self, key: str, default: float | None = None) -> float | None:
+        values = self.metrics.get(key)
+        return values[-1] if values else default
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (for model-file metadata)."""
+        return {"epochs": list(self.epochs), **{k: list(v) for k, v in self.metrics.items()}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> History:
+        h = cls()
+        if not d:
+            return h
+        h.epochs = [int(e) for e in d.get("epochs", [])]
+        h.metrics = {k: [float(x) for x in v] for k, v in d.items() if k != "epochs"}
+        return h
+
+
+def activation_module(name: str) -> Any:
+    """A fresh activation module for `name` (one of ACTIVATIONS)."""
+    from deltaprop import nn
+
+    table = {
+        "relu": lambda: nn.ReLU(),
+        "tanh": lambda: nn.Tanh(),
+        "sigmoid": lambda: nn.Sigmoid(),
+        "leaky_relu": lambda: nn.LeakyReLU(),
+        "gelu": lambda: nn.GELU(),
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    return table[name]()
+
+
+def build_mlp(sizes: Sequence[int], activation: str = "relu", *, output_activation: str | None = None,
+              dtype: Any = None) -> Any:
+    """Sequential(Linear, act, ..., Linear[, output act]) for layer sizes [in, h1, ..., out].
+
+    `activation` follows every hidden Linear; `output_activation` (None for logits) the last.
+    Parameters are initialised from deltaprop's default generator (seed it with dp.manual_seed).
+    """
+    from deltaprop import nn
+
+    sizes = [int(s) for s in sizes]
+    if len(sizes) < 2 or any(s < 1 for s in sizes):
+        raise ValueError(f"build_mlp: sizes must be at least [in, out] with every size >= 1, got {sizes}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}")
+    kw = {} if dtype is None else {"dtype": np.dtype(dtype)}
+    layers: list[Any] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b, **kw))
+        if i < len(sizes) - 2:
+            layers.append(activation_module(activation))
+    if output_activation is not None:
+        layers.append(activation_module(output_activation))
+    return nn.Sequential(*layers)
+
+
+def mse_half_sum(output: Any, target: Any) -> Any:
+    """E = mean over samples of sum_k 1/2 (target_k - out_k)^2 (Mazur's error, batch-averaged)."""
+    diff = output - target
+    return (diff * diff).sum() * (0.5 / output.shape[0])
+
+
+def accuracy(output: Any, target: Any) -> float:
+    """Classification (integer labels): argmax matches. Regression targets (floats, same shape
+    as the output): the fraction of samples whose every output is on the same side of 0.5 as
+    its target."""
+    out = np.asarray(output)
+    t = np.asarray(target)
+    if t.dtype.kind in "iub" and t.ndim == 1:
+        return float(np.mean(out.argmax(axis=1) == t)) if len(t) else float("nan")
+    ok = (out > 0.5) == (t > 0.5)
+    ok = ok.reshape(len(ok), -1).all(axis=1)
+    return float(np.mean(ok)) if len(ok) else float("nan")
+
+
+def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | None = None) -> dict[str, float]:
+    """{"accuracy": ..., "loss": ...} of `model` on (X, y) with one no-grad forward pass
+    (model put in eval mode and restored). "loss" is present when loss_fn is given."""
+    import deltaprop as dp
+
+    was_training = getattr(model, "training", False)
+    model.eval()
+    try:
+        with dp.no_grad():
+            xt = X if isinstance(X, dp.Tensor) else dp.tensor(np.asarray(X))
+            yt = y if isinstance(y, dp.Tensor) else dp.tensor(np.asarray(y))
+            out = model(xt)
+            result = {"accuracy": accuracy(out, yt)}
+            if loss_fn is not None:
+                result["loss"] = float(loss_fn(out, yt).item())
+    finally:
+        if was_training:
+            model.train()
+    return result
+
+
+def _params_finite(model: Any) -> bool:
+    for p in model.parameters():
+        if not np.isfinite(np.asarray(p)).all():
+            return False
+    return True
+
+
+def fit(
+    model: Any,
+    loss_fn: Callable[[Any, Any], Any],
+    optimizer: Any,
+    loader: Any,
+    epochs: int,
+    *,
+    start_epoch: int = 0,
+    eval_sets: Mapping[str, tuple[Any, Any]] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
+    on_batch: Callable[[int, int, float], Any] | None = None,
+    history: History | None = None,
+) -> History:
+    """Train for epochs start_epoch+1 .. `epochs` (so `epochs` is the total, as when resuming).
+
+    Each epoch calls ``loader.set_epoch(e)`` (e 0-based) when the loader has it, so the shuffle
+    order depends only on (seed, epoch) and a resumed run repeats a straight one bit for bit.
+    After each epoch the record holds ``train_loss`` (mean of the batch losses weighted by batch
+    size) and, for each name in `eval_sets`, ``<name>_accuracy`` and ``<name>_loss`` from one
+    no-grad forward after the epoch (for a set named "train": ``train_eval_loss``); it is appended to the returned History and passed to
+    ``on_epoch(epoch, record)`` (epoch 1-based). ``on_batch(epoch, step, loss)`` (1-based) is
+    called after each step if given. A NaN/Inf loss, or non-finite parameters at the end of an
+    epoch, raise NonFiniteLossError naming the epoch and step; the optimizer does not step on
+    a non-finite loss.
+    """
+    history = History() if history is None else history
+    epochs = int(epochs)
+    eval_sets = dict(eval_sets or {})
+    set_epoch = getattr(loader, "set_epoch", None)
+    for epoch in range(int(start_epoch), epochs):
+        if set_epoch is not None:
+            set_epoch(epoch)
+        model.train()
+        total = 0.0
+        count = 0
+        step = 0
+        try:
+            steps = len(loader)
+        except TypeError:
+            steps = 0
+        for xb, yb in loader:
+            step += 1
+            optimizer.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise NonFiniteLossError(epoch + 1, step, max(steps, step), value)
+            loss.backward()
+            optimizer.step()
+            n = xb.shape[0]
+            total += value * n
+            count += n
+            if on_batch is not None:
+                on_batch(epoch + 1, step, value)
+        if not _params_finite(model):
+            raise NonFiniteLossError(epoch + 1, step, max(steps, step), float("nan"), what="parameters")
+        record = {"train_loss": total / count if count else float("nan")}
+        for name, (X, y) in eval_sets.items():
+            res = evaluate(model, X, y, loss_fn)
+            record["train_eval_loss" if name == "train" else f"{name}_loss"] = res["loss"]
+            record[f"{name}_accuracy"] = res["accuracy"]
+        history.append(epoch + 1, record)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, record)
+    return history
