@@ -1,0 +1,26 @@
+"""See the errors propagate: deltas per layer, the chain rule with numbers, graph drawings.
+
+trace(model, x, target, loss, lr)  per-layer net/out/delta and per-parameter gradients
+chain(y, x)                        dy/dx as the sum over paths of products of local derivatives
+graph(y)                           the recorded graph as Graphviz DOT (and SVG with `dot`)
+modes()                            forward vs reverse mode: passes, agreement and time
+report_data(...) / write_report    the data and the self-contained HTML training report
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .chain import Chain, chain
+
+__all__ = ["trace", "Trace", "chain", "Chain", "graph", "Graph", "modes", "report_data", "write_report",
+           "render_report"]
+
+_LAZY = {"trace": ".trace", "Trace": ".trace", "graph": ".graph", "Graph": ".graph", "modes": ".modes",
+         "report_data": ".training", "write_report": ".report", "render_report": ".report"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'deltaprop.explain' has no attribute {name!r}")

@@ -1,0 +1,216 @@
+"""Draw the recorded graph: Graphviz DOT text always, SVG when the `dot` program is installed.
+
+`graph(y)` walks y's graph once, without recursion, and remembers each op (name, output
+shape, value when scalar) and each leaf and constant that feeds it. The gradients are read
+when `.source` is asked for, so a Graph made before `y.backward()` shows the gradients after
+it: leaves' `.grad` and the `.grad` of tensors that called `retain_grad()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+__all__ = ["Graph", "graph", "topological"]
+
+
+def _key(t):
+    """The graph vertex of a tensor: the Node that produced it, or the tensor itself for a leaf."""
+    return t._node if t._node is not None else t
+
+
+def _freed(op_name: str) -> RuntimeError:
+    return RuntimeError(f"the graph was already freed by a backward pass (op '{op_name}'); build the "
+                        "explanation before calling backward(), or call backward(retain_graph=True)")
+
+
+def topological(y) -> list:
+    """Every vertex (Node or leaf Tensor requiring grad) that y depends on, inputs first.
+
+    Iterative depth-first search, so graphs of any depth are fine."""
+    from ..tensor import Tensor
+
+    post: list = []
+    seen: set[int] = set()
+    stack = [(_key(y), False)]
+    while stack:
+        v, done = stack.pop()
+        if done:
+            post.append(v)
+            continue
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        stack.append((v, True))
+        if not isinstance(v, Tensor):
+            if v.args is None:
+                raise _freed(v.op.name)
+            for a in reversed(v.args):
+                if isinstance(a, Tensor) and a.requires_grad and id(_key(a)) not in seen:
+                    stack.append((_key(a), False))
+    return post
+
+
+def _fmt(v: Any) -> str:
+    a = np.asarray(v)
+    if a.size == 1:
+        return "%.9g" % float(a.reshape(()))
+    if a.size <= 4:
+        return "[" + ", ".join("%.6g" % float(t) for t in a.ravel()) + "]"
+    return f"{a.shape} |max| {'%.4g' % float(np.max(np.abs(a)))}"
+
+
+def _shape(shape: tuple) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@dataclass
+class GraphNode:
+    """One drawn vertex: an op's output, a leaf tensor, or a constant."""
+
+    id: str
+    kind: str                      # "op", "leaf" or "const"
+    title: str                     # op name, leaf name, or "const"
+    shape: tuple
+    value: Any = None              # a copy of the value when it has one element
+    tensor: Any = None             # leaf: the Tensor itself (its .grad is read at render time)
+    node: Any = None               # op: the engine's Node (its output's retained grad is read at render time)
+    root: bool = False
+    inputs: list = field(default_factory=list)   # ids of the vertices feeding this one
+
+    def grad(self):
+        t = self.tensor
+        if self.node is not None:
+            ref = getattr(self.node, "retained", None)
+            t = ref() if ref is not None else None
+        g = getattr(t, "grad", None)
+        return None if g is None else np.asarray(g.data if hasattr(g, "data") else g)
+
+    def label(self) -> str:
+        parts = [self.title, _shape(self.shape)]
+        if self.value is not None:
+            parts.append(f"value {_fmt(self.value)}")
+        g = self.grad()
+        if g is not None:
+            parts.append(f"grad {_fmt(g)}")
+        return "\n".join(parts)
+
+
+class Graph:
+    """The graph of a tensor: `.source` is DOT text, `.svg()` SVG text (or None without `dot`)."""
+
+    def __init__(self, nodes: list[GraphNode], name: str = "deltaprop"):
+        self.nodes, self.name = nodes, name
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @property
+    def source(self) -> str:
+        """Graphviz DOT: ops as boxes, leaves as ellipses, constants as plain text; edges input -> op."""
+        out = [f'digraph "{_esc(self.name)}" {{', "  rankdir=LR;",
+               '  node [fontname="Helvetica", fontsize=10];']
+        style = {"op": 'shape=box, style="rounded,filled", fillcolor="#dbe9f6"',
+                 "leaf": 'shape=ellipse, style=filled, fillcolor="#fde7c7"',
+                 "const": 'shape=plaintext'}
+        for n in self.nodes:
+            extra = ", peripheries=2" if n.root else ""
+            out.append(f'  {n.id} [label="{_esc(n.label())}", {style[n.kind]}{extra}];')
+        for n in self.nodes:
+            for src in n.inputs:
+                out.append(f"  {src} -> {n.id};")
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+    def __str__(self) -> str:
+        return self.source
+
+    def __repr__(self) -> str:
+        ops = sum(n.kind == "op" for n in self.nodes)
+        return f"<Graph: {ops} ops, {len(self.nodes) - ops} leaves/constants; .source for DOT, .svg() for SVG>"
+
+    def svg(self, timeout: float = 60.0) -> str | None:
+        """SVG text rendered by Graphviz's `dot`, or None when `dot` is not on PATH."""
+        import shutil
+        import subprocess
+
+        exe = shutil.which("dot")
+        if exe is None:
+            return None
+        res = subprocess.run([exe, "-Tsvg"], input=self.source, capture_output=True, text=True, timeout=timeout)
+        if res.returncode != 0:
+            raise RuntimeError(f"graph.svg: `dot -Tsvg` failed with exit code {res.returncode}: {res.stderr.strip()}")
+        return res.stdout
+
+    def _repr_svg_(self) -> str | None:
+        return self.svg()
+
+    def save(self, path: str) -> None:
+        """Write the DOT text (path ending .dot/.gv) or the SVG (path ending .svg)."""
+        text = self.svg() if str(path).endswith(".svg") else self.source
+        if text is None:
+            raise RuntimeError("graph.save: writing SVG needs Graphviz's `dot` program on PATH; save a .dot file instead")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
+    """The graph that produced y (ops, leaves, constants), without recursion.
+
+    names optionally maps display names to leaf tensors, e.g. dict(model.named_parameters()).
+    Call it before `y.backward()` (or backward with retain_graph=True): backward frees the graph.
+    """
+    from ..tensor import Tensor
+
+    if not isinstance(y, Tensor):
+        raise TypeError(f"graph(y): y must be a deltaprop Tensor, got {type(y).__name__}")
+    label = {id(t): k for k, t in (names or {}).items() if isinstance(t, Tensor)}
+    ids: dict[int, str] = {}
+    nodes: list[GraphNode] = []
+
+    def new_id() -> str:
+        return f"n{len(nodes)}"
+
+    def leaf_vertex(t) -> str:
+        if id(t) in ids:
+            return ids[id(t)]
+        kind = "leaf" if t.requires_grad else "const"
+        title = label.get(id(t), "leaf" if t.requires_grad else "const")
+        n = GraphNode(new_id(), kind, title, tuple(t.shape),
+                      value=np.array(t.data, copy=True) if t.size == 1 else None, tensor=t)
+        ids[id(t)] = n.id
+        nodes.append(n)
+        return n.id
+
+    if y._node is None:
+        leaf_vertex(y)
+        nodes[0].root = True
+        return Graph(nodes)
+    order = topological(y)
+    for v in order:
+        if isinstance(v, Tensor):
+            leaf_vertex(v)
+            continue
+        inputs = []
+        for a in v.args:
+            if isinstance(a, Tensor):
+                inputs.append(ids[id(_key(a))] if a.requires_grad else leaf_vertex(a))
+            elif isinstance(a, (int, float, np.number, np.ndarray, bool)):
+                arr = np.asarray(a)
+                n = GraphNode(new_id(), "const", "const", tuple(arr.shape),
+                              value=arr.copy() if arr.size == 1 else None)
+                nodes.append(n)
+                inputs.append(n.id)
+        out = v.out
+        n = GraphNode(new_id(), "op", v.op.name, tuple(np.shape(out)),
+                      value=np.array(out, copy=True) if np.size(out) == 1 else None,
+                      node=v, inputs=inputs)
+        ids[id(v)] = n.id
+        nodes.append(n)
+    nodes[-1].root = True
+    return Graph(nodes)

@@ -1,0 +1,123 @@
+"""Forward vs reverse mode: what the full Jacobian of f: R^n -> R^m costs in each.
+
+Forward mode pushes one tangent through f per input direction, so the Jacobian takes n JVP
+passes (one column J e_i each); reverse mode pulls one cotangent back per output, so it
+takes m VJP passes (one row e_j^T J each). Both must give the same J.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["ModeRow", "modes", "format_modes", "make_function"]
+
+
+@dataclass
+class ModeRow:
+    """One f: R^n -> R^m: passes counted while the Jacobians were built, agreement, time."""
+
+    n: int
+    m: int
+    jvp_passes: int          # forward passes carrying a tangent (n of them)
+    vjp_passes: int          # backward passes from a cotangent (m of them)
+    max_abs_diff: float      # max |J_fwd - J_rev|
+    agree: bool
+    fwd_seconds: float
+    rev_seconds: float
+
+    @property
+    def fewer_passes(self) -> str:
+        """The mode that needs fewer passes ("fwd", "rev" or "tie")."""
+        return "fwd" if self.n < self.m else "rev" if self.m < self.n else "tie"
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["fewer_passes"] = self.fewer_passes
+        return d
+
+
+def make_function(n: int, m: int, hidden: int = 32, seed: int = 0) -> Callable:
+    """f(x) = tanh(W2 tanh(W1 x + b1)) with seeded W1 (hidden, n), W2 (m, hidden): R^n -> R^m."""
+    rng = np.random.default_rng([seed, n, m])
+    W1 = rng.normal(0.0, 1.0 / np.sqrt(n), size=(hidden, n))
+    b1 = rng.normal(0.0, 0.1, size=hidden)
+    W2 = rng.normal(0.0, 1.0 / np.sqrt(hidden), size=(m, hidden))
+
+    def f(x):
+        import deltaprop as dp
+
+        h = dp.tanh(dp.matmul(W1, x) + b1)
+        return dp.tanh(dp.matmul(W2, h))
+    return f
+
+
+def _counted(f: Callable):
+    """Wrap f to count forward passes with a tangent and backward passes through its output."""
+    counts = {"jvp": 0, "vjp": 0}
+
+    def g(x):
+        out = f(x)
+        if getattr(out, "_tangent", None) is not None or getattr(x, "_tangent", None) is not None:
+            counts["jvp"] += 1
+        if getattr(out, "requires_grad", False):
+            def hook(grad):
+                counts["vjp"] += 1
+            out.register_hook(hook)
+        return out
+    return g, counts
+
+
+def modes(sizes: Iterable[int] = (1, 10, 100), hidden: int = 32, seed: int = 0, repeat: int = 1,
+          atol: float = 1e-10) -> list[ModeRow]:
+    """One row per (n, m) in sizes x sizes: Jacobian of make_function(n, m) by n JVPs and by m VJPs.
+
+    Times are the best of `repeat` runs (perf_counter); passes are counted, not assumed."""
+    import deltaprop as dp
+
+    rows = []
+    sizes = list(sizes)
+    for n in sizes:
+        for m in sizes:
+            f = make_function(n, m, hidden, seed)
+            x = np.random.default_rng([seed, n, m, 1]).normal(size=n)
+            best = {}
+            J = {}
+            counts = {}
+            for mode in ("fwd", "rev"):
+                t_best = np.inf
+                for _ in range(max(1, repeat)):
+                    g, c = _counted(f)
+                    t0 = time.perf_counter()
+                    Jm = dp.jacobian(g, mode=mode)(x)
+                    t_best = min(t_best, time.perf_counter() - t0)
+                J[mode] = np.asarray(Jm.data if hasattr(Jm, "data") else Jm)
+                best[mode] = t_best
+                counts[mode] = c
+            diff = float(np.max(np.abs(J["fwd"] - J["rev"]))) if J["fwd"].size else 0.0
+            rows.append(ModeRow(n, m, counts["fwd"]["jvp"], counts["rev"]["vjp"], diff,
+                                bool(J["fwd"].shape == J["rev"].shape == (m, n) and diff <= atol),
+                                best["fwd"], best["rev"]))
+    return rows
+
+
+def format_modes(rows: list[ModeRow]) -> str:
+    """The rows as an aligned text table, with a one-line reading of it."""
+    head = ["n", "m", "JVP passes (fwd)", "VJP passes (rev)", "fewer passes", "Jacobians agree (max |diff|)",
+            "fwd time", "rev time"]
+    body = [[str(r.n), str(r.m), str(r.jvp_passes), str(r.vjp_passes), r.fewer_passes,
+             f"{'yes' if r.agree else 'NO'} ({'%.2g' % r.max_abs_diff})",
+             f"{r.fwd_seconds * 1e3:.2f} ms", f"{r.rev_seconds * 1e3:.2f} ms"] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(b, widths)) for b in body]
+    lines.append("")
+    lines.append("f(x) = tanh(W2 tanh(W1 x + b1)), f: R^n -> R^m. Forward mode builds the Jacobian one column per "
+                 "JVP (n passes);")
+    lines.append("reverse mode one row per VJP (m passes). Many inputs and few outputs (a loss: m = 1) favour "
+                 "reverse mode,")
+    lines.append("which is why training uses backpropagation; few inputs and many outputs favour forward mode.")
+    return "\n".join(lines)
