@@ -1,0 +1,262 @@
+"""The Optimizer base class: parameter groups, per-parameter state, state_dict (PyTorch 2.x layout).
+
+Updates run on raw ndarrays, in place on ``p.data``; subclasses keep their state buffers
+preallocated and write through ``out=`` so a step allocates (almost) nothing. Gradients are
+only read, never written (a ``.grad`` array may be shared).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from ..autograd import enable_grad
+from ..tensor import Tensor
+
+__all__ = ["Optimizer", "required"]
+
+
+class _Required:
+    """Marker for an option without a default (a group must then give it)."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _Required()
+
+ParamsT = Iterable[Tensor] | Iterable[Mapping[str, Any]] | Iterable[tuple[str, Tensor]]
+
+
+class Optimizer:
+    """Base class of all optimizers (PyTorch 2.x API).
+
+    ``params``: an iterable of Tensors, of ``(name, Tensor)`` pairs, or of dicts (parameter
+    groups: ``{"params": [...], "lr": ...}``, options missing from a group come from
+    ``defaults``). ``param_groups`` is the list of groups, ``state`` maps a parameter to its
+    state dict.
+    """
+
+    def __init__(self, params: ParamsT, defaults: dict[str, Any]) -> None:
+        self.defaults: dict[str, Any] = dict(defaults)
+        self._check_options(self.defaults)
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+        self._scratch_pool: dict[np.dtype, list[np.ndarray]] = {}
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            f"but got {type(params).__name__}")
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], Mapping):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(dict(group) if isinstance(group, Mapping) else group)
+
+    # -- options -----------------------------------------------------------------------------
+    def _check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise ValueError for an invalid option value (subclasses extend this)."""
+        lr = options.get("lr", 0.0)
+        if not isinstance(lr, _Required) and not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters (with its own options) to ``param_groups``."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
+                            "of tensors in sets will change between runs. Please use a list instead.")
+        else:
+            params = list(params)
+        names: list[str] = []
+        if params and all(isinstance(p, tuple) and len(p) == 2 for p in params):
+            names = [str(n) for n, _ in params]
+            params = [p for _, p in params]
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+            if p.data.dtype.kind not in "fc":
+                raise TypeError(f"optimizer can only optimize floating-point Tensors, got dtype {p.data.dtype}")
+        param_group["params"] = params
+        if names:
+            param_group["param_names"] = names
+        for name, default in self.defaults.items():
+            if isinstance(default, _Required) and name not in param_group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
+            param_group.setdefault(name, default)
+        self._check_options(param_group)
+        if len({id(p) for p in params}) != len(params):
+            warnings.warn("optimizer contains a parameter group with duplicate parameters; in future, this "
+                          "will cause an error", UserWarning, stacklevel=3)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(param_group)
+
+    # -- gradients -------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient: ``p.grad = None`` (or a new zero Tensor)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:  # a fresh array: the old one may be shared, so it is never written
+                    p.grad = Tensor(np.zeros_like(_array(p.grad)))
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update of every parameter that has a gradient; returns ``closure()`` if given."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update_group(group)
+        return loss
+
+    def _update_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _scratch(self, like: np.ndarray, n: int) -> list[np.ndarray]:
+        """``n`` work arrays shaped like ``like``: views into buffers reused across parameters."""
+        pool = self._scratch_pool.get(like.dtype)
+        size = like.size
+        if pool is None or len(pool) < n or pool[0].size < size:
+            have = pool[0].size if pool else 0
+            pool = [np.empty(max(size, have), like.dtype) for _ in range(max(n, len(pool or ())))]
+            self._scratch_pool[like.dtype] = pool
+        return [b[:size].reshape(like.shape) for b in pool[:n]]
+
+    # -- state_dict ------------------------------------------------------------------------
+    def _validate_state(self, group: Mapping[str, Any], index: int, entry: Mapping[str, Any]) -> None:
+        """Raise ValueError if a loaded state entry lacks what this optimizer's step needs."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"state": {index: {name: ndarray copy | number}}, "param_groups": [{...options, "params": [indices]}]}``.
+
+        Parameters are numbered across the groups in order (PyTorch's layout); nothing returned
+        aliases the optimizer's buffers.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            ids = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            packed["params"] = ids
+            groups.append(packed)
+        state = {}
+        for p, entry in self.state.items():
+            if id(p) in index:
+                state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else copy.deepcopy(v))
+                                       for k, v in entry.items()}
+        return {"state": dict(sorted(state.items())), "param_groups": groups}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``'s output: checks group count, group sizes and state shapes
+        first (ValueError naming the mismatch; nothing changes then), then copies the arrays
+        in, cast to each parameter's dtype."""
+        if not isinstance(state_dict, Mapping) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("optimizer state dict must be a dict with 'state' and 'param_groups' keys")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"loaded state dict has a different number of parameter groups: {len(saved_groups)} "
+                             f"in the state dict, {len(self.param_groups)} in the optimizer")
+        id_map: dict[Any, Tensor] = {}
+        new_groups = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if not isinstance(saved, Mapping) or "params" not in saved:
+                raise ValueError(f"loaded state dict's parameter group {i} is not a dict with a 'params' list")
+            saved_ids = list(saved["params"])
+            if len(saved_ids) != len(group["params"]):
+                raise ValueError(f"loaded state dict contains a parameter group that doesn't match the size of "
+                                 f"optimizer's group: group {i} has {len(saved_ids)} parameters in the state dict, "
+                                 f"{len(group['params'])} in the optimizer")
+            new = {k: copy.deepcopy(v) for k, v in saved.items() if k not in ("params", "param_names")}
+            for k, v in self.defaults.items():
+                new.setdefault(k, v)
+            if isinstance(new.get("betas"), list):
+                new["betas"] = tuple(new["betas"])
+            try:
+                self._check_options(new)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"loaded state dict's parameter group {i} has an invalid option: {exc}") from None
+            new["params"] = group["params"]
+            if "param_names" in group:
+                new["param_names"] = group["param_names"]
+            new_groups.append(new)
+            for pid, p in zip(saved_ids, group["params"]):
+                id_map[pid] = p
+        group_of = {id(p): g for g in new_groups for p in g["params"]}
+
+        new_state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, Mapping):
+            raise ValueError("loaded state dict's 'state' must be a dict of parameter index -> state")
+        for pid, entry in saved_state.items():
+            if pid not in id_map:
+                raise ValueError(f"loaded state dict has state for parameter {pid!r}, which no parameter group lists")
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"loaded state dict's state for parameter {pid!r} is not a dict")
+            p = id_map[pid]
+            out: dict[str, Any] = {}
+            for key, value in entry.items():
+                if value is None or isinstance(value, (bool, int, float, str)):
+                    out[key] = value
+                    continue
+                arr = np.asarray(value)
+                if arr.dtype.kind not in "biufc":
+                    raise ValueError(f"loaded state dict: state {key!r} of parameter {pid!r} is not numeric "
+                                     f"(dtype {arr.dtype})")
+                if key == "step" or arr.ndim == 0 and p.data.ndim != 0:
+                    out[key] = arr.item()
+                    continue
+                if arr.shape != p.data.shape:
+                    raise ValueError(f"loaded state dict: state {key!r} of parameter {pid!r} has shape "
+                                     f"{arr.shape}, but the parameter has shape {p.data.shape}")
+                out[key] = np.array(arr, dtype=p.data.dtype, copy=True, order="C")
+            if "step" in out and out["step"] is not None:
+                out["step"] = float(out["step"])
+            self._validate_state(group_of[id(p)], pid, out)
+            new_state[p] = out
+
+        for group, new in zip(self.param_groups, new_groups):
+            group.clear()
+            group.update(new)
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(group):
+                if key not in ("params", "param_names"):
+                    lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _array(grad: Any) -> np.ndarray:
+    """The ndarray behind a gradient (a Tensor, or an array someone assigned)."""
+    return grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+
+
+def _grads(group: Mapping[str, Any]) -> Iterable[tuple[Tensor, np.ndarray, np.ndarray]]:
+    """(param, param array, gradient array) for each parameter of the group that has a gradient."""
+    for p in group["params"]:
+        g = p.grad
+        if g is not None:
+            yield p, p.data, _array(g)
