@@ -1,4 +1,12 @@
-"""Neural-network building blocks (PyTorch's names and semantics)."""
-from . import functional
+"""Neural-network building blocks (PyTorch's names and semantics): Module, Parameter, layers,
+losses, init and utils; `functional` holds the stateless forms."""
+from . import functional, init, utils
+from .layers import (GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax,
+                     MaxPool2d, ReLU, Sigmoid, Softmax, Softplus, Tanh)
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .module import Module, ModuleList, Parameter, Sequential, StateDictError
 
-__all__ = ["functional"]
+__all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "StateDictError",
+           "Linear", "Conv2d", "MaxPool2d", "Flatten", "Dropout", "BatchNorm1d", "ReLU", "Sigmoid", "Tanh",
+           "LeakyReLU", "GELU", "Softplus", "Softmax", "LogSoftmax", "Identity", "MSELoss", "CrossEntropyLoss",
+           "BCELoss", "BCEWithLogitsLoss"]

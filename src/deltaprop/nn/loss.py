@@ -1,0 +1,46 @@
+"""Loss modules: thin wrappers over the fused loss ops, each with reduction = mean | sum | none."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..tensor import Tensor
+from . import functional as F
+from .module import Module
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+class _Loss(Module):
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+
+
+class MSELoss(_Loss):
+    """mean((input - target)**2) (or sum / per element)."""
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class CrossEntropyLoss(_Loss):
+    """Softmax cross-entropy from logits (N, C) and integer labels (N,): -log softmax(x)[label]."""
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.cross_entropy(input, target, reduction=self.reduction)
+
+
+class BCELoss(_Loss):
+    """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]."""
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.binary_cross_entropy(input, target, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_Loss):
+    """Binary cross-entropy of sigmoid(x), computed stably from the logits x."""
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)
