@@ -90,6 +90,9 @@ class Chain:
         w = max([len(n.name) for n in self.nodes] + [1])
         where = ", ".join(f"{k} = {_g(v)}" for k, v in self.at.items())
         root = self.nodes[-1] if self.nodes else None
+        if not self.nodes:
+            return (f"{y} does not depend on {x} (no path from {x} to {y}), so d{y}/d{x} = 0\n"
+                    f"engine (reverse-mode backward): d{y}/d{x} = {_g(self.engine)}")
         lines = [f"{y} = {self.expression} at {where}", ""]
         lines.append("forward pass: each node's value, and its local derivative with respect to its inputs")
         for n in self.nodes:
@@ -230,6 +233,9 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
             if any(isinstance(a, Tensor) and a.requires_grad and id(_key(a)) in on for a in k.args):
                 on.add(id(k))
     path_keys = [k for k in topo if id(k) in on]
+    if id(_key(y)) not in on or id(xkey) not in on:
+        return Chain(x_name, y_name, [], [], 0, np.asarray(0.0), {x_name: x.data}, [],
+                     f"{y_name} (a value that does not depend on {x_name})")
 
     # adjoints dy/d(node) from the engine's own reverse pass (no .grad is touched)
     probes = []
@@ -269,14 +275,31 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
                 return name[id(key)]
             if id(a) in label:
                 return label[id(a)]
-            if a.size == 1:
+            if a.size == 1 and a._node is None:
                 return _g(a.data)
             nm = f"c{len(constants) + 1}"
             name[id(key)] = nm
-            constants.append((nm, f"a constant of shape {a.shape}", a.data))
+            what = full[id(key)][0] if id(key) in full else f"a constant of shape {a.shape}"
+            constants.append((nm, what, a.data))
             return nm
         arr = np.asarray(a)
         return _g(arr) if arr.size == 1 else f"<constant {arr.shape}>"
+
+    def text_of(a) -> tuple[str, int]:
+        """The full expression of an argument: a subexpression, a given name, or a value."""
+        if isinstance(a, Tensor):
+            if id(_key(a)) in full:
+                return full[id(_key(a))]
+            if id(a) in label:
+                return label[id(a)], _ATOM
+        arr = np.asarray(a.data if isinstance(a, Tensor) else a)
+        t = _g(arr) if arr.size == 1 else f"<{arr.shape}>"
+        return t, (0 if t.startswith("-") else _ATOM)
+
+    for k in topo:   # expressions of the off-path subgraphs (held constant), shown by name
+        if id(k) not in on and isinstance(k, autograd.Node):
+            whole = _expr(k.op.name, [text_of(a) for a in k.args])
+            full[id(k)] = whole if len(whole[0]) <= 300 else ("...", _ATOM)
 
     nodes: list[ChainNode] = []
     by_key: dict[int, ChainNode] = {}
@@ -293,8 +316,7 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
             here = [(nm, 0 if nm.startswith("-") else _ATOM) for nm in anames]
             n = ChainNode(name[id(k)], k.op.name, _expr(k.op.name, here)[0], np.array(k.out, copy=True),
                           adjoint[id(k)])
-            whole = _expr(k.op.name, [full.get(id(_key(a)), h) if isinstance(a, Tensor) else h
-                                      for a, h in zip(args, here)])
+            whole = _expr(k.op.name, [text_of(a) for a in args])
             full[id(k)] = whole if len(whole[0]) <= 300 else (n.name, _ATOM)
             scalar = np.size(k.out) == 1
             with np.errstate(all="ignore"):

@@ -24,7 +24,7 @@ __all__ = ["ExprError", "FUNCTIONS", "CONSTANTS", "parse", "evaluate", "variable
 FUNCTIONS = ("exp", "log", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "abs")
 CONSTANTS = {"pi": math.pi, "e": math.e}
 MAX_LENGTH = 500   # keeps every recursive walk far below Python's recursion limit
-MAX_DEPTH = 200
+MAX_DEPTH = 100
 
 
 class ExprError(ValueError):
