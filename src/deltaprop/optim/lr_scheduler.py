@@ -73,7 +73,7 @@ class LRScheduler:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore ``state_dict()``'s output."""
-        self.__dict__.update(copy.deepcopy(dict(state_dict)))
+        self.__dict__.update(copy.deepcopy({k: v for k, v in state_dict.items() if k != "optimizer"}))
 
 
 class StepLR(LRScheduler):

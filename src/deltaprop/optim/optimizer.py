@@ -207,6 +207,8 @@ class Optimizer:
         if not isinstance(saved_state, Mapping):
             raise ValueError("loaded state dict's 'state' must be a dict of parameter index -> state")
         for pid, entry in saved_state.items():
+            if pid not in id_map and isinstance(pid, str) and pid.isdigit():
+                pid = int(pid)  # indices that went through JSON as strings
             if pid not in id_map:
                 raise ValueError(f"loaded state dict has state for parameter {pid!r}, which no parameter group lists")
             if not isinstance(entry, Mapping):
