@@ -11,12 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from .chain import Chain, chain
+from .graph import Graph, graph
+from .modes import ModeRow, modes
+from .trace import Layer, Trace, trace
 
-__all__ = ["trace", "Trace", "chain", "Chain", "graph", "Graph", "modes", "report_data", "write_report",
-           "render_report"]
+__all__ = ["trace", "Trace", "Layer", "chain", "Chain", "graph", "Graph", "modes", "ModeRow", "report_data",
+           "write_report", "render_report"]
 
-_LAZY = {"trace": ".trace", "Trace": ".trace", "graph": ".graph", "Graph": ".graph", "modes": ".modes",
-         "report_data": ".training", "write_report": ".report", "render_report": ".report"}
+# the functions share their modules' names: bind them here so `dp.explain.trace` is the function
+_LAZY = {"report_data": ".record", "write_report": ".report", "render_report": ".report"}
 
 
 def __getattr__(name: str) -> Any:
