@@ -193,10 +193,29 @@ def test_worker_env_sets_threads_and_path():
 
 
 def test_worker_commands():
-    cmd = runner.worker_command("py", "torch", "cnn", 2, True)
-    assert cmd == ["py", "-m", "deltaprop.bench.worker", "torch", "cnn", "--threads", "2", "--quick"]
+    cmd = runner.worker_command("py", "deltaprop", "cnn", 2, True)
+    assert cmd == ["py", "-m", "deltaprop.bench.worker", "deltaprop", "cnn", "--threads", "2", "--quick"]
+    peer = runner.worker_command("py", "torch", "cnn", 2, False)
+    assert peer[:3] == ["py", "-c", runner.PEER_BOOTSTRAP]
+    assert (Path(peer[3]) / "bench" / "worker.py").exists()
+    assert peer[4:] == ["torch", "cnn", "--threads", "2"]
     imp = runner.worker_command("py", "deltaprop", "import", 2, False)
     assert imp[:2] == ["py", "-c"] and imp[-2:] == ["deltaprop", "deltaprop"]
+
+
+def test_peer_worker_runs_without_deltaprop_init():
+    # the bootstrap stands in for the deltaprop package: its __init__ never runs in a peer
+    code = runner.PEER_BOOTSTRAP.replace(
+        "from deltaprop.bench.worker import main; sys.exit(main(sys.argv[1:]))",
+        "import deltaprop.bench.worker; print(sorted(m for m in sys.modules if m.startswith('deltaprop')))")
+    pkg_dir = str(BENCH_DIR.parent)
+    proc = subprocess.run([sys.executable, "-c", code, pkg_dir], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    loaded = ast.literal_eval(proc.stdout.strip())
+    assert all(m == "deltaprop" or m.startswith("deltaprop.bench") for m in loaded)
+    cmd = runner.worker_command(sys.executable, "numpy", "mazur", 1, True)
+    res = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout)
+    assert res["status"] == "ok" and res["extra"]["first_loss"] == pytest.approx(0.298371109, abs=1e-9)
 
 
 def test_main_json_with_fake_workers(monkeypatch, capsys, tmp_path):

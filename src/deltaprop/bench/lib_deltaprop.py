@@ -120,12 +120,18 @@ def train():
     """`deltaprop train --json` with its defaults, in this process; its JSON line is the result."""
     from deltaprop import cli
 
+    cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         out = io.StringIO()
-        t0 = time.perf_counter()
-        with contextlib.redirect_stdout(out), open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
-            rc = cli.main(["train", "--json", "--out", os.path.join(tmp, "model.safetensors")])
-        wall = time.perf_counter() - t0
+        os.chdir(tmp)  # anything the run writes beside the model (a plot) stays in tmp
+        try:
+            t0 = time.perf_counter()
+            with contextlib.redirect_stdout(out), open(os.devnull, "w") as devnull, \
+                    contextlib.redirect_stderr(devnull):
+                rc = cli.main(["train", "--json", "--out", os.path.join(tmp, "model.safetensors")])
+            wall = time.perf_counter() - t0
+        finally:
+            os.chdir(cwd)
     if rc not in (0, None):
         raise RuntimeError(f"deltaprop train exited with {rc}")
     lines = [ln for ln in out.getvalue().splitlines() if ln.strip().startswith("{")]
@@ -141,7 +147,9 @@ def train():
 def memory():
     """The train case's model and loop, with the RSS read after every epoch."""
     dp.manual_seed(C.TRAIN["seed"])
-    xtr, xte, ytr, yte = C.digits_split()
+    x, y = dp.data.digits()
+    xtr, xte, ytr, yte = dp.data.train_test_split(x, y, test_size=C.TRAIN["test_size"], seed=C.TRAIN["seed"])
+    xtr, xte = C.standardize(np.asarray(xtr, np.float64), np.asarray(xte, np.float64))
     layers = []
     n_in = xtr.shape[1]
     for h in C.TRAIN["hidden"]:

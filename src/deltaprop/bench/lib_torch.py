@@ -139,7 +139,8 @@ def _fit(record_rss: bool) -> dict:
             loss.backward()
             opt.step()
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad():  # both sets each epoch, as `deltaprop train` reports both
+            train_acc = (model(xtr).argmax(1) == ytr).float().mean().item()
             acc = (model(xte).argmax(1) == yte).float().mean().item()
         accs.append(acc)
         if to_target is None and acc >= C.TARGET_ACCURACY:
@@ -148,7 +149,7 @@ def _fit(record_rss: bool) -> dict:
             rss.append(C.rss_mb())
     seconds = time.perf_counter() - t0
     out = {"seconds": seconds, "test_accuracy": accs[-1], "seconds_to_target": to_target,
-           "epochs": C.TRAIN["epochs"], "train_loss": float(loss)}
+           "epochs": C.TRAIN["epochs"], "train_loss": float(loss), "train_accuracy": train_acc}
     if record_rss:
         out["rss_per_epoch_mb"] = rss
     return out

@@ -125,12 +125,25 @@ def worker_env(threads: int, base: dict | None = None) -> dict[str, str]:
     return env
 
 
+# A peer's worker loads deltaprop.bench without running deltaprop/__init__.py: the peer's
+# process holds only the peer (and NumPy), and a half-edited deltaprop cannot break it.
+PEER_BOOTSTRAP = (
+    "import sys, types; pkg = types.ModuleType('deltaprop'); pkg.__path__ = [sys.argv.pop(1)]; "
+    "sys.modules['deltaprop'] = pkg; from deltaprop.bench.worker import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def worker_command(python: str, lib: str, case: str, threads: int, quick: bool) -> list[str]:
+    """deltaprop: `python -m deltaprop.bench.worker LIB CASE ...`; a peer: the same worker via
+    PEER_BOOTSTRAP; the import case: IMPORT_SNIPPET in a fresh interpreter."""
     if case == "import":
         module = LIBS[lib][1] or lib
         return [python, "-c", IMPORT_SNIPPET, lib, module]
-    cmd = [python, "-m", "deltaprop.bench.worker", lib, case, "--threads", str(threads)]
-    return cmd + (["--quick"] if quick else [])
+    args = [lib, case, "--threads", str(threads)] + (["--quick"] if quick else [])
+    if lib == BASELINE:
+        return [python, "-m", "deltaprop.bench.worker", *args]
+    pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [python, "-c", PEER_BOOTSTRAP, pkg_dir, *args]
 
 
 def parse_worker_output(stdout: str, lib: str, case: str) -> dict:
@@ -367,6 +380,8 @@ def format_markdown(report: dict) -> str:
         f"- Threads for every library: {m['threads']} (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, "
         "MKL_NUM_THREADS, torch.set_num_threads)",
         f"- Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in m.get("versions", {}).items()),
+        f"- Load average (1 min) at start / end: {m.get('loadavg_1min', {}).get('start')} / "
+        f"{m.get('loadavg_1min', {}).get('end')} (above the usable CPUs, other work shared the cores)",
         "",
         "## Command",
         "",
@@ -451,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     measure = subprocess_measure(args.python, threads, args.quick, args.timeout)
     progress = (lambda line: (sys.stderr.write(line + "\n"), sys.stderr.flush())) if args.progress else None
     started = time.time()
+    load_before = _loadavg()
     results = run_plan(order, repeats, measure, progress)
     shown = "deltaprop bench" if argv is not None or os.path.basename(sys.argv[0]) == "deltaprop" \
         else "python -m deltaprop.bench"
@@ -460,6 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": {c: ITERATIONS[c][1 if args.quick else 0] for c in args.cases},
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
+        "loadavg_1min": {"start": load_before, "end": _loadavg()},
         "machine": machine_info(args.python, threads),
         "versions": lib_versions(args.python, libs),
     }
@@ -474,6 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_table(report)
     return 0
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
 
 
 def print_table(report: dict) -> None:
