@@ -151,12 +151,14 @@ def _run_hooks(hooks, g, create_graph):
     return g
 
 
-def _accumulate(t: Tensor, g, create_graph: bool) -> None:
+def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
+    """t.grad += g, out of place: an earlier .grad may be held by the user. Each .grad gets memory
+    of its own (add's VJP passes one array to both inputs; a broadcast view is read-only)."""
     if not create_graph:
-        if not g.flags.writeable:  # a broadcast view: give the user an array of its own
+        if not g.flags.writeable or id(g if g.base is None else g.base) in handed:
             g = g.copy()
+        handed.add(id(g if g.base is None else g.base))
         g = Tensor(g)
-    # never add in place: an earlier .grad may be shared with another tensor or held by the user
     t.grad = g if t.grad is None else t.grad + g
 
 
@@ -169,6 +171,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
         k = r._node or r
         pending[k] = g if k not in pending else pending[k] + g
     want = None if inputs is None else {id(t._node or t): None for t in inputs}
+    handed = set()
     with (enable_grad() if create_graph else no_grad()):
         for node in order:
             g = pending.pop(node, None)
@@ -180,12 +183,12 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if node._hooks:
                     g = _run_hooks(node._hooks, g, create_graph)
                 if want is None:
-                    _accumulate(node, g, create_graph)
+                    _accumulate(node, g, create_graph, handed)
                 continue
             if node.hooks:
                 g = _run_hooks(node.hooks, g, create_graph)
             if want is None and node.retained is not None and (t := node.retained()) is not None:
-                _accumulate(t, g, create_graph)
+                _accumulate(t, g, create_graph, handed)
             args = node.args
             if _anomaly:
                 with np.errstate(all="ignore"):

@@ -46,9 +46,9 @@ def gradcheck(f: Callable, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol:
         for j in range(x.size):
             orig = flat[j]
             flat[j] = orig + eps
-            plus = np.asarray(call(args).data, np.float64).reshape(-1)
+            plus = np.array(call(args).data, np.float64).reshape(-1)  # a copy: views move with x
             flat[j] = orig - eps
-            minus = np.asarray(call(args).data, np.float64).reshape(-1)
+            minus = np.array(call(args).data, np.float64).reshape(-1)
             flat[j] = orig
             numerical[:, j] = (plus - minus) / (2 * eps)
         bad = np.abs(analytical - numerical) - (atol + rtol * np.abs(numerical))

@@ -111,13 +111,6 @@ divide = _binop("div", np.divide, lambda g, out, a, b: (g / b, -g * a / (b * b))
                 lambda ts, out, a, b: (_t(ts, 0, a) - out * _t(ts, 1, b)) / b, "a / b. VJP: g / b, -g a / b**2")
 
 
-def _pow_vjp(g, out, a, b):
-    if isinstance(b, (int, float)) or (isinstance(b, np.ndarray) and not isinstance(b, Tensor) and b.ndim == 0):
-        ga = g * b * a ** (b - 1) if b != 2 else g * 2 * a
-        return ga, None
-    return g * b * a ** (b - 1), g * out * _safe_log(a)
-
-
 def _safe_log(a):
     """log(a) where a > 0, else 0: the exponent's gradient where the base is <= 0 (PyTorch masks it)."""
     ra = raw(a)
@@ -126,16 +119,36 @@ def _safe_log(a):
     return np.where(pos, np.log(safe), 0)
 
 
+def _dpow(a, b):
+    """d(a**b)/da = b a**(b-1), and 0 where b == 0 (as PyTorch: no 0 * inf at a = 0)."""
+    d = b * a ** (b - 1) if not (np.ndim(raw(b)) == 0 and raw(b) == 2) else 2 * a
+    return d if np.all(raw(b) != 0) else np.where(raw(b) == 0, 0, d)
+
+
 def _pow_jvp(ts, out, a, b):
     r = 0
     if ts[0] is not None:
-        r = ts[0] * b * np.power(a, b - 1)
+        r = ts[0] * _dpow(a, b)
     if ts[1] is not None:
         r = r + ts[1] * out * _safe_log(a)
     return r
 
 
-power = _binop("pow", np.power, _pow_vjp, _pow_jvp, "a ** b. VJP: g b a**(b-1), g a**b log(a)")
+power_tensor = Op("pow", np.power, lambda g, out, a, b: (g * _dpow(a, b), g * out * _safe_log(a)), _pow_jvp)
+# A constant exponent (a number or an array that is not a Tensor) needs no log(a) term.
+power_const = Op("pow", lambda a, p: np.power(a, p), lambda g, out, a, p: (g * _dpow(a, p),),
+                 lambda ts, out, a, p: ts[0] * _dpow(a, p))
+
+
+def power(a, b):
+    """a ** b. VJP: g b a**(b-1) and, for a Tensor exponent, g a**b log(a)."""
+    if isinstance(b, Tensor) or not isinstance(a, Tensor):
+        try:
+            return power_tensor(a, b)
+        except ValueError:
+            raise ValueError(f"pow: shapes {np.shape(raw(a))} and {np.shape(raw(b))} cannot be broadcast "
+                             "together") from None
+    return power_const(a, p=b)
 
 
 def _tie_mask(a, b, greater):
@@ -153,7 +166,15 @@ minimum = _binop("minimum", np.minimum,
                  lambda ts, out, a, b: _t(ts, 0, a) * _tie_mask(a, b, False) + _t(ts, 1, b) * _tie_mask(b, a, False),
                  "Elementwise min. VJP: g to the smaller input (half each at ties, as PyTorch)")
 
-_where = Op("where", lambda c, a, b: np.where(c, a, b),
+def _where_fwd(c, a, b):
+    try:
+        return np.where(c, a, b)
+    except ValueError:
+        raise ValueError(f"where: shapes {np.shape(c)}, {np.shape(a)} and {np.shape(b)} cannot be broadcast "
+                         "together") from None
+
+
+_where = Op("where", _where_fwd,
             lambda g, out, c, a, b: (None, np.where(raw(c), g, 0), np.where(raw(c), 0, g)),
             lambda ts, out, c, a, b: np.where(c, _t(ts, 1, a), _t(ts, 2, b)))
 

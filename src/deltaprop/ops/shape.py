@@ -52,7 +52,9 @@ _transpose = Op("transpose", lambda x, axes: np.transpose(x, axes),
 
 def transpose(x, *axes):
     """Permute axes (reversed by default), as NumPy. VJP: the inverse permutation of g."""
-    axes = _shape_arg(axes) if axes and axes != (None,) else None
+    if len(axes) == 1 and axes[0] is None:
+        axes = ()
+    axes = _shape_arg(axes) if axes else None
     if axes is not None:
         nd = raw(x).ndim
         if sorted(a % nd for a in axes) != list(range(nd)):
