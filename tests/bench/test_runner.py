@@ -223,6 +223,7 @@ def test_main_json_with_fake_workers(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(runner, "subprocess_measure", lambda *a, **k: fake)
     monkeypatch.setattr(runner, "machine_info", lambda python, threads: {"cpu": "fake", "threads": threads})
     monkeypatch.setattr(runner, "lib_versions", lambda python, libs: {lib: None for lib in libs})
+    monkeypatch.setattr(runner, "source_revision", lambda: None)
     md = tmp_path / "RESULTS.md"
     rc = runner.main(["--cases", "micro", "--peers", "torch,numpy", "--repeats", "2", "--threads", "2",
                       "--json", "--markdown", str(md)])

@@ -338,6 +338,21 @@ def machine_info(python: str, threads: int) -> dict:
     return info
 
 
+def source_revision() -> str | None:
+    """The git commit of this deltaprop checkout (with -dirty for local changes), if it is one."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=30)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
+                               cwd=os.path.dirname(here), capture_output=True, text=True, timeout=30)
+        return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def lib_versions(python: str, libs: Iterable[str]) -> dict[str, str | None]:
     """Installed versions, read from package metadata without importing the libraries."""
     dists = {"deltaprop": "deltaprop", "torch": "torch", "autograd": "autograd", "mygrad": "mygrad",
@@ -380,6 +395,7 @@ def format_markdown(report: dict) -> str:
         f"- Threads for every library: {m['threads']} (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, "
         "MKL_NUM_THREADS, torch.set_num_threads)",
         f"- Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in m.get("versions", {}).items()),
+        f"- deltaprop source: {m.get('deltaprop_revision') or 'an installed copy'}",
         f"- Load average (1 min) at start / end: {m.get('loadavg_1min', {}).get('start')} / "
         f"{m.get('loadavg_1min', {}).get('end')} (above the usable CPUs, other work shared the cores)",
         "",
@@ -479,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1min": {"start": load_before, "end": _loadavg()},
         "machine": machine_info(args.python, threads),
         "versions": lib_versions(args.python, libs),
+        "deltaprop_revision": source_revision(),
     }
     if args.note:
         meta["note"] = args.note
