@@ -103,10 +103,7 @@ def test_grad_matches_autograd(name, data, rows, cols):
 
 @pytest.mark.parametrize("name", ["exp_sin", "log_sqrt", "cos_tanh", "sigmoid", "pow_div", "sum_mean", "var_std",
                                   "logsumexp", "softmax", "log_softmax", "indexing", "concat_stack",
-                                  "broadcast_squeeze", "prod", "max_min", "abs_relu", "where_maximum",
-                                  pytest.param("shapes", marks=pytest.mark.xfail(
-                                      reason="engine bug: transpose(axes) VJP is not differentiable (argsort ndarray "
-                                             "axes rejected by dp.transpose)", strict=True))])
+                                  "broadcast_squeeze", "prod", "max_min", "abs_relu", "where_maximum", "shapes"])
 @pytest.mark.filterwarnings("ignore:Output seems independent of input")
 @settings(max_examples=10, deadline=None)
 @given(data=st.data())
