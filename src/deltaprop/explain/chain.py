@@ -298,7 +298,7 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
 
     for k in topo:   # expressions of the off-path subgraphs (held constant), shown by name
         if id(k) not in on and isinstance(k, autograd.Node):
-            whole = _expr(k.op.name, [text_of(a) for a in k.args])
+            whole = _expr(k.op.name, [text_of(a) for a in k.args + _kw_args(k)])
             full[id(k)] = whole if len(whole[0]) <= 300 else ("...", _ATOM)
 
     nodes: list[ChainNode] = []
@@ -308,15 +308,15 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
             n = ChainNode(x_name, "input", x_name, x.data.copy(), adjoint[id(k)])
         else:
             args = k.args
-            anames = [arg_name(a) for a in args]
+            anames = [arg_name(a) for a in args + _kw_args(k)]
             datas = [a.data if isinstance(a, Tensor) else a for a in args]
             consts = [None if isinstance(a, Tensor) and id(_key(a)) in on else
                       (float(np.asarray(d)) if np.size(d) == 1 and not isinstance(d, (dict, tuple)) else None)
-                      for a, d in zip(args, datas)]
+                      for a, d in zip(args + _kw_args(k), datas + list(_kw_args(k)))]
             here = [(nm, 0 if nm.startswith("-") else _ATOM) for nm in anames]
             n = ChainNode(name[id(k)], k.op.name, _expr(k.op.name, here)[0], np.array(k.out, copy=True),
                           adjoint[id(k)])
-            whole = _expr(k.op.name, [text_of(a) for a in args])
+            whole = _expr(k.op.name, [text_of(a) for a in args + _kw_args(k)])
             full[id(k)] = whole if len(whole[0]) <= 300 else (n.name, _ATOM)
             scalar = np.size(k.out) == 1
             with np.errstate(all="ignore"):
@@ -351,6 +351,13 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
     return Chain(x_name, y_name, nodes, paths, n_paths, adjoint[id(xkey)],
                  {**{k: v.data for k, v in names.items() if isinstance(v, Tensor) and v.size == 1},
                   x_name: x.data}, constants, full[id(_key(y))][0])
+
+
+def _kw_args(node) -> tuple:
+    """Numeric parameters an op keeps in its keywords that read as operands (x ** p: p)."""
+    if node.op.name == "pow" and len(node.args) == 1 and "p" in (node.kw or {}):
+        return (node.kw["p"],)
+    return ()
 
 
 def _count_paths(nodes: list[ChainNode], x_name: str) -> int:

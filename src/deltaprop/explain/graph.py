@@ -207,7 +207,10 @@ def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
                 nodes.append(n)
                 inputs.append(n.id)
         out = v.out
-        n = GraphNode(new_id(), "op", v.op.name, tuple(np.shape(out)),
+        params = [f"{k}={_fmt(a)}" for k, a in (v.kw or {}).items()
+                  if isinstance(a, (int, float, np.number)) and not isinstance(a, bool)]
+        title = v.op.name + (" " + " ".join(params) if params else "")
+        n = GraphNode(new_id(), "op", title, tuple(np.shape(out)),
                       value=np.array(out, copy=True) if np.size(out) == 1 else None,
                       node=v, inputs=inputs)
         ids[id(v)] = n.id
