@@ -14,6 +14,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from .. import _config
 from ..autograd import Op, apply
+from ..creation import tensor
 from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
                    log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh)
 from ..ops.elementwise import raw
@@ -75,6 +76,8 @@ _FLAGS = {(a, b): {"nx": a, "nw": b} for a in (False, True) for b in (False, Tru
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     """y = x @ W.T + b with W of shape (out, in); x (..., in) or (in,). VJP: g @ W, g.T @ x, sum(g)."""
+    if not isinstance(x, (Tensor, np.ndarray)):
+        x = tensor(x)  # lists / Python floats: the default dtype, as dp.tensor
     kw = _FLAGS[_needs(x), _needs(weight)]
     return apply(_linear, (x, weight) if bias is None else (x, weight, bias), kw)
 
