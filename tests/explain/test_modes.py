@@ -1,5 +1,4 @@
 """Forward vs reverse mode: pass counts and agreement (no timing asserts)."""
-import pytest
 
 import deltaprop as dp
 from deltaprop.explain.modes import format_modes, make_function

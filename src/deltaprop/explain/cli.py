@@ -225,6 +225,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise _UsageError(f"{PROG}: error: unknown subcommand {argv[0]!r}; valid: {', '.join(SUBCOMMANDS)}, "
                               "or options such as --dataset xor --html report.html")
         return _cmd_report(_report_parser().parse_args(argv))
+    except BrokenPipeError:   # e.g. piped into `head`: stop quietly
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 0
     except SystemExit as e:   # --help
         return e.code if isinstance(e.code, int) else 0
     except _UsageError as e:

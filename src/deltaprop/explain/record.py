@@ -10,7 +10,7 @@ page shows for step k and sample i.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 

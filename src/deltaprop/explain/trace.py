@@ -190,12 +190,19 @@ class Trace:
         act = layer.activation or "no activation"
         return (f"{kind} {layer.key} (Linear {layer.weight.shape[1]} -> {layer.weight.shape[0]}, {act})")
 
+    MAX_ROWS = 64   # rows shown per table; the arrays hold everything
+
     def _layer_rows(self, layer: Layer) -> tuple[list[str], list[list[str]]]:
         multi = self.batch > 1
         head = (["sample"] if multi else []) + ["neuron", "net", "out", "delta = dE/dnet"]
         rows = []
+        total = self.batch * layer.size
         for n in range(self.batch):
             for j in range(layer.size):
+                if len(rows) == self.MAX_ROWS:
+                    rows.append(([""] if multi else []) + [f"... {total - self.MAX_ROWS} more", "", "",
+                                                          f"(tr.layers[{layer.index}].delta)"])
+                    return head, rows
                 rows.append(([str(n)] if multi else []) +
                             [layer.names[j], _g(layer.net[n, j]), _g(layer.out[n, j]), _g(layer.delta[n, j])])
         return head, rows
@@ -205,7 +212,11 @@ class Trace:
         rows = []
         for key, g in self.grads.items():
             val = self.params[key]
-            for idx in np.ndindex(g.shape):
+            for count, idx in enumerate(np.ndindex(g.shape)):
+                if count == self.MAX_ROWS:
+                    rows.append([f"... {g.size - count} more", f"(tr.grads[{key!r}])", "", ""] +
+                                ([""] if self.updated else []))
+                    break
                 row = [self.param_name(key, idx), f"{key}[{','.join(map(str, idx))}]", _g(val[idx]), _g(g[idx])]
                 if self.updated:
                     row.append(_g(self.updated[key][idx]))
