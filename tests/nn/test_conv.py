@@ -96,6 +96,10 @@ def test_conv2d_module_shapes_init_and_unbatched():
     assert conv(dp.ones(3, 9, 9)).shape == (8, 5, 5)
     assert list(conv.state_dict()) == ["weight", "bias"]
     assert nn.Conv2d(1, 2, (3, 1), bias=False).bias is None
+    assert nn.Conv2d(2, 4, 3, padding="same")(dp.ones(1, 2, 7, 6)).shape == (1, 4, 7, 6)
+    assert nn.Conv2d(2, 4, 3, padding="valid")(dp.ones(1, 2, 7, 6)).shape == (1, 4, 5, 4)
+    with pytest.raises(NotImplementedError):
+        nn.Conv2d(2, 4, 3, groups=2)
 
 
 def test_conv2d_errors_name_layer_and_shapes():

@@ -48,11 +48,21 @@ class Conv2d(Module):
     """2-D convolution over NCHW input; weight (out, in, kH, kW), init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, bias: bool = True, dtype: Any = None) -> None:
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", dtype: Any = None) -> None:
         super().__init__()
+        if F._pair(dilation, "Conv2d", "dilation") != (1, 1) or groups != 1 or padding_mode != "zeros":
+            raise NotImplementedError("Conv2d: only dilation=1, groups=1 and padding_mode='zeros' are supported")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = F._pair(kernel_size, "Conv2d", "kernel_size")
         self.stride = F._pair(stride, "Conv2d", "stride")
+        if padding == "valid":
+            padding = 0
+        elif padding == "same":
+            if self.stride != (1, 1) or self.kernel_size[0] % 2 == 0 or self.kernel_size[1] % 2 == 0:
+                raise ValueError("Conv2d: padding='same' needs stride 1 and odd kernel sizes here, got "
+                                 f"stride={self.stride}, kernel_size={self.kernel_size}")
+            padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
         self.padding = F._pair(padding, "Conv2d", "padding")
         dt = _dtype(dtype)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -80,8 +90,12 @@ class Conv2d(Module):
 class MaxPool2d(Module):
     """Max over kernel_size windows (stride defaults to kernel_size). Gradient to the argmax."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0) -> None:
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
         super().__init__()
+        if dilation not in (1, (1, 1)) or return_indices or ceil_mode:
+            raise NotImplementedError("MaxPool2d: only dilation=1, return_indices=False and ceil_mode=False "
+                                      "are supported")
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
