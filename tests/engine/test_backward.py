@@ -503,3 +503,29 @@ def test_sqrt_derivative_is_inf_at_zero():
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_pow_zero_exponent_at_zero_has_zero_gradient():
     np.testing.assert_array_equal(_g(lambda t: t ** 0, [0.0, 2.0]), [0.0, 0.0])
+
+
+def test_function_jvp_missing_is_a_clear_error_and_given_is_used():
+    x = np.array([1.0, 2.0])
+    with pytest.raises(NotImplementedError, match="Square"):
+        dp.jvp(lambda v: Square.apply(v), (x,), (np.ones(2),))
+
+    class CubeWithJvp(dp.Function):
+        @staticmethod
+        def forward(ctx, v):
+            ctx.save_for_backward(v)
+            return v * v * v
+
+        @staticmethod
+        def backward(ctx, g):
+            (v,) = ctx.saved_tensors
+            return 3 * v * v * g
+
+        @staticmethod
+        def jvp(ctx, t):
+            (v,) = ctx.saved_tensors
+            return 3 * v * v * t
+
+    out, t = dp.jvp(lambda v: CubeWithJvp.apply(v), (x,), (np.array([1.0, 0.5]),))
+    np.testing.assert_allclose(out.numpy(), x ** 3)
+    np.testing.assert_allclose(t.numpy(), 3 * x ** 2 * [1.0, 0.5])

@@ -273,3 +273,16 @@ def test_int_tensor_arithmetic_and_indexing_with_tensors():
     y = x[i]
     np.testing.assert_array_equal(y.numpy(), [10.0, 30.0])
     assert (dp.tensor([1, 2]) * 2).dtype == np.int64
+
+
+@pytest.mark.xfail(reason="engine bug: expand_dims rejects a tuple of axes (NumPy accepts one)", strict=True)
+def test_expand_dims_tuple_of_axes():
+    a = np.ones((2, 3))
+    assert dp.expand_dims(dp.tensor(a), (0, -1)).shape == np.expand_dims(a, (0, -1)).shape
+
+
+def test_squeeze_tuple_of_axes():
+    a = np.ones((1, 2, 1))
+    assert dp.tensor(a).squeeze((0, 2)).shape == (2,)
+    with pytest.raises(ValueError):
+        dp.tensor(a).squeeze(1)

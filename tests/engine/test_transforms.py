@@ -384,3 +384,47 @@ def test_jvp_of_grad_and_jvp_of_jvp():
     np.testing.assert_allclose(t.numpy(), 6 * x)
     _, t2 = dp.jvp(lambda y: dp.jvp(lambda v: v ** 3, (y,), (np.ones(2),))[1], (x,), (np.ones(2),))
     np.testing.assert_allclose(t2.numpy(), 6 * x)
+
+
+@pytest.mark.xfail(reason="engine bug: prod's zero-safe VJP is not differentiable; second derivatives become 0",
+                   strict=True)
+def test_hessian_of_prod_with_a_zero_element():
+    x = np.array([0.0, 2.0, 3.0])
+    np.testing.assert_allclose(dp.hessian(lambda v: v.prod())(x).numpy(), [[0, 3, 2], [3, 0, 0], [2, 0, 0]])
+
+
+def test_prod_first_derivative_with_zeros_is_exact():
+    for xv, expected in [([0.0, 2.0, 3.0], [6.0, 0.0, 0.0]), ([0.0, 2.0, 0.0], [0.0, 0.0, 0.0]),
+                         ([1.0, -2.0, 4.0], [-8.0, 4.0, -2.0])]:
+        x = t64(xv, requires_grad=True)
+        x.prod().backward()
+        np.testing.assert_array_equal(x.grad.numpy(), expected)
+        _, t = dp.jvp(lambda v: v.prod(), (np.array(xv),), (np.ones(3),))
+        assert t.item() == sum(expected)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean", "none"])
+def test_jvp_vjp_duality_for_losses_in_both_arguments(reduction):
+    p, y = np.array([0.2, 0.7, 0.4]), np.array([1.0, 0.5, 0.0])
+    tp, ty = np.array([0.3, -0.2, 0.1]), np.array([1.0, 2.0, -1.0])
+    for f, first in [(F.binary_cross_entropy_with_logits, p * 3 - 1), (F.mse_loss, p)]:
+        g = lambda a, b: f(a, b, reduction=reduction)  # noqa: E731
+        out, t = dp.jvp(g, (first, y), (tp, ty))
+        u = np.linspace(0.5, 1.5, out.size).reshape(out.shape)
+        _, vf = dp.vjp(g, first, y)
+        ga, gb = vf(u)
+        np.testing.assert_allclose(np.sum(u * t.numpy()), np.sum(ga.numpy() * tp) + np.sum(gb.numpy() * ty),
+                                   rtol=1e-10)
+
+
+@pytest.mark.xfail(reason="engine bug: binary_cross_entropy's JVP ignores the target's tangent", strict=True)
+def test_jvp_of_binary_cross_entropy_in_the_target():
+    p, y = np.array([0.2, 0.7]), np.array([1.0, 0.5])
+    tp, ty = np.array([0.3, -0.2]), np.array([1.0, 2.0])
+    f = lambda a, b: F.binary_cross_entropy(a, b, reduction="sum")  # noqa: E731
+    _, t = dp.jvp(f, (p, y), (tp, ty))
+    _, vf = dp.vjp(f, p, y)
+    gp, gy = vf(np.float64(1.0))
+    np.testing.assert_allclose(t.item(), np.sum(gp.numpy() * tp) + np.sum(gy.numpy() * ty), rtol=1e-10)
+    _, t2 = dp.jvp(lambda b: F.binary_cross_entropy(dp.tensor(p), b, reduction="sum"), (y,), (ty,))
+    np.testing.assert_allclose(t2.item(), np.sum(gy.numpy() * ty), rtol=1e-10)
