@@ -13,6 +13,8 @@ import numpy as np
 
 from .tensor import Tensor
 
+from . import anomaly  # noqa: E402  (imports Tensor and this module lazily)
+
 _grad_enabled = True
 _anomaly = False
 
@@ -73,10 +75,6 @@ class Op:
         return apply(self, args, kw)
 
 
-def _shapes(args) -> str:
-    return ", ".join(str(np.shape(a.data if isinstance(a, Tensor) else a)) for a in args)
-
-
 def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     """Run op's forward on the args' arrays; record a Node if any arg requires grad."""
     datas, grad, tangent = [], False, False
@@ -87,20 +85,15 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
             tangent = tangent or a._tangent is not None
         else:
             datas.append(a)
-    if _anomaly:  # the NaN check below reports it; NumPy's warning would only be noise
-        with np.errstate(all="ignore"):
-            out = Tensor(op.fwd(*datas, **kw))
-    else:
-        out = Tensor(op.fwd(*datas, **kw))
+    if _anomaly:  # checked and reported in anomaly.py; NumPy's warnings would only be noise
+        return anomaly.checked_apply(op, args, kw)
+    out = Tensor(op.fwd(*datas, **kw))
     if grad and _grad_enabled:
         out.requires_grad = True
         out._node = Node(op, args, out.data, kw)
     if tangent:  # forward mode: push the tangents through this op's JVP
         ts = [a._tangent if isinstance(a, Tensor) else None for a in args]
         out._tangent = np.asarray(op.jvp(ts, out.data, *datas, **kw), dtype=out.data.dtype)
-    if _anomaly and out.data.dtype.kind == "f" and np.isnan(out.data).any():
-        raise FloatingPointError(f"detect_anomaly: op '{op.name}' produced NaN in its forward "
-                                 f"output {out.shape} from inputs of shapes {_shapes(args)}")
     return out
 
 
@@ -190,11 +183,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
             if want is None and node.retained is not None and (t := node.retained()) is not None:
                 _accumulate(t, g, create_graph, handed)
             args = node.args
-            if _anomaly:
-                with np.errstate(all="ignore"):
-                    igs = _call_vjp(node, g, create_graph)
-            else:
-                igs = _call_vjp(node, g, create_graph)
+            igs = (anomaly.checked_vjp if _anomaly else _call_vjp)(node, g, create_graph)
             for a, ig in zip(args, igs):
                 if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
                     continue
@@ -202,7 +191,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if ig.dtype != a.dtype:
                     ig = ig.astype(a.dtype)
                 if _anomaly:
-                    _check_grad(node, ig, args)
+                    anomaly.check_grad(node, ig, args)
                 k = a._node or a
                 pending[k] = ig if k not in pending else pending[k] + ig
             if not retain_graph:
@@ -216,14 +205,6 @@ def _call_vjp(node, g, create_graph):
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
         return node.op.vjp(g, apply(node.op, args, node.kw), *args, **node.kw)
     return node.op.vjp(g, node.out, *[a.data if isinstance(a, Tensor) else a for a in args], **node.kw)
-
-
-def _check_grad(node, g, args):
-    v = g.data if isinstance(g, Tensor) else g
-    if not np.isfinite(v).all():
-        what = "NaN" if np.isnan(v).any() else "Inf"
-        raise FloatingPointError(f"detect_anomaly: the backward of op '{node.op.name}' produced {what} "
-                                 f"in a gradient of shape {v.shape}; its inputs have shapes {_shapes(args)}")
 
 
 def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:
