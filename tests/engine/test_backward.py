@@ -529,3 +529,32 @@ def test_function_jvp_missing_is_a_clear_error_and_given_is_used():
     out, t = dp.jvp(lambda v: CubeWithJvp.apply(v), (x,), (np.array([1.0, 0.5]),))
     np.testing.assert_allclose(out.numpy(), x ** 3)
     np.testing.assert_allclose(t.numpy(), 3 * x ** 2 * [1.0, 0.5])
+
+
+def test_held_hook_argument_unchanged_by_later_backward():
+    held = []
+    x = t64([1.0, 2.0])
+    x.register_hook(lambda g: held.append(g))
+    (x * 3.0).sum().backward()
+    (x * 5.0).sum().backward()
+    np.testing.assert_array_equal(held[0].numpy(), [3.0, 3.0])
+    np.testing.assert_array_equal(held[1].numpy(), [5.0, 5.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [8.0, 8.0])
+
+
+@pytest.mark.xfail(reason="engine bug (minor): a leaf's hook argument and its new .grad are the same ndarray",
+                   strict=True)
+def test_hook_argument_is_not_the_grad_array():
+    held = []
+    x = t64([1.0, 2.0])
+    x.register_hook(lambda g: held.append(g))
+    (x * 3.0).sum().backward()
+    assert not np.shares_memory(np.asarray(held[0]), np.asarray(x.grad))
+
+
+def test_retained_and_leaf_grads_do_not_share_memory():
+    x = t64(np.ones((2, 3)))
+    y = x.reshape(6)
+    y.retain_grad()
+    (y * 2.0).sum().backward()
+    assert not np.shares_memory(np.asarray(y.grad), np.asarray(x.grad))
