@@ -223,3 +223,4 @@ def test_anomaly_nan_made_by_ops_inside_a_function_backward():
         with pytest.raises(FloatingPointError) as e:
             y.backward()
     assert "(3,)" in str(e.value)
+    assert "NaNByOp" in str(e.value)  # the Function whose backward failed is named
