@@ -36,15 +36,18 @@ class Defaults:
     lr: float
     epochs: int
     batch_size: int  # 0 = full batch
+    momentum: float = 0.9  # SGD only
 
 
 DEFAULTS: dict[str, Defaults] = {
-    "digits": Defaults((64,), "relu", "adam", 3e-3, 15, 32),
-    "xor": Defaults((2,), "sigmoid", "adam", 0.1, 1000, 0),
-    "mazur": Defaults((2,), "sigmoid", "sgd", 0.5, 10000, 0),
+    "digits": Defaults((128,), "relu", "adam", 3e-3, 20, 32),
+    # 2-2-2 sigmoid XOR has local minima; SGD with momentum escapes them far more often than Adam
+    "xor": Defaults((2,), "sigmoid", "sgd", 0.3, 2000, 0, momentum=0.9),
+    # Mazur's worked example: plain SGD, lr 0.5, sum-of-squares error on sigmoid outputs
+    "mazur": Defaults((2,), "sigmoid", "sgd", 0.5, 3000, 0, momentum=0.0),
     "moons": Defaults((16, 16), "tanh", "adam", 0.01, 100, 32),
     "circles": Defaults((16, 16), "tanh", "adam", 0.01, 100, 32),
-    "spirals": Defaults((64, 64), "relu", "adam", 0.01, 300, 32),
+    "spirals": Defaults((32, 32), "relu", "adam", 0.02, 200, 32),
 }
 
 # Generated sets: the generator's arguments (the run's --seed is added as the data seed).
@@ -88,6 +91,16 @@ def _positive_float(text: str) -> float:
         v = float("nan")
     if not (math.isfinite(v) and v > 0):
         raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive number such as 0.01")
+    return v
+
+
+def _unit_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number in [0, 1) such as 0.9")
     return v
 
 
@@ -148,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help=f"optimizer, with PyTorch's defaults besides --lr (default: {_per_dataset('optimizer')})")
     t.add_argument("--lr", type=_positive_float, default=None, help=f"learning rate (default: {_per_dataset('lr')})")
+    t.add_argument("--momentum", type=_unit_float, default=None,
+                   help="momentum of --optimizer sgd, in [0, 1) "
+                        f"(default: {_per_dataset('momentum')})")
     t.add_argument("--epochs", type=_int_at_least(1, "a positive integer"), default=None,
                    help="total number of epochs, counting those of a --resume checkpoint "
                         f"(default: {_per_dataset('epochs')})")
@@ -261,10 +277,12 @@ def _loss_fn(name: str):
     raise ValueError(f"unknown loss {name!r} in the model file's metadata")
 
 
-def _make_optimizer(name: str, params: Any, lr: float) -> Any:
+def _make_optimizer(name: str, params: Any, lr: float, momentum: float | None) -> Any:
     from deltaprop import optim
 
-    cls = {"sgd": optim.SGD, "adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop}[name]
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum or 0.0)
+    cls = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop}[name]
     return cls(params, lr=lr)
 
 
@@ -390,6 +408,9 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
             "dtype": args.dtype or "float32",
             "epochs": d.epochs if args.epochs is None else args.epochs,
         }
+        if args.momentum is not None and cfg["optimizer"] != "sgd":
+            raise UsageError(f"--momentum applies to --optimizer sgd only (this run uses {cfg['optimizer']})")
+        cfg["momentum"] = (d.momentum if args.momentum is None else args.momentum) if cfg["optimizer"] == "sgd" else None
         return cfg, None
     if not os.path.exists(args.resume):
         raise CommandError(f"no such checkpoint: {args.resume!r}")
@@ -407,10 +428,12 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
         "batch_size": meta["batch_size_option"],
         "seed": meta["seed"],
         "dtype": meta["dtype"],
+        "momentum": meta.get("momentum"),
     }
     given = {"dataset": args.dataset, "hidden": None if args.hidden is None else list(args.hidden),
              "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
-             "batch_size": args.batch_size, "seed": args.seed, "dtype": args.dtype}
+             "batch_size": args.batch_size, "seed": args.seed, "dtype": args.dtype,
+             "momentum": args.momentum}
     for key, value in given.items():
         if value is not None and value != cfg[key]:
             opt = "--" + key.replace("_", "-")
@@ -463,6 +486,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "normalize": norm,
         "optimizer": cfg["optimizer"],
         "lr": cfg["lr"],
+        "momentum": cfg["momentum"],
         "batch_size": batch_size,
         "batch_size_option": cfg["batch_size"],
     }
@@ -471,7 +495,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dp.manual_seed(seed)
         model = tr.build_mlp(task["sizes"], cfg["activation"], output_activation=task["output_activation"],
                              dtype=dtype)
-        opt = _make_optimizer(cfg["optimizer"], model.parameters(), cfg["lr"])
+        opt = _make_optimizer(cfg["optimizer"], model.parameters(), cfg["lr"], cfg["momentum"])
         loss_fn = _loss_fn(task["loss"])
         history = tr.History()
         start = 0
@@ -494,6 +518,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             good["epoch"] = epoch
             good["state"] = model.state_dict()
             last_acc[0] = record[acc_key]
+            if bar is not None:
+                test = "" if dataset in TINY else f" test_acc={record['test_accuracy']:.4f}"
+                bar.set_postfix_str(f"loss={record['train_loss']:.4g} acc={last_acc[0]:.4f}{test}")
 
         def finish_history() -> None:
             if dataset in TINY:
@@ -508,8 +535,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 bar.update(1)
 
         try:
-            tr.fit(model, loss_fn, opt, loader, epochs, start_epoch=start, eval_sets=eval_sets,
-                   on_epoch=on_epoch, on_batch=on_batch, history=history)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # fit reports NaN/Inf itself
+                tr.fit(model, loss_fn, opt, loader, epochs, start_epoch=start, eval_sets=eval_sets,
+                       on_epoch=on_epoch, on_batch=on_batch, history=history)
         except tr.NonFiniteLossError as exc:
             if bar is not None:
                 bar.close()
@@ -518,7 +546,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             saved = ""
             if args.out:
                 io.save(good["state"], args.out, metadata=meta)
-                saved = f"; kept the model of the last finite epoch ({good['epoch']}) in {args.out}"
+                which = (f"the model of the last finite epoch ({good['epoch']})" if good["epoch"] > 0
+                         else "the initial model (no epoch finished)")
+                saved = f"; kept {which} in {args.out}"
             msg = f"{exc}{saved}"
             if args.json:
                 _json_line({"error": msg, "failed_epoch": exc.epoch, "failed_step": exc.step,
@@ -545,6 +575,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "activation": cfg["activation"],
             "optimizer": cfg["optimizer"],
             "lr": cfg["lr"],
+            "momentum": cfg["momentum"],
             "batch_size": batch_size,
             "seed": seed,
             "dtype": dtype.name,
@@ -561,7 +592,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     out = sys.stderr if args.json else sys.stdout
     arch = "-".join(str(s) for s in task["sizes"])
-    _print(f"{dataset}: {arch} {cfg['activation']}, {cfg['optimizer']} lr={cfg['lr']:g}, batch {batch_size}, "
+    mom = f" momentum={cfg['momentum']:g}" if cfg["momentum"] else ""
+    _print(f"{dataset}: {arch} {cfg['activation']}, {cfg['optimizer']} lr={cfg['lr']:g}{mom}, batch {batch_size}, "
            f"{epochs} epochs, seed {seed}, {dtype.name}", file=out)
     test_what = "train = test points" if dataset in TINY else f"{len(Xte)} held-out samples"
     _print(f"train loss {result['train_loss']:.6g}  train accuracy {result['train_accuracy']:.4f}  "
