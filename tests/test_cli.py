@@ -424,3 +424,16 @@ def test_missing_subcommand_module_is_a_clear_error(capsys, monkeypatch):
     rc, out, err = run(capsys, "explain", "mazur")
     assert rc == 1
     assert "not available" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("key, value", [("sizes", "64-10"), ("activation", "swish"), ("seed", -1),
+                                        ("normalize", {"mean": [0.0]}), ("dataset", "imagenet")])
+def test_evaluate_malformed_metadata_names_the_key(capsys, tmp_path, key, value):
+    _, path = train_json(capsys, tmp_path, "--dataset", "moons", "--epochs", "1")
+    meta = dp.load_metadata(path)
+    meta[key] = value
+    bad = tmp_path / "bad.safetensors"
+    dp.save(dp.load(path), bad, metadata=meta)
+    rc, out, err = run(capsys, "evaluate", str(bad))
+    assert rc == 1
+    assert repr(key) in err and "Traceback" not in err

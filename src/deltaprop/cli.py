@@ -289,17 +289,57 @@ def _make_optimizer(name: str, params: Any, lr: float, momentum: float | None) -
 REQUIRED_META = ("dataset", "sizes", "activation", "output_activation", "loss", "dtype", "seed", "normalize")
 
 
-def _check_meta(path: str, meta: dict[str, Any]) -> None:
-    missing = [k for k in REQUIRED_META if k not in meta]
+def _check_meta(path: str, meta: dict[str, Any], resume: bool = False) -> None:
+    """Raise CommandError unless `meta` holds what rebuilding the run needs, naming the bad key."""
+    needed = REQUIRED_META + (("optimizer", "lr") if resume else ())
+    missing = [k for k in needed if k not in meta]
     if missing:
         raise CommandError(
             f"{path!r} lacks the metadata 'deltaprop train' writes (missing key(s) "
             f"{', '.join(repr(k) for k in missing)}), so the network cannot be rebuilt; "
-            "evaluate a file written by 'deltaprop train'")
+            "use a file written by 'deltaprop train'")
+
+    def bad(key: str, want: str) -> CommandError:
+        return CommandError(f"{path!r}: metadata key {key!r} is {meta[key]!r}, {want}")
+
     if meta["dataset"] not in DATASETS:
-        raise CommandError(f"{path!r}: metadata key 'dataset' is {meta['dataset']!r}, not one of {', '.join(DATASETS)}")
+        raise bad("dataset", f"not one of {', '.join(DATASETS)}")
     if meta["dtype"] not in DTYPES:
-        raise CommandError(f"{path!r}: metadata key 'dtype' is {meta['dtype']!r}, not one of {', '.join(DTYPES)}")
+        raise bad("dtype", f"not one of {', '.join(DTYPES)}")
+    sizes = meta["sizes"]
+    if not (isinstance(sizes, list) and len(sizes) >= 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)):
+        raise bad("sizes", "not a list of layer sizes")
+    acts = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
+    if meta["activation"] not in acts:
+        raise bad("activation", f"not one of {', '.join(acts)}")
+    if meta["output_activation"] not in (None, *acts):
+        raise bad("output_activation", "not an activation name or null")
+    if meta["loss"] not in ("cross_entropy", "mse_half_sum"):
+        raise bad("loss", "not 'cross_entropy' or 'mse_half_sum'")
+    seed = meta["seed"]
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise bad("seed", "not a non-negative integer")
+    norm = meta["normalize"]
+    if norm is not None:
+        ok = isinstance(norm, dict) and all(
+            isinstance(norm.get(k), list) and len(norm[k]) == sizes[0]
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in norm[k])
+            for k in ("mean", "std"))
+        if not ok:
+            raise bad("normalize", f"not {{'mean': [...], 'std': [...]}} with {sizes[0]} numbers each")
+    if resume:
+        if meta["optimizer"] not in OPTIMIZERS:
+            raise bad("optimizer", f"not one of {', '.join(OPTIMIZERS)}")
+        lr = meta["lr"]
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+            raise bad("lr", "not a positive number")
+        bs = meta.get("batch_size_option", meta.get("batch_size"))
+        if not (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 0):
+            raise CommandError(f"{path!r}: metadata key 'batch_size' is {bs!r}, not a non-negative integer")
+        mom = meta.get("momentum")
+        if mom is not None and not (isinstance(mom, (int, float)) and 0 <= mom < 1):
+            raise bad("momentum", "not a number in [0, 1) or null")
 
 
 def _check_state(path: str, state: dict[str, np.ndarray], model: Any) -> None:
@@ -416,8 +456,8 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
         raise CommandError(f"no such checkpoint: {args.resume!r}")
     ckpt = io.read_checkpoint(args.resume)
     meta = ckpt.metadata
-    _check_meta(args.resume, meta)
-    if ckpt.optimizer_state is None or "optimizer" not in meta:
+    _check_meta(args.resume, meta, resume=True)
+    if ckpt.optimizer_state is None:
         raise CommandError(f"{args.resume!r} holds no optimizer state; write checkpoints with --checkpoint")
     cfg = {
         "dataset": meta["dataset"],
@@ -425,7 +465,7 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
         "activation": meta["activation"],
         "optimizer": meta["optimizer"],
         "lr": meta["lr"],
-        "batch_size": meta["batch_size_option"],
+        "batch_size": meta.get("batch_size_option", meta.get("batch_size")),
         "seed": meta["seed"],
         "dtype": meta["dtype"],
         "momentum": meta.get("momentum"),
@@ -642,16 +682,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     dataset, seed = meta["dataset"], meta["seed"]
     dtype = np.dtype(meta["dtype"])
     sizes = meta["sizes"]
-    if not (isinstance(sizes, list) and len(sizes) >= 2 and all(isinstance(s, int) and s > 0 for s in sizes)):
-        raise CommandError(f"{path!r}: metadata key 'sizes' is {sizes!r}, not a list of layer sizes")
-    if meta["activation"] not in tr.ACTIVATIONS:
-        raise CommandError(f"{path!r}: metadata key 'activation' is {meta['activation']!r}, "
-                           f"not one of {', '.join(tr.ACTIVATIONS)}")
     Xtr_raw, Xte_raw, ytr, yte = _split(dataset, seed)
     norm = meta["normalize"]
-    if norm is not None and (len(norm.get("mean", [])) != Xtr_raw.shape[1] or len(norm.get("std", [])) != Xtr_raw.shape[1]):
-        raise CommandError(f"{path!r}: metadata key 'normalize' does not have {Xtr_raw.shape[1]} features "
-                           f"for dataset {dataset!r}")
     Xtr, Xte = _normalize(Xtr_raw, norm, dtype), _normalize(Xte_raw, norm, dtype)
     if dataset == "mazur":
         ytr, yte = ytr.astype(dtype), yte.astype(dtype)
