@@ -397,6 +397,7 @@ def _write_plot(path: str, history: Any, title: str) -> str | None:
     """Write the loss and accuracy curves; return an error note instead when impossible."""
     try:
         from matplotlib.figure import Figure
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return ("matplotlib is not installed, so no plot was written; get it with: "
                 "pip install 'deltaprop[plot]'")
@@ -423,6 +424,8 @@ def _write_plot(path: str, history: Any, title: str) -> str | None:
     ax2.set_ylim(-0.02, 1.02)
     ax2.legend()
     ax2.grid(alpha=0.3)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.savefig(path, dpi=100)
     return None
