@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -291,19 +292,24 @@ def test_out_directory_missing(capsys, tmp_path):
     assert rc == 1 and "does not exist" in err and "Traceback" not in err
 
 
-# Digits with plain SGD at lr 3 trains for one epoch, then the loss overflows in epoch 2.
-DIVERGE = ("--optimizer", "sgd", "--lr", "3", "--epochs", "5")
+# Digits with SGD at lr 3 (momentum 0.9) trains for an epoch, then the loss overflows (epoch 2,
+# step 42 here; the tests accept any later epoch, since BLAS rounding may move it).
+DIVERGE = ("--optimizer", "sgd", "--lr", "3", "--momentum", "0.9", "--epochs", "6")
 
 
 def test_nan_loss_exits_1_naming_epoch_and_step_and_keeps_last_finite_model(capsys, tmp_path):
     path = tmp_path / "m.safetensors"
     rc, out, err = run(capsys, "train", *DIVERGE, "--out", str(path), "--no-plot")
     assert rc == 1
-    assert "epoch 2" in err and "step 42" in err
+    m = re.search(r"became (nan|inf|-inf) at epoch (\d+), step (\d+) of 45", err)
+    assert m, err
+    epoch = int(m.group(2))
+    assert 2 <= epoch <= 6
     assert "Traceback" not in err
     assert path.exists()
     meta = dp.load_metadata(path)
-    assert meta["epochs"] == 1
+    assert meta["epochs"] == epoch - 1
+    assert f"last finite epoch ({epoch - 1})" in err
     assert all(np.isfinite(v).all() for v in dp.load(path).values())
     rc, out, err = run(capsys, "evaluate", str(path), "--json")
     assert rc == 0, err
@@ -314,7 +320,9 @@ def test_nan_loss_json(capsys, tmp_path):
     rc, out, err = run(capsys, "train", *DIVERGE, "--out", str(tmp_path / "m.safetensors"), "--no-plot", "--json")
     assert rc == 1
     res = last_json(out)
-    assert res["failed_epoch"] == 2 and res["failed_step"] == 42 and res["epochs"] == 1
+    assert res["failed_epoch"] >= 2 and 1 <= res["failed_step"] <= 45
+    assert res["epochs"] == res["failed_epoch"] - 1
+    assert "error" in res
 
 
 def test_nan_in_first_epoch_keeps_initial_model(capsys, tmp_path):
@@ -330,7 +338,7 @@ def test_nan_subprocess_no_traceback(tmp_path):
     proc = run_module("train", *DIVERGE, "--out", str(tmp_path / "m.safetensors"), "--no-plot")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "Warning" not in proc.stderr
-    assert "epoch 2, step 42" in proc.stderr
+    assert re.search(r"deltaprop: error: the loss became \S+ at epoch \d+, step \d+", proc.stderr)
 
 
 # ----------------------------------------------------------------------------- resume

@@ -36,7 +36,7 @@ class Defaults:
     lr: float
     epochs: int
     batch_size: int  # 0 = full batch
-    momentum: float = 0.9  # SGD only
+    momentum: float = 0.0  # SGD only (PyTorch's default unless a dataset needs more)
 
 
 DEFAULTS: dict[str, Defaults] = {
