@@ -136,8 +136,10 @@ def _order(roots) -> list:
     return post
 
 
-def _run_hooks(hooks, g, create_graph):
+def _run_hooks(hooks, g, create_graph, handed):
     for fn in list(hooks.values()):
+        if not create_graph:
+            handed.add(id(g if g.base is None else g.base))  # the hook may keep it: no .grad shares it
         r = fn(g if create_graph else Tensor(g))
         if r is not None:
             g = r if create_graph else np.asarray(r.data if isinstance(r, Tensor) else r, dtype=g.dtype)
@@ -174,12 +176,12 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 want[id(node)] = g
             if not isinstance(node, Node):  # a leaf tensor
                 if node._hooks:
-                    g = _run_hooks(node._hooks, g, create_graph)
+                    g = _run_hooks(node._hooks, g, create_graph, handed)
                 if want is None:
                     _accumulate(node, g, create_graph, handed)
                 continue
             if node.hooks:
-                g = _run_hooks(node.hooks, g, create_graph)
+                g = _run_hooks(node.hooks, g, create_graph, handed)
             if want is None and node.retained is not None and (t := node.retained()) is not None:
                 _accumulate(t, g, create_graph, handed)
             args = node.args

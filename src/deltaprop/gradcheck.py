@@ -57,6 +57,6 @@ def gradcheck(f: Callable, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol:
             idx = np.unravel_index(j, x.shape)
             raise GradcheckError(
                 f"gradcheck: gradient of input {i} at index {tuple(int(v) for v in idx)} (output element {k}) "
-                f"disagrees: analytical {analytical[k, j]!r} vs numerical {numerical[k, j]!r} "
+                f"disagrees: analytical {float(analytical[k, j])!r} vs numerical {float(numerical[k, j])!r} "
                 f"(atol={atol}, rtol={rtol})")
     return True

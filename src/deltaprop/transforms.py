@@ -22,12 +22,17 @@ def _input(a) -> Tensor:
     arr = _to_array(a)
     if arr.dtype.kind != "f":
         raise TypeError(f"cannot differentiate with respect to an argument of dtype {arr.dtype}; pass floats")
-    return Tensor(arr, requires_grad=True)
+    x = Tensor(arr, requires_grad=True)
+    if isinstance(a, Tensor) and a._tangent is not None:  # forward over reverse (jvp of grad): keep it
+        x._tangent = a._tangent
+    return x
 
 
 def _grads(out: Tensor, inputs: list, cotangent=None) -> list:
     """d(out)/d(inputs) (times cotangent) as Tensors; zeros where out does not depend on an input."""
-    nested = any(a._node is not None for a in inputs)  # inside an outer transform: keep the graph
+    # Inside an outer transform keep the graph; under an outer jvp, run the VJPs on Tensors so
+    # that the tangents flow through the backward pass too.
+    nested = any(a._node is not None or a._tangent is not None for a in inputs)
     if not out.requires_grad:
         return [Tensor(np.zeros_like(a.data)) for a in inputs]
     if cotangent is None:
@@ -87,6 +92,9 @@ def jvp(f: Callable, primals: tuple, tangents: tuple):
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents")
     xs = []
+    if any(isinstance(p, Tensor) and p._tangent is not None for p in primals):
+        raise NotImplementedError("jvp of jvp (nested forward mode) is not supported; for second "
+                                  "derivatives use dp.hessian, dp.grad(dp.grad(f)) or jvp of grad")
     for p, t in zip(primals, tangents):
         x = Tensor(_to_array(p))
         tv = np.asarray(t.data if isinstance(t, Tensor) else t, dtype=x.dtype)

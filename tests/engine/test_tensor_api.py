@@ -275,7 +275,6 @@ def test_int_tensor_arithmetic_and_indexing_with_tensors():
     assert (dp.tensor([1, 2]) * 2).dtype == np.int64
 
 
-@pytest.mark.xfail(reason="engine bug: expand_dims rejects a tuple of axes (NumPy accepts one)", strict=True)
 def test_expand_dims_tuple_of_axes():
     a = np.ones((2, 3))
     assert dp.expand_dims(dp.tensor(a), (0, -1)).shape == np.expand_dims(a, (0, -1)).shape

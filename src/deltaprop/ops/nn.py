@@ -129,9 +129,17 @@ def _bce_vjp(g, out, p, y, reduction):
     return gp, gy
 
 
-_bce = Op("binary_cross_entropy", _bce_fwd, _bce_vjp,
-          lambda ts, out, p, y, reduction: _reduce(
-              (0 if ts[0] is None else ts[0] * (p - y) / np.maximum(p * (1 - p), 1e-12)), reduction))
+def _bce_jvp(ts, out, p, y, reduction):
+    per = np.zeros(np.broadcast_shapes(np.shape(p), np.shape(y)), np.result_type(p, y))
+    if ts[0] is not None:
+        per = per + ts[0] * (p - y) / np.maximum(p * (1 - p), 1e-12)
+    if ts[1] is not None:
+        with np.errstate(divide="ignore"):
+            per = per + ts[1] * (np.maximum(np.log1p(-p), -100) - np.maximum(np.log(p), -100))
+    return _reduce(per, reduction)
+
+
+_bce = Op("binary_cross_entropy", _bce_fwd, _bce_vjp, _bce_jvp)
 
 
 def binary_cross_entropy(input, target, reduction: str = "mean"):

@@ -112,8 +112,11 @@ def _others_product(x, axis):
 
 
 def _prod_vjp(g, out, x, axis, keepdims):
-    if isinstance(x, Tensor) and (raw(x) != 0).all():
-        return (expand(g * out, x.shape, axis, keepdims) / x,)
+    if isinstance(x, Tensor):
+        if (raw(x) != 0).all():
+            return (expand(g * out, x.shape, axis, keepdims) / x,)
+        raise NotImplementedError("higher-order derivatives of prod at inputs that contain 0 are not "
+                                  "supported (first derivatives are exact)")
     return (expand(g, x.shape, axis, keepdims) * _others_product(raw(x), axis),)
 
 

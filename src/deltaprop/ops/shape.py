@@ -98,10 +98,15 @@ def squeeze(x, axis=None, *, dim=None):
 
 
 def expand_dims(x, axis):
-    """Insert a size-1 axis at position axis (NumPy's name)."""
-    s = list(raw(x).shape)
-    s.insert(axis % (len(s) + 1) if axis < 0 else axis, 1)
-    return reshape(x, tuple(s))
+    """Insert size-1 axes at the given position(s) of the result (NumPy's name and rules)."""
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    s = raw(x).shape
+    nd = len(s) + len(axes)
+    new = sorted(a % nd for a in axes)
+    if len(set(new)) != len(new) or any(not -nd <= a < nd for a in axes):
+        raise ValueError(f"expand_dims: axes {axis} are repeated or out of range for a result of {nd} axes")
+    it = iter(s)
+    return reshape(x, tuple(1 if i in new else next(it) for i in range(nd)))
 
 
 def unsqueeze(x, dim: int):
