@@ -299,3 +299,14 @@ def test_worker_process_prints_one_json_line():
     res = json.loads(lines[0])
     assert res["status"] == "ok" and len(res["times"]) == 2 and res["threads"] == 1
     assert res["extra"]["first_loss"] == pytest.approx(0.298371109, abs=1e-9)  # Mazur's E_total
+
+
+def test_peers_train_like_the_default_cli_run():
+    # the peers' copy of `deltaprop train`'s digits defaults must not drift from the CLI's
+    from deltaprop.bench import _common
+    from deltaprop.cli import DEFAULTS
+    d = DEFAULTS["digits"]
+    assert tuple(_common.TRAIN["hidden"]) == tuple(d.hidden)
+    assert _common.TRAIN["lr"] == d.lr
+    assert _common.TRAIN["epochs"] == d.epochs
+    assert _common.TRAIN["batch_size"] == d.batch_size
