@@ -8,6 +8,8 @@ Tensors, which dispatch their NumPy calls back to deltaprop ops: the gradient is
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 
 import numpy as np
 
@@ -17,6 +19,7 @@ from . import anomaly  # noqa: E402  (imports Tensor and this module lazily)
 
 _grad_enabled = True
 _anomaly = False
+_seq = itertools.count()
 
 
 class _Mode(contextlib.ContextDecorator):
@@ -56,11 +59,12 @@ def detect_anomaly() -> _Mode:
 class Node:
     """One recorded op application: what its VJP needs, and the tensors it came from."""
 
-    __slots__ = ("op", "args", "out", "kw", "hooks", "retained", "__weakref__")
+    __slots__ = ("op", "args", "out", "kw", "hooks", "retained", "seq", "__weakref__")
 
     def __init__(self, op, args, out, kw):
         self.op, self.args, self.out, self.kw = op, args, out, kw
         self.hooks = self.retained = None
+        self.seq = next(_seq)  # creation order: a node is always newer than the nodes it consumes
 
 
 class Op:
@@ -108,34 +112,6 @@ def sum_to(g, shape: tuple):
     return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _order(roots) -> list:
-    """Reverse topological order of every node reachable from roots (iterative DFS)."""
-    post, seen = [], set()
-    stack = [(r, False) for r in roots]
-    while stack:
-        node, done = stack.pop()
-        if done:
-            post.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if type(node) is Node:
-            if node.args is None:
-                raise RuntimeError(
-                    f"Trying to backward through the graph a second time (op '{node.op.name}'): its "
-                    "saved values were freed by the first backward. Call backward(retain_graph=True) "
-                    "the first time if you need to backward twice.")
-            for a in node.args:
-                if isinstance(a, Tensor) and a.requires_grad:
-                    k = a._node or a  # a Node is always truthy
-                    if id(k) not in seen:
-                        stack.append((k, False))
-    post.reverse()
-    return post
-
-
 def _run_hooks(hooks, g, create_graph, handed):
     for fn in list(hooks.values()):
         if not create_graph:
@@ -159,27 +135,28 @@ def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
 
 def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
-    (no .grad is touched); otherwise accumulate into the leaves' .grad."""
-    order = _order([(r._node or r) for r in roots])
-    pending = {}
+    (no .grad is touched); otherwise accumulate into the leaves' .grad.
+
+    Nodes are processed newest first (a max-heap on creation order), which is a topological
+    order: by the time a node is popped, every consumer of its output has sent its gradient.
+    No recursion, and no pass over the graph before the backward itself."""
+    pending, heap, leaves, handed = {}, [], [], set()
     for r, g in zip(roots, grads):
-        k = r._node or r
-        pending[k] = g if k not in pending else pending[k] + g
+        _send(r._node or r, g, pending, heap, leaves)
     want = None if inputs is None else {id(t._node or t): None for t in inputs}
-    handed = set()
-    with (enable_grad() if create_graph else no_grad()):
-        for node in order:
-            g = pending.pop(node, None)
-            if g is None:
-                continue
+    global _grad_enabled
+    saved, _grad_enabled = _grad_enabled, create_graph  # VJPs record a graph only for create_graph
+    try:
+        while heap:
+            node = heapq.heappop(heap)[1]
+            g = pending.pop(node)
+            if node.args is None:
+                raise RuntimeError(
+                    f"Trying to backward through the graph a second time (op '{node.op.name}'): its "
+                    "saved values were freed by the first backward. Call backward(retain_graph=True) "
+                    "the first time if you need to backward twice.")
             if want is not None and id(node) in want:
                 want[id(node)] = g
-            if not isinstance(node, Node):  # a leaf tensor
-                if node._hooks:
-                    g = _run_hooks(node._hooks, g, create_graph, handed)
-                if want is None:
-                    _accumulate(node, g, create_graph, handed)
-                continue
             if node.hooks:
                 g = _run_hooks(node.hooks, g, create_graph, handed)
             if want is None and node.retained is not None and (t := node.retained()) is not None:
@@ -189,17 +166,40 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
             for a, ig in zip(args, igs):
                 if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
                     continue
-                ig = sum_to(ig, a.shape)
-                if ig.dtype != a.dtype:
-                    ig = ig.astype(a.dtype)
+                d = a.data
+                if ig.shape != d.shape:
+                    ig = sum_to(ig, d.shape)
+                if ig.dtype != d.dtype:
+                    ig = ig.astype(d.dtype)
                 if _anomaly:
                     anomaly.check_grad(node, ig, args)
-                k = a._node or a
-                pending[k] = ig if k not in pending else pending[k] + ig
+                _send(a._node or a, ig, pending, heap, leaves)
             if not retain_graph:
                 node.args = node.out = None
+        for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
+            g = pending.pop(leaf)
+            if want is not None and id(leaf) in want:
+                want[id(leaf)] = g
+            if leaf._hooks:
+                g = _run_hooks(leaf._hooks, g, create_graph, handed)
+            if want is None:
+                _accumulate(leaf, g, create_graph, handed)
+    finally:
+        _grad_enabled = saved
     if want is not None:
         return [want[id(t._node or t)] for t in inputs]
+
+
+def _send(key, g, pending, heap, leaves) -> None:
+    """Add g to what a node (or leaf) has received; the first arrival queues it."""
+    if key in pending:
+        pending[key] = pending[key] + g
+    else:
+        pending[key] = g
+        if type(key) is Node:
+            heapq.heappush(heap, (-key.seq, key))
+        else:
+            leaves.append(key)
 
 
 def _call_vjp(node, g, create_graph):

@@ -104,7 +104,7 @@ class Tensor:
             raise RuntimeError(f"in-place {ufunc.__name__} on a tensor that requires grad would corrupt the "
                                "graph; do the update under `with dp.no_grad():` or write x = x op y")
         if _autograd._grad_enabled and isinstance(other, Tensor) and other.requires_grad:
-            res = op(self, other)  # becomes part of the graph, as PyTorch does
+            res = op(self.detach(), other)  # self joins the graph, as in PyTorch (its old value is a constant)
             self.data, self._node, self.requires_grad = res.data, res._node, True
             return self
         if not self.data.flags.writeable:

@@ -34,8 +34,13 @@ def unary(name, fwd, deriv, doc):
 
 
 def _stable_sigmoid(x):
-    e = np.exp(-np.abs(x))  # never overflows: exp of a non-positive number
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    """1 / (1 + e**-x) as e**x / (1 + e**x) for x < 0: never overflows, exact in both tails."""
+    e = np.asarray(np.abs(x, dtype=np.result_type(x, np.float16)))  # (0-d results are scalars)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # e = exp(-|x|) lies in (0, 1]
+    num = np.where(x >= 0, 1, e)
+    e += 1
+    return np.divide(num, e, out=e)
 
 
 exp = unary("exp", np.exp, lambda x, y: y, "e**x. VJP: g * exp(x)")
@@ -101,13 +106,18 @@ def _binop(name, ufunc, vjp, jvp, doc):
     return f
 
 
+_NUM = (int, float)  # a Python number operand is a constant: its gradient is never needed
+
+
 add = _binop("add", np.add, lambda g, out, a, b: (g, g),
              lambda ts, out, a, b: _t(ts, 0, a) + _t(ts, 1, b), "a + b (broadcasting). VJP: g, g")
-subtract = _binop("sub", np.subtract, lambda g, out, a, b: (g, -g),
+subtract = _binop("sub", np.subtract, lambda g, out, a, b: (g, None if isinstance(b, _NUM) else -g),
                   lambda ts, out, a, b: _t(ts, 0, a) - _t(ts, 1, b), "a - b. VJP: g, -g")
-multiply = _binop("mul", np.multiply, lambda g, out, a, b: (g * b, g * a),
+multiply = _binop("mul", np.multiply, lambda g, out, a, b: (None if isinstance(a, _NUM) else g * b,
+                                                             None if isinstance(b, _NUM) else g * a),
                   lambda ts, out, a, b: _t(ts, 0, a) * b + a * _t(ts, 1, b), "a * b. VJP: g * b, g * a")
-divide = _binop("div", np.divide, lambda g, out, a, b: (g / b, -g * a / (b * b)),
+divide = _binop("div", np.divide, lambda g, out, a, b: (None if isinstance(a, _NUM) else g / b,
+                                                       None if isinstance(b, _NUM) else -g * a / (b * b)),
                 lambda ts, out, a, b: (_t(ts, 0, a) - out * _t(ts, 1, b)) / b, "a / b. VJP: g / b, -g a / b**2")
 
 
@@ -121,7 +131,9 @@ def _safe_log(a):
 
 def _dpow(a, b):
     """d(a**b)/da = b a**(b-1), and 0 where b == 0 (as PyTorch: no 0 * inf at a = 0)."""
-    d = b * a ** (b - 1) if not (np.ndim(raw(b)) == 0 and raw(b) == 2) else 2 * a
+    if isinstance(b, _NUM):  # the common case, x ** 2: no array work beyond the product
+        return 0 * a if b == 0 else 2 * a if b == 2 else b * a ** (b - 1)
+    d = b * a ** (b - 1)
     return d if np.all(raw(b) != 0) else np.where(raw(b) == 0, 0, d)
 
 

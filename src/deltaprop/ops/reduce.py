@@ -24,12 +24,16 @@ def _count(shape, axis):
 
 def expand(g, shape, axis, keepdims):
     """Re-insert reduced axes into g (as size 1) and broadcast it to the input's shape."""
-    if not keepdims:
+    if not keepdims and axis is not None:
         kshape = list(shape)
         for a in _axes(axis, len(shape)):
             kshape[a] = 1
         g = g.reshape(tuple(kshape))
-    return np.broadcast_to(g, shape)
+    if isinstance(g, Tensor):
+        return np.broadcast_to(g, shape)
+    out = np.empty(shape, g.dtype)  # an array of its own (faster than a broadcast view, and writable)
+    out[...] = g
+    return out
 
 
 def _pick(axis, dim):
