@@ -5,7 +5,9 @@ training on top of it, and the propagated error signals (deltas) made visible.
 """
 from __future__ import annotations
 
-from ._config import get_default_dtype, manual_seed, set_default_dtype
+import os as _os
+
+from ._config import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
 from .tensor import Tensor
 from .creation import tensor, arange, eye, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .function import Function
@@ -20,6 +22,9 @@ from . import nn
 from .io import load, load_checkpoint, load_metadata, save, save_checkpoint
 
 __version__ = "0.1.0"
+
+if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1":  # the user's explicit opt-in (see tune_malloc)
+    tune_malloc()
 
 
 def __getattr__(name):

@@ -20,6 +20,8 @@ CASES: dict[str, tuple[str, str]] = {
 # Library name -> (worker module inside deltaprop.bench, top-level package it needs or None).
 LIBS: dict[str, tuple[str, str | None]] = {
     "deltaprop": ("lib_deltaprop", "deltaprop"),
+    # the same code after the explicit opt-in dp.tune_malloc() (no page faults from freed arrays)
+    "deltaprop-tuned": ("lib_deltaprop_tuned", "deltaprop"),
     "torch": ("lib_torch", "torch"),
     "autograd": ("lib_autograd", "autograd"),
     "mygrad": ("lib_mygrad", "mygrad"),
@@ -33,7 +35,7 @@ LIBS: dict[str, tuple[str, str | None]] = {
 
 BASELINE = "deltaprop"
 
-_ARRAY_LIBS = ["deltaprop", "torch", "autograd", "mygrad", "dezero"]
+_ARRAY_LIBS = ["deltaprop", "deltaprop-tuned", "torch", "autograd", "mygrad", "dezero"]
 
 # Case -> the libraries that have a version of it, in the order they run within a round.
 APPLIES: dict[str, list[str]] = {

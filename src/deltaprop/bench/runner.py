@@ -140,7 +140,7 @@ def worker_command(python: str, lib: str, case: str, threads: int, quick: bool) 
         module = LIBS[lib][1] or lib
         return [python, "-c", IMPORT_SNIPPET, lib, module]
     args = [lib, case, "--threads", str(threads)] + (["--quick"] if quick else [])
-    if lib == BASELINE:
+    if lib == BASELINE or LIBS[lib][1] == "deltaprop":
         return [python, "-m", "deltaprop.bench.worker", *args]
     pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return [python, "-c", PEER_BOOTSTRAP, pkg_dir, *args]

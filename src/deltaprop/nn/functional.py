@@ -94,7 +94,9 @@ def _pad(x, padding, value=0.0):
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    out = np.full(x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), value, x.dtype)
+    out[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x  # (much faster than np.pad)
+    return out
 
 
 def _windows(xp, kh, kw, stride):
@@ -102,32 +104,43 @@ def _windows(xp, kh, kw, stride):
     return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
 
 
+def _im2col(x, kh, kw, stride, padding):
+    """The patches as (N, C*kh*kw, Ho*Wo), one copy, ordered (c, i, j) like W.reshape(O, -1)."""
+    win = _windows(_pad(x, padding), kh, kw, stride)
+    n, c, ho, wo = win.shape[:4]
+    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo), ho, wo
+
+
 def _conv_raw(x, w, b=None, *, stride, padding, nx=True, nw=True):
-    win = _windows(_pad(x, padding), w.shape[2], w.shape[3], stride)
-    out = np.tensordot(win, w, axes=((1, 4, 5), (1, 2, 3)))  # (N, Ho, Wo, O): one matmul
+    cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding)
+    out = np.matmul(w.reshape(w.shape[0], -1), cols)  # (N, O, Ho*Wo): already NCHW, contiguous
     if b is not None:
-        out = out + b if out.dtype != np.result_type(out, b) else np.add(out, b, out=out)
-    return out.transpose(0, 3, 1, 2)
+        b2 = b.reshape(-1, 1)
+        out = out + b2 if out.dtype != np.result_type(out, b2) else np.add(out, b2, out=out)
+    return out.reshape(x.shape[0], w.shape[0], ho, wo)
 
 
 def _conv_input_grad(g, w, x_shape, stride, padding):
-    """Adjoint of conv in x (col2im): scatter g @ W back to the windows, one add per kernel position."""
+    """Adjoint of conv in x (col2im): W.T @ g per image, then one strided add per kernel position."""
     n, c, h, wd = x_shape
-    kh, kw = w.shape[2], w.shape[3]
+    o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     sh, sw = stride
     ho, wo = g.shape[2], g.shape[3]
-    cols = np.tensordot(w, g, axes=((0,), (1,)))  # (C, kh, kw, N, Ho, Wo)
-    gxp = np.zeros((c, n, h + 2 * padding[0], wd + 2 * padding[1]), cols.dtype)
+    cols = np.matmul(w.reshape(o, -1).T, g.reshape(n, o, ho * wo)).reshape(n, c, kh, kw, ho, wo)
+    gxp = np.zeros((n, c, h + 2 * padding[0], wd + 2 * padding[1]), cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, i, j]
-    return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd].transpose(1, 0, 2, 3)
+            gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+    return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd]
 
 
 def _conv_weight_grad(x, g, w_shape, stride, padding):
-    """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j]."""
-    win = _windows(_pad(x, padding), w_shape[2], w_shape[3], stride)
-    return np.tensordot(g, win, axes=((0, 2, 3), (0, 2, 3)))
+    """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch."""
+    cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
+    n, o, k = g.shape[0], g.shape[1], cols.shape[1]
+    g2 = g.reshape(n, o, ho * wo).transpose(1, 0, 2).reshape(o, n * ho * wo)
+    c2 = cols.transpose(1, 0, 2).reshape(k, n * ho * wo)  # both row-major in (n, pixel): a fast GEMM
+    return (g2 @ c2.T).reshape(w_shape)
 
 
 def _any_tensor(*xs) -> bool:
@@ -240,19 +253,13 @@ def _pool_fwd(x, *, kernel, stride, padding):
     return out
 
 
-def _pool_argmax(x, kernel, stride, padding):
-    """Kernel offset of each window's maximum (the first one at ties, as PyTorch)."""
+def _pool_argmax(x, out, kernel, stride, padding):
+    """Kernel offset of each window's maximum `out` (the first one at ties, as PyTorch)."""
     xp = _pad(x, padding, -np.inf)
-    ho, wo = _pool_out_hw(x.shape, kernel, stride, padding)
-    best = arg = None
-    for k, si, sj in _pool_positions(kernel, stride, ho, wo):
-        v = xp[:, :, si, sj]
-        if best is None:
-            best, arg = v.copy(), np.zeros(v.shape, np.int32)
-            continue
-        upd = v > best
-        np.copyto(best, v, where=upd)
-        arg[upd] = k
+    pos = _pool_positions(kernel, stride, out.shape[2], out.shape[3])
+    arg = np.full(out.shape, len(pos) - 1, np.int16)
+    for k, si, sj in reversed(pos[:-1]):  # earlier offsets overwrite later ones: the first max wins
+        arg = np.where(xp[:, :, si, sj] == out, np.int16(k), arg)
     return arg
 
 
@@ -262,7 +269,7 @@ def _pool_scatter(g, arg, x_shape, kernel, stride, padding):
     gxp = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), g.dtype)
     ho, wo = g.shape[2], g.shape[3]
     for k, si, sj in _pool_positions(kernel, stride, ho, wo):
-        gxp[:, :, si, sj] += np.where(arg == k, g, 0)
+        gxp[:, :, si, sj] += g * (arg == k)
     return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
 
 
@@ -292,7 +299,7 @@ _pool_gather_op = Op(
 
 def _pool_vjp(g, out, x, *, kernel, stride, padding):
     rx = raw(x)
-    arg = _pool_argmax(rx, kernel, stride, padding)
+    arg = _pool_argmax(rx, raw(out), kernel, stride, padding)
     if isinstance(g, Tensor):
         return (_pool_scatter_op(g, arg=arg, x_shape=rx.shape, kernel=kernel, stride=stride, padding=padding),)
     return (_pool_scatter(g, arg, rx.shape, kernel, stride, padding),)
@@ -300,7 +307,7 @@ def _pool_vjp(g, out, x, *, kernel, stride, padding):
 
 _max_pool = Op("max_pool2d", _pool_fwd, _pool_vjp,
                lambda ts, out, x, *, kernel, stride, padding: _pool_gather(
-                   ts[0], _pool_argmax(x, kernel, stride, padding), kernel, stride, padding))
+                   ts[0], _pool_argmax(x, out, kernel, stride, padding), kernel, stride, padding))
 
 
 def max_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
