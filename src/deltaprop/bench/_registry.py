@@ -15,6 +15,8 @@ CASES: dict[str, tuple[str, str]] = {
     "train": ("`deltaprop train` defaults end to end (digits MLP): seconds, test accuracy", "s"),
     "import": ("`import <lib>` in a fresh process", "s"),
     "memory": ("training loop of the train case: peak RSS, RSS after each epoch", "MB"),
+    "trace": ("dp.explain.trace of one sample through a 784-256-10 sigmoid network (target < 1 s)", "s"),
+    "report": ("`deltaprop explain --dataset moons --hidden 4,4 --steps 200 --html` (target < 5 s)", "s"),
 }
 
 # Library name -> (worker module inside deltaprop.bench, top-level package it needs or None).
@@ -48,6 +50,8 @@ APPLIES: dict[str, list[str]] = {
     "train": ["deltaprop", "torch", "sklearn"],
     "import": ["deltaprop", "numpy", "torch"],
     "memory": ["deltaprop", "torch"],
+    "trace": ["deltaprop"],
+    "report": ["deltaprop"],
 }
 
 # Peers as named on the command line (`--peers`): every library except the baseline.
@@ -64,4 +68,6 @@ ITERATIONS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "train": ((0, 1), (0, 1)),
     "import": ((0, 1), (0, 1)),
     "memory": ((0, 1), (0, 1)),
+    "trace": ((1, 5), (1, 2)),
+    "report": ((0, 3), (0, 1)),
 }

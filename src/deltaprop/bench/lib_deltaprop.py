@@ -173,3 +173,32 @@ def memory():
         acc = float((np.asarray(model(dp.tensor(xte)).argmax(axis=1)) == yte).mean())
     return {"value": C.peak_rss_mb(), "rss_per_epoch_mb": rss,
             "growth_mb": rss[-1] - rss[1] if len(rss) > 1 else 0.0, "test_accuracy": acc}
+
+
+def trace():
+    """One sample through a 784-256-10 network, every delta and gradient (issue target: < 1 s)."""
+    dp.manual_seed(0)
+    model = nn.Sequential(nn.Linear(784, 256), nn.Sigmoid(), nn.Linear(256, 10), nn.Sigmoid())
+    x = np.random.default_rng(0).random(784).astype(np.float32)
+    target = np.eye(10, dtype=np.float32)[3]
+
+    def step():
+        tr = dp.explain.trace(model, x, target, loss=lambda out, t: 0.5 * ((t - out) ** 2).sum(), lr=0.5)
+        return float(tr.layers[-1].delta.sum())
+
+    return step
+
+
+def report():
+    """The interactive report for 200 steps of a 2-4-4-1 network, written to a file (target: < 5 s)."""
+    from deltaprop.explain.cli import main as explain_main
+    path = os.path.join(tempfile.mkdtemp(), "report.html")
+
+    def step():
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = explain_main(["--dataset", "moons", "--hidden", "4,4", "--steps", "200", "--html", path])
+        if rc != 0:
+            raise RuntimeError(f"deltaprop explain exited {rc}")
+        return os.path.getsize(path) / 1e6
+
+    return step
