@@ -61,7 +61,10 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
             args[i] = _input(args[i])
         with autograd.enable_grad():
             out = _scalar(f(*args), "grad")
-        gs = _grads(out, [args[i] for i in nums])
+        ins = [args[i] for i in nums]
+        gs = _grads(out, ins)
+        if not any(a._node is not None for a in ins):  # not inside another transform: a plain value
+            out = out.detach()
         return out, (gs[0] if isinstance(argnums, int) else tuple(gs))
     return vg
 

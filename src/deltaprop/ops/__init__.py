@@ -1,6 +1,8 @@
 """The differentiable primitives, and the NumPy protocols that route NumPy calls to them."""
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from ..tensor import Tensor
@@ -9,13 +11,13 @@ from .elementwise import (abs, add, astype, clip, cos, divide, equal, exp, great
                           raw, relu, sigmoid, sin, softplus, sqrt, subtract, tanh, where)
 from .nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss,
                  softmax)
-from .reduce import argmax, argmin, logsumexp, matmul, max, mean, min, prod, std, sum, var
+from .reduce import all, any, argmax, argmin, logsumexp, matmul, max, mean, min, prod, std, sum, var
 from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, raw_index, reshape, split, squeeze,
                     stack, swapaxes, transpose, unsqueeze)
 
 # Functions that become Tensor methods (x.exp(), x.sum(axis=0), x.reshape(2, 3), ...).
 METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "maximum",
-           "minimum", "sum", "mean", "max", "min", "var", "std", "prod", "argmax", "argmin", "logsumexp",
+           "minimum", "all", "any", "sum", "mean", "max", "min", "var", "std", "prod", "argmax", "argmin", "logsumexp",
            "reshape", "flatten", "transpose", "swapaxes", "broadcast_to", "squeeze", "unsqueeze", "expand_dims",
            "astype", "matmul", "softmax", "log_softmax"]
 
@@ -60,10 +62,10 @@ _FUNCTIONS = {np.sum: sum, np.mean: mean, np.max: max, np.min: min, np.amax: max
               np.std: std, np.prod: prod, np.reshape: reshape, np.transpose: transpose, np.swapaxes: swapaxes,
               np.broadcast_to: broadcast_to, np.squeeze: squeeze, np.expand_dims: expand_dims,
               np.concatenate: concatenate, np.stack: stack, np.split: split, np.where: where, np.clip: clip,
-              np.dot: dot, np.argmax: argmax, np.argmin: argmin, np.ravel: flatten}
+              np.dot: dot, np.argmax: argmax, np.argmin: argmin, np.ravel: flatten, np.all: all, np.any: any}
 # Functions whose result is not a differentiable value: run them on the arrays.
 _NONDIFF = {np.allclose, np.isclose, np.array_equal, np.array_equiv, np.shape, np.ndim, np.size, np.result_type,
-            np.can_cast, np.nonzero, np.count_nonzero, np.argsort, np.any, np.all, np.array_repr, np.array_str,
+            np.can_cast, np.nonzero, np.count_nonzero, np.argsort, np.array_repr, np.array_str,
             np.iscomplexobj, np.isrealobj, np.zeros_like, np.ones_like, np.empty_like, np.full_like, np.copyto}
 
 
@@ -79,7 +81,7 @@ def _needs_grad(obj):
     if isinstance(obj, Tensor):
         return obj.requires_grad
     if isinstance(obj, (list, tuple)):
-        return any(_needs_grad(o) for o in obj)
+        return builtins.any(_needs_grad(o) for o in obj)
     return False
 
 

@@ -152,6 +152,16 @@ logsumexp = _reduction("logsumexp", _lse,
                        "log(sum(exp(x))) computed stably. VJP: g * softmax(x)")
 
 
+def all(x, axis=None, keepdims: bool = False, *, dim=None) -> Tensor:
+    """Whether every element is true (a bool tensor, not differentiable)."""
+    return Tensor(np.all(raw(x), axis=_pick(axis, dim), keepdims=keepdims))
+
+
+def any(x, axis=None, keepdims: bool = False, *, dim=None) -> Tensor:
+    """Whether any element is true (a bool tensor, not differentiable)."""
+    return Tensor(np.any(raw(x), axis=_pick(axis, dim), keepdims=keepdims))
+
+
 def argmax(x, axis=None, keepdims: bool = False, *, dim=None) -> Tensor:
     """Index of the maximum (int64, not differentiable)."""
     return Tensor(np.argmax(raw(x), axis=_pick(axis, dim), keepdims=keepdims))
