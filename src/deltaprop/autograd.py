@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import sys
 
 import numpy as np
 
@@ -20,6 +21,12 @@ from . import anomaly  # noqa: E402  (imports Tensor and this module lazily)
 _grad_enabled = True
 _anomaly = False
 _seq = itertools.count()
+_donated = 0  # id of the incoming gradient a VJP may overwrite in place (0: none)
+
+
+def donated(g) -> bool:
+    """True if the VJP now running may write its result into g (saves a large temporary)."""
+    return id(g) == _donated
 
 
 class _Mode(contextlib.ContextDecorator):
@@ -162,7 +169,13 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
             if want is None and node.retained is not None and (t := node.retained()) is not None:
                 _accumulate(t, g, create_graph, handed)
             args = node.args
+            global _donated
+            # g may be overwritten by the VJP (see `donated`) when nothing else can see it: no
+            # other reference (refcount: this frame and getrefcount's argument) and no view.
+            _donated = id(g) if (not create_graph and not node.hooks and type(g) is np.ndarray
+                                 and g.base is None and sys.getrefcount(g) == 2) else 0
             igs = (anomaly.checked_vjp if _anomaly else _call_vjp)(node, g, create_graph)
+            _donated = 0
             for a, ig in zip(args, igs):
                 if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
                     continue
@@ -174,6 +187,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if _anomaly:
                     anomaly.check_grad(node, ig, args)
                 _send(a._node or a, ig, pending, heap, leaves)
+            g = ig = igs = None  # drop this frame's references: the next g may then be donated
             if not retain_graph:
                 node.args = node.out = None
         for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum

@@ -556,3 +556,43 @@ def test_retained_and_leaf_grads_do_not_share_memory():
     y.retain_grad()
     (y * 2.0).sum().backward()
     assert not np.shares_memory(np.asarray(y.grad), np.asarray(x.grad))
+
+
+def test_in_place_reuse_of_incoming_gradients_never_changes_what_others_hold():
+    # The engine lets an elementwise VJP write into its incoming gradient only when nothing else
+    # references it; every array that someone else can see must keep its value.
+    x = dp.tensor(np.array([[-1.0, 2.0, 3.0], [4.0, -5.0, 6.0]]), requires_grad=True)
+    w = dp.tensor(np.array([[0.5, -1.0], [2.0, 1.0], [-0.5, 0.25]]), requires_grad=True)
+    seen = []
+    h = x @ w                              # (2, 2)
+    h.register_hook(lambda g: seen.append(g.numpy()))
+    z = h * 3.0
+    z.retain_grad()
+    a, b = z.relu(), z.tanh()              # z's gradient is the sum of two branches
+    u = (a + b) * 2.0                      # add hands one array to both branches
+    u.retain_grad()
+    r = u.sigmoid()
+    loss = (r * np.array([[1.0, -2.0], [0.5, 3.0]])).sum()
+    loss.backward()
+    # expected, by hand in NumPy
+    hv = x.data @ w.data
+    zv = 3 * hv
+    uv = 2 * (np.maximum(zv, 0) + np.tanh(zv))
+    s = 1 / (1 + np.exp(-uv))
+    gr = np.array([[1.0, -2.0], [0.5, 3.0]])
+    gu = gr * s * (1 - s)
+    gz = 2 * gu * ((zv > 0) + (1 - np.tanh(zv) ** 2))
+    gh = 3 * gz
+    np.testing.assert_allclose(u.grad.numpy(), gu, rtol=1e-12)
+    np.testing.assert_allclose(z.grad.numpy(), gz, rtol=1e-12)
+    np.testing.assert_allclose(seen[0], gh, rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), gh @ w.data.T, rtol=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), x.data.T @ gh, rtol=1e-12)
+
+
+def test_user_gradient_is_never_written_by_the_backward():
+    x = dp.tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    g = np.array([0.5, 0.5, 0.5])
+    x.relu().backward(gradient=g)
+    np.testing.assert_array_equal(g, [0.5, 0.5, 0.5])
+    np.testing.assert_array_equal(x.grad.numpy(), [0.5, 0.0, 0.5])

@@ -137,10 +137,9 @@ def _conv_input_grad(g, w, x_shape, stride, padding):
 def _conv_weight_grad(x, g, w_shape, stride, padding):
     """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch."""
     cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
-    n, o, k = g.shape[0], g.shape[1], cols.shape[1]
-    g2 = g.reshape(n, o, ho * wo).transpose(1, 0, 2).reshape(o, n * ho * wo)
-    c2 = cols.transpose(1, 0, 2).reshape(k, n * ho * wo)  # both row-major in (n, pixel): a fast GEMM
-    return (g2 @ c2.T).reshape(w_shape)
+    n, o = g.shape[0], g.shape[1]
+    # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
+    return np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
 
 
 def _any_tensor(*xs) -> bool:
