@@ -310,3 +310,25 @@ def test_peers_train_like_the_default_cli_run():
     assert _common.TRAIN["lr"] == d.lr
     assert _common.TRAIN["epochs"] == d.epochs
     assert _common.TRAIN["batch_size"] == d.batch_size
+
+
+def test_targets_are_checked_from_paired_rounds():
+    from deltaprop.bench.targets import evaluate, format_targets
+
+    def lib(rounds, **extra):
+        return {"status": "ok", "rounds": rounds, "median": sorted(rounds)[len(rounds) // 2], "extra": extra}
+
+    report = {"cases": {
+        "mlp-sgd": {"libraries": {"deltaprop": lib([1.0, 2.0, 1.1]), "torch": lib([1.0, 1.0, 1.0]),
+                                  "numpy-buf": lib([0.5, 1.0, 0.55])}},
+        "import": {"libraries": {"numpy": {**lib([0.05]), "difference": 0.15}}},
+        "memory": {"libraries": {"deltaprop": lib([40.0], growth_mb=0.5)}},
+    }}
+    rows = {r[0]: r for r in evaluate(report)}
+    # paired per round: 1.0, 2.0, 1.1 -> median 1.1 (<= 1.2); vs numpy-buf: 2, 2, 2 -> 2.0 (> 1.1)
+    assert rows["MLP step, SGD: deltaprop / PyTorch"][2:] == ("1.10", True)
+    assert rows["MLP step, SGD: deltaprop / hand-written NumPy (buffers)"][2:] == ("2.00", False)
+    assert rows["`import deltaprop` minus `import numpy`"][2:] == ("+0.150 s", False)
+    assert rows["peak RSS of the training run"][3] is True
+    assert rows["CNN step: deltaprop / PyTorch"][2:] == ("not measured", None)
+    assert "| **no** |" in format_targets(evaluate(report))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .targets import evaluate, format_targets
 from ._registry import APPLIES, BASELINE, CASES, ITERATIONS, LIBS, PEERS
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -370,6 +371,14 @@ def lib_versions(python: str, libs: Iterable[str]) -> dict[str, str | None]:
     return {lib: found.get(dists[lib]) for lib in libs if lib in dists}
 
 
+def _load_remark(meta: dict) -> str:
+    load, cpus = meta.get("loadavg_1min", {}), meta.get("machine", {}).get("usable_cpus")
+    worst = max((v for v in (load.get("start"), load.get("end")) if v is not None), default=None)
+    if worst is None or not cpus:
+        return ""
+    return " (above the usable CPUs: other work shared the cores)" if worst > cpus else " (a quiet machine)"
+
+
 def format_markdown(report: dict) -> str:
     """RESULTS.md: the machine, the exact command, and the table."""
     m = report["meta"]
@@ -397,7 +406,7 @@ def format_markdown(report: dict) -> str:
         f"- Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in m.get("versions", {}).items()),
         f"- deltaprop source: {m.get('deltaprop_revision') or 'an installed copy'}",
         f"- Load average (1 min) at start / end: {m.get('loadavg_1min', {}).get('start')} / "
-        f"{m.get('loadavg_1min', {}).get('end')} (above the usable CPUs, other work shared the cores)",
+        f"{m.get('loadavg_1min', {}).get('end')}" + _load_remark(m),
         "",
         "## Command",
         "",
@@ -413,6 +422,10 @@ def format_markdown(report: dict) -> str:
         "## Results",
         "",
         format_table(report).rstrip("\n"),
+        "",
+        "## Targets (the performance issue's, checked on this run)",
+        "",
+        format_targets(evaluate(report)).rstrip("\n"),
         "",
         "## Cases",
         "",
@@ -500,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.note:
         meta["note"] = args.note
     report = build_report(results, meta)
+    report["targets"] = [{"target": w, "limit": lim, "measured": m, "met": ok} for w, lim, m, ok in evaluate(report)]
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as f:
             f.write(format_markdown(report))
