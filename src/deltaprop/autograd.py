@@ -16,7 +16,7 @@ import numpy as np
 
 from .tensor import Tensor
 
-from . import anomaly  # noqa: E402  (imports Tensor and this module lazily)
+from . import _pool, anomaly  # noqa: E402  (imports Tensor and this module lazily)
 
 _grad_enabled = True
 _anomaly = False
@@ -142,11 +142,8 @@ def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
 
 def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
     """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
-    (no .grad is touched); otherwise accumulate into the leaves' .grad.
-
-    Nodes are processed newest first (a max-heap on creation order), which is a topological
-    order: by the time a node is popped, every consumer of its output has sent its gradient.
-    No recursion, and no pass over the graph before the backward itself."""
+    (no .grad is touched); otherwise accumulate into the leaves' .grad. Nodes are popped newest
+    first (a max-heap on creation order): a topological order, found without recursion."""
     pending, heap, leaves, handed = {}, [], [], set()
     for r, g in zip(roots, grads):
         _send(r._node or r, g, pending, heap, leaves)
@@ -187,9 +184,12 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if _anomaly:
                     anomaly.check_grad(node, ig, args)
                 _send(a._node or a, ig, pending, heap, leaves)
+            if not create_graph:
+                _pool.give(g, 1)  # reused for a later output if nothing else holds it
             g = ig = igs = None  # drop this frame's references: the next g may then be donated
             if not retain_graph:
-                node.args = node.out = None
+                out, node.args, node.out = node.out, None, None
+                _pool.give(out, 1)
         for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
             g = pending.pop(leaf)
             if want is not None and id(leaf) in want:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .. import _config
+from .. import _config, _pool
 from ..autograd import Op, apply
 from ..creation import tensor
 from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
@@ -108,16 +108,21 @@ def _im2col(x, kh, kw, stride, padding):
     """The patches as (N, C*kh*kw, Ho*Wo), one copy, ordered (c, i, j) like W.reshape(O, -1)."""
     win = _windows(_pad(x, padding), kh, kw, stride)
     n, c, ho, wo = win.shape[:4]
-    return win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo), ho, wo
+    cols = _pool.take((n, c * kh * kw, ho * wo), win.dtype)
+    cols.reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
+    return cols, ho, wo
 
 
 def _conv_raw(x, w, b=None, *, stride, padding, nx=True, nw=True):
     cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding)
-    out = np.matmul(w.reshape(w.shape[0], -1), cols)  # (N, O, Ho*Wo): already NCHW, contiguous
+    w2 = w.reshape(w.shape[0], -1)
+    out = _pool.take((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))
+    np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
+    _pool.give(cols, 1)  # the patches are no longer needed
     if b is not None:
-        b2 = b.reshape(-1, 1)
-        out = out + b2 if out.dtype != np.result_type(out, b2) else np.add(out, b2, out=out)
-    return out.reshape(x.shape[0], w.shape[0], ho, wo)
+        b4 = b.reshape(1, -1, 1, 1)
+        out = out + b4 if out.dtype != np.result_type(out, b4) else np.add(out, b4, out=out)
+    return out
 
 
 def _conv_input_grad(g, w, x_shape, stride, padding):
@@ -139,7 +144,9 @@ def _conv_weight_grad(x, g, w_shape, stride, padding):
     cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
     n, o = g.shape[0], g.shape[1]
     # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
-    return np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
+    gw = np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
+    _pool.give(cols, 1)
+    return gw
 
 
 def _any_tensor(*xs) -> bool:
@@ -265,7 +272,8 @@ def _pool_argmax(x, out, kernel, stride, padding):
 def _pool_scatter(g, arg, x_shape, kernel, stride, padding):
     """Send each window's gradient to its argmax position: one masked add per kernel offset."""
     n, c, h, w = x_shape
-    gxp = np.zeros((n, c, h + 2 * padding[0], w + 2 * padding[1]), g.dtype)
+    gxp = _pool.take((n, c, h + 2 * padding[0], w + 2 * padding[1]), g.dtype)
+    gxp.fill(0)
     ho, wo = g.shape[2], g.shape[3]
     for k, si, sj in _pool_positions(kernel, stride, ho, wo):
         gxp[:, :, si, sj] += g * (arg == k)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _pool
 from ..autograd import Op, donated
 from ..tensor import Tensor
 
@@ -24,10 +25,11 @@ def _t(ts, i, like):
 
 
 def _times(g, d):
-    """g * d, written into g when the engine says no one else can see it."""
-    if donated(g) and np.result_type(g, d) == g.dtype and np.shape(d) in ((), g.shape):
-        return np.multiply(g, d, out=g)
-    return g * d
+    """g * d, written into g when the engine says no one else can see it (or a recycled array)."""
+    if isinstance(g, Tensor) or np.shape(d) not in ((), g.shape):
+        return g * d
+    dtype = np.result_type(g, d)
+    return np.multiply(g, d, out=g if donated(g) and dtype == g.dtype else _pool.take(g.shape, dtype))
 
 
 def unary(name, fwd, deriv, doc):
@@ -59,7 +61,7 @@ cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)")
 tanh = unary("tanh", np.tanh, lambda x, y: 1 - y * y, "Hyperbolic tangent. VJP: g * (1 - y**2)")
 sigmoid = unary("sigmoid", _stable_sigmoid, lambda x, y: y * (1 - y), "1 / (1 + e**-x). VJP: g * y (1 - y)")
 abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)")
-relu = unary("relu", lambda x: np.maximum(x, 0), lambda x, y: raw(x) > 0, "max(x, 0). VJP: g * (x > 0)")
+relu = unary("relu", lambda x: np.maximum(x, 0, out=_pool.take(x.shape, x.dtype)), lambda x, y: raw(x) > 0, "max(x, 0). VJP: g * (x > 0)")
 negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g")
 softplus = unary("softplus", lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
                  lambda x, y: sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x),
