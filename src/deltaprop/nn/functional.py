@@ -33,7 +33,9 @@ def _needs(x) -> bool:
 # -- linear ---------------------------------------------------------------------------------------
 def _linear_fwd(x, w, b=None, *, nx, nw):
     try:
-        out = np.matmul(x, w.T)
+        if x.ndim and x.shape[-1] != w.shape[1]:
+            raise ValueError
+        out = np.matmul(x, w.T, out=_pool.take(x.shape[:-1] + w.shape[:1], np.result_type(x, w)))
     except ValueError:
         raise ValueError(f"linear: input of shape {np.shape(x)} does not fit weight of shape {w.shape} "
                          f"(the input's last axis must be in_features = {w.shape[-1]})") from None
@@ -47,7 +49,8 @@ def _linear_fwd(x, w, b=None, *, nx, nw):
 
 def _linear_vjp(g, out, x, w, b=None, *, nx, nw):
     """VJP: g @ W, g.T @ x (leading axes summed), g summed over leading axes."""
-    gx = g @ w if nx else None
+    gx = np.matmul(g, w, out=_pool.take(g.shape[:-1] + w.shape[1:], np.result_type(g, w))) \
+        if nx and isinstance(g, np.ndarray) else g @ w if nx else None
     if g.ndim == 2:
         g2, x2 = g, x
     else:
