@@ -188,7 +188,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 _pool.give(g, 1)  # reused for a later output if nothing else holds it
             g = ig = igs = None  # drop this frame's references: the next g may then be donated
             if not retain_graph:
-                out, node.args, node.out = node.out, None, None
+                out, node.args, node.out, node.kw = node.out, None, None, None
                 _pool.give(out, 1)
         for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
             g = pending.pop(leaf)
