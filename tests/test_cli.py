@@ -396,9 +396,15 @@ def test_resume_errors(capsys, tmp_path):
     assert rc == 1 and "missing.safetensors" in err
     model_only = tmp_path / "model_only.safetensors"
     train_json(capsys, tmp_path, "--dataset", "moons", "--epochs", "1", name="model_only.safetensors")
+    # a plain model file resumes too (DESIGN: its metadata holds what --resume needs): the
+    # weights and the epoch count come back, the optimizer restarts, and the user is told so
     rc, out, err = run(capsys, "train", "--resume", str(model_only), "--epochs", "3", "--no-plot",
-                       "--out", str(tmp_path / "x.safetensors"))
-    assert rc == 1 and "checkpoint" in err and "Traceback" not in err
+                       "--json", "--out", str(tmp_path / "x.safetensors"))
+    assert rc == 0 and "optimizer starts fresh" in err and "Traceback" not in err
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["epochs"] == 3 and res["resumed_from"] == str(model_only)
+    first, resumed = dp.load(str(model_only)), dp.load(str(tmp_path / "x.safetensors"))
+    assert set(first) == set(resumed) and any(not np.array_equal(first[k], resumed[k]) for k in first)
 
 
 def test_evaluate_accepts_a_checkpoint(capsys, tmp_path):

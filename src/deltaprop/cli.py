@@ -457,11 +457,14 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
         return cfg, None
     if not os.path.exists(args.resume):
         raise CommandError(f"no such checkpoint: {args.resume!r}")
-    ckpt = io.read_checkpoint(args.resume)
+    meta_plain = io.load_metadata(args.resume)
+    if "deltaprop.checkpoint" in meta_plain or meta_plain.get("file") != "model":
+        ckpt = io.read_checkpoint(args.resume)
+    else:  # a model file of `deltaprop train`: weights, epochs and history; the optimizer restarts
+        ckpt = io.Checkpoint(model_state=io.load(args.resume), optimizer_state=None,
+                             epoch=int(meta_plain.get("epochs", 0)), metadata=meta_plain)
     meta = ckpt.metadata
     _check_meta(args.resume, meta, resume=True)
-    if ckpt.optimizer_state is None:
-        raise CommandError(f"{args.resume!r} holds no optimizer state; write checkpoints with --checkpoint")
     cfg = {
         "dataset": meta["dataset"],
         "hidden": list(meta["sizes"][1:-1]),
@@ -542,7 +545,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         loss_fn = _loss_fn(task["loss"])
         history = tr.History()
         start = 0
-        if ckpt is not None:
+        if ckpt is not None and ckpt.optimizer_state is None:
+            model.load_state_dict(ckpt.model_state)
+            start = ckpt.epoch
+            history = tr.History.from_dict(ckpt.metadata.get("history"))
+            print(f"note: {args.resume} is a model file: weights and epochs restored, the optimizer starts "
+                  "fresh (write --checkpoint PATH for an exact resume)", file=sys.stderr)
+        elif ckpt is not None:
             start = io.load_checkpoint(args.resume, model, opt)
             history = tr.History.from_dict(ckpt.metadata.get("history"))
         loader = dp.data.DataLoader(dp.data.TensorDataset(Xtr, ytr), batch_size=batch_size,
