@@ -14,9 +14,8 @@ import sys
 
 import numpy as np
 
+from . import _pool, anomaly  # (anomaly imports this module lazily: no cycle at import time)
 from .tensor import Tensor
-
-from . import _pool, anomaly  # noqa: E402  (imports Tensor and this module lazily)
 
 _grad_enabled = True
 _anomaly = False

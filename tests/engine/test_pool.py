@@ -76,3 +76,24 @@ def test_recycling_gives_the_same_numbers_as_fresh_arrays():
         results.append([p.numpy() for p in model.parameters()])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def test_retain_graph_backward_twice_gives_the_same_gradients():
+    # buffers are recycled and gradients overwritten in place only where nothing else sees them:
+    # a retained graph must give identical gradients on every backward
+    rng = np.random.default_rng(2)
+    x = dp.tensor(rng.random((64, 1, 8, 8)).astype(np.float32))
+    y = rng.integers(0, 10, 64)
+    model = _cnn()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward(retain_graph=True)
+    first = [p.grad.numpy() for p in model.parameters()]
+    model.zero_grad()
+    loss.backward(retain_graph=True)
+    second = [p.grad.numpy() for p in model.parameters()]
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()  # a fresh graph, recycling whatever the others freed
+    third = [p.grad.numpy() for p in model.parameters()]
+    for a, b, c in zip(first, second, third):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
