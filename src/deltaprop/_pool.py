@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-_MIN_BYTES = 64 << 10  # smaller arrays are cheap: NumPy and malloc cache them already
+MIN_BYTES = 64 << 10  # smaller arrays are cheap: NumPy and malloc cache them already
 _MAX_BYTES = 32 << 20  # the most this cache ever holds
 _PER_KEY = 8
 _free: dict[tuple, list[np.ndarray]] = {}
@@ -34,7 +34,7 @@ def give(a, refs: int) -> None:
     """Keep `a` for reuse if the caller's `refs` references are the only ones left (checked here:
     anything else holding it, or a view of it, raises its reference count)."""
     global _held
-    if (type(a) is np.ndarray and a.nbytes >= _MIN_BYTES and a.base is None and a.flags.writeable
+    if (type(a) is np.ndarray and a.nbytes >= MIN_BYTES and a.base is None and a.flags.writeable
             and a.flags.c_contiguous and sys.getrefcount(a) == refs + 2 and _held + a.nbytes <= _MAX_BYTES):
         stack = _free.setdefault((a.shape, a.dtype), [])
         if len(stack) < _PER_KEY:

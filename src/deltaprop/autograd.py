@@ -183,12 +183,13 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if _anomaly:
                     anomaly.check_grad(node, ig, args)
                 _send(a._node or a, ig, pending, heap, leaves)
-            if not create_graph:
+            if type(g) is np.ndarray and g.nbytes >= _pool.MIN_BYTES:  # (first-order only: arrays)
                 _pool.give(g, 1)  # reused for a later output if nothing else holds it
             g = ig = igs = None  # drop this frame's references: the next g may then be donated
             if not retain_graph:
                 out, node.args, node.out, node.kw = node.out, None, None, None
-                _pool.give(out, 1)
+                if out.nbytes >= _pool.MIN_BYTES:
+                    _pool.give(out, 1)
         for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
             g = pending.pop(leaf)
             if want is not None and id(leaf) in want:
