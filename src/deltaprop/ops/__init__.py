@@ -89,8 +89,9 @@ def array_function(func, args, kwargs):
     """NumPy function on Tensors: the deltaprop op where one exists; plain arrays where no gradient
     is involved; otherwise a TypeError (never a silent ndarray that dropped the gradient)."""
     if func in _FUNCTIONS:
-        if "a_min" in kwargs or "a_max" in kwargs or "out" in kwargs:
-            kwargs = dict(kwargs)
+        if "out" in kwargs:
+            raise TypeError(f"np.{func.__name__}(..., out=) is not supported on deltaprop Tensors; "
+                            f"assign the result instead (y = np.{func.__name__}(x))")
         return _FUNCTIONS[func](*args, **kwargs)
     if func in _NONDIFF or not _needs_grad(args) and not _needs_grad(list(kwargs.values())):
         return func(*_strip(args), **{k: _strip(v) for k, v in kwargs.items()})

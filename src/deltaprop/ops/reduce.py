@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Op
+from ..autograd import Op, sum_to
 from ..tensor import Tensor
 from .elementwise import raw
 
@@ -199,14 +199,9 @@ def _mm_vjp(g, out, a, b):
         g2 = g2.reshape(g2.shape[:-1] + (1,) + g2.shape[-1:])
     if rb:
         g2 = g2.reshape(g2.shape + (1,))
-    ga = _sum_batch(g2 @ _swap(b2), a2.shape).reshape(a.shape)
-    gb = _sum_batch(_swap(a2) @ g2, b2.shape).reshape(b.shape)
+    ga = sum_to(g2 @ _swap(b2), a2.shape).reshape(a.shape)
+    gb = sum_to(_swap(a2) @ g2, b2.shape).reshape(b.shape)
     return ga, gb
-
-
-def _sum_batch(g, shape):
-    from ..autograd import sum_to
-    return sum_to(g, shape) if g.ndim >= len(shape) else g
 
 
 _matmul = Op("matmul", _mm_fwd, _mm_vjp,

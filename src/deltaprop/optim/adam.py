@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .optimizer import Optimizer, ParamsT, _grads
+from .optimizer import _ema_sq_, _lerp_, Optimizer, ParamsT, _grads
 
 __all__ = ["Adam", "AdamW"]
 
@@ -73,15 +73,8 @@ class Adam(Optimizer):
                     np.multiply(w, t(wd), out=b)
                     np.add(g, b, out=a)
                     g = a
-            # m.lerp_(g, 1 - beta1): m + (1 - beta1) * (g - m)
-            np.subtract(g, m, out=b)
-            np.multiply(b, t(1 - beta1), out=b)
-            np.add(m, b, out=m)
-            # v = beta2 * v + ((1 - beta2) * g) * g
-            np.multiply(v, t(beta2), out=v)
-            np.multiply(g, t(1 - beta2), out=b)
-            np.multiply(b, g, out=b)
-            np.add(v, b, out=v)
+            _lerp_(m, g, t(1 - beta1), b)  # m.lerp_(g, 1 - beta1)
+            _ema_sq_(v, g, beta2, b)       # v = beta2 * v + ((1 - beta2) * g) * g
             if amsgrad:
                 vmax = state.get("max_exp_avg_sq")
                 if vmax is None:

@@ -262,3 +262,19 @@ def _grads(group: Mapping[str, Any]) -> Iterable[tuple[Tensor, np.ndarray, np.nd
         g = p.grad
         if g is not None:
             yield p, p.data, _array(g)
+
+
+def _lerp_(avg: np.ndarray, g: np.ndarray, weight, work: np.ndarray) -> None:
+    """avg.lerp_(g, weight) in place: avg += weight * (g - avg) (PyTorch's order of operations)."""
+    np.subtract(g, avg, out=work)
+    np.multiply(work, weight, out=work)
+    np.add(avg, work, out=avg)
+
+
+def _ema_sq_(avg: np.ndarray, g: np.ndarray, beta, work: np.ndarray) -> None:
+    """avg = beta * avg + ((1 - beta) * g) * g, in place (Adam's v, RMSprop's square average)."""
+    t = avg.dtype.type
+    np.multiply(avg, t(beta), out=avg)
+    np.multiply(g, t(1 - beta), out=work)
+    np.multiply(work, g, out=work)
+    np.add(avg, work, out=avg)

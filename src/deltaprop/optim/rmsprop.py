@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .optimizer import Optimizer, ParamsT, _grads
+from .optimizer import _ema_sq_, _lerp_, Optimizer, ParamsT, _grads
 
 __all__ = ["RMSprop"]
 
@@ -65,19 +65,12 @@ class RMSprop(Optimizer):
                 np.add(g, b, out=a)
                 g = a
             s = state["square_avg"]
-            # s = alpha * s + ((1 - alpha) * g) * g
-            np.multiply(s, t(alpha), out=s)
-            np.multiply(g, t(1 - alpha), out=b)
-            np.multiply(b, g, out=b)
-            np.add(s, b, out=s)
+            _ema_sq_(s, g, alpha, b)  # s = alpha * s + ((1 - alpha) * g) * g
             if centered:
                 ga = state.get("grad_avg")
                 if ga is None:
                     ga = state["grad_avg"] = np.zeros_like(w)
-                # ga.lerp_(g, 1 - alpha); avg = sqrt(s - ga * ga)
-                np.subtract(g, ga, out=b)
-                np.multiply(b, t(1 - alpha), out=b)
-                np.add(ga, b, out=ga)
+                _lerp_(ga, g, t(1 - alpha), b)  # ga.lerp_(g, 1 - alpha); avg = sqrt(s - ga * ga)
                 np.negative(ga, out=b)
                 np.multiply(b, ga, out=b)
                 np.add(s, b, out=b)
