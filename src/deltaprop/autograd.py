@@ -232,7 +232,7 @@ def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -
         if t.data.size != 1:
             raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this "
                                f"tensor has shape {t.shape}: pass gradient= of that shape (e.g. dp.ones_like(y))")
-        gradient = np.ones(t.shape, t.dtype)
+        gradient = np.array(1, t.dtype) if t.ndim == 0 else np.ones(t.shape, t.dtype)
     else:
         gdata = gradient.data if isinstance(gradient, Tensor) else gradient
         gradient = np.array(gdata, dtype=t.dtype)  # a copy: the user's array is never aliased

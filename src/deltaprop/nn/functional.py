@@ -35,13 +35,14 @@ def _linear_fwd(x, w, b=None, *, nx, nw):
     try:
         if x.ndim and x.shape[-1] != w.shape[1]:
             raise ValueError
-        out = np.matmul(x, w.T, out=_pool.take(x.shape[:-1] + w.shape[:1], np.result_type(x, w)))
+        dtype = x.dtype if x.dtype == w.dtype else np.result_type(x, w)
+        out = np.matmul(x, w.T, out=_pool.take(x.shape[:-1] + w.shape[:1], dtype))
     except ValueError:
         raise ValueError(f"linear: input of shape {np.shape(x)} does not fit weight of shape {w.shape} "
                          f"(the input's last axis must be in_features = {w.shape[-1]})") from None
     if b is not None:
-        if out.dtype == np.result_type(out, b) and out.flags.writeable:
-            out += b
+        if b.dtype == out.dtype or out.dtype == np.result_type(out, b):
+            out += b  # (out is our own new array)
         else:
             out = out + b
     return out
@@ -49,8 +50,10 @@ def _linear_fwd(x, w, b=None, *, nx, nw):
 
 def _linear_vjp(g, out, x, w, b=None, *, nx, nw):
     """VJP: g @ W, g.T @ x (leading axes summed), g summed over leading axes."""
-    gx = np.matmul(g, w, out=_pool.take(g.shape[:-1] + w.shape[1:], np.result_type(g, w))) \
-        if nx and isinstance(g, np.ndarray) else g @ w if nx else None
+    gx = None
+    if nx:
+        gx = np.matmul(g, w, out=_pool.take(g.shape[:-1] + w.shape[1:], np.result_type(g, w))) \
+            if isinstance(g, np.ndarray) else g @ w
     if g.ndim == 2:
         g2, x2 = g, x
     else:
@@ -59,7 +62,7 @@ def _linear_vjp(g, out, x, w, b=None, *, nx, nw):
     gw = g2.T @ x2 if nw else None
     if b is None:
         return gx, gw
-    return gx, gw, g2.sum(axis=0)
+    return gx, gw, np.add.reduce(g2, axis=0) if isinstance(g2, np.ndarray) else g2.sum(axis=0)
 
 
 def _linear_jvp(ts, out, x, w, b=None, *, nx, nw):
@@ -81,7 +84,7 @@ def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
     """y = x @ W.T + b with W of shape (out, in); x (..., in) or (in,). VJP: g @ W, g.T @ x, sum(g)."""
     if not isinstance(x, (Tensor, np.ndarray)):
         x = tensor(x)  # lists / Python floats: the default dtype, as dp.tensor
-    kw = _FLAGS[_needs(x), _needs(weight)]
+    kw = _FLAGS[isinstance(x, Tensor) and x.requires_grad, isinstance(weight, Tensor) and weight.requires_grad]
     return apply(_linear, (x, weight) if bias is None else (x, weight, bias), kw)
 
 

@@ -32,7 +32,9 @@ def _times(g, d):
     if isinstance(g, Tensor) or np.shape(d) not in ((), g.shape):
         return g * d
     dtype = np.result_type(g, d)
-    return np.multiply(g, d, out=g if donated(g) and dtype == g.dtype else _pool.take(g.shape, dtype))
+    if donated(g) and dtype == g.dtype:
+        return np.multiply(g, d, out=g)
+    return np.multiply(g, d, out=_pool.take(g.shape, dtype)) if g.nbytes >= _pool.MIN_BYTES else g * d
 
 
 def unary(name, fwd, deriv, doc):

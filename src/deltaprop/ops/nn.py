@@ -64,17 +64,21 @@ def _expand_loss_grad(g, n, reduction):
     return g / n if reduction == "mean" else g
 
 
-def _ce_fwd(x, labels, reduction, cache):
-    """Mean/sum/per-sample of logsumexp(x) - x[label]; keeps softmax(x) in `cache` for the VJP."""
+def _ce_fwd(x, labels, pick, reduction, cache):
+    """Mean/sum/per-sample of logsumexp(x) - x[label]; keeps softmax(x) in `cache` for the VJP.
+    `pick` holds the flat positions of the label logits, row * C + label (one cheap gather)."""
     n = x.shape[0]
+    picked = x.reshape(-1).take(pick)
     m = np.maximum.reduce(x, axis=1, keepdims=True) if x.size else np.zeros((n, 1), x.dtype)
     if not np.isfinite(m).all():  # a row of -inf or an inf logit: the careful general path
         cache[0] = None
-        nll = _lse(x, 1, False) - x[np.arange(n), labels]
+        nll = _lse(x, 1, False) - picked
     else:
         e = np.exp(x - m)
         s = np.add.reduce(e, axis=1, keepdims=True)
-        nll = (np.log(s) + m)[:, 0] - x[np.arange(n), labels]
+        nll = np.log(s)
+        nll += m
+        nll = nll[:, 0] - picked
         cache[0] = np.divide(e, s, out=e)  # softmax, for the VJP
     if reduction == "mean":
         return np.add.reduce(nll) / n if n else nll.mean()
@@ -87,18 +91,18 @@ def _onehot(labels, like):
     return oh
 
 
-def _ce_vjp(g, out, x, labels, reduction, cache):
+def _ce_vjp(g, out, x, labels, pick, reduction, cache):
     n = raw(x).shape[0]
     scale = _expand_loss_grad(g, n, reduction)
     if isinstance(x, Tensor) or cache[0] is None:  # differentiable (create_graph) or careful path
         p = softmax(x) if isinstance(x, Tensor) else _softmax_fwd(x, 1)
         return scale * (p - _onehot(labels, x)), None
     d = cache[0] * scale  # (softmax - onehot) * g / N, without building the one-hot matrix
-    d[np.arange(n), labels] -= scale if np.ndim(scale) == 0 else scale[:, 0]
+    d.reshape(-1)[pick] -= scale if np.ndim(scale) == 0 else scale[:, 0]  # (d is new: reshape is a view)
     return d, None
 
 
-def _ce_jvp(ts, out, x, labels, reduction, cache):
+def _ce_jvp(ts, out, x, labels, pick, reduction, cache):
     per = np.sum(ts[0] * (_softmax_fwd(x, 1) - _onehot(labels, x)), axis=1)
     return _reduce(per, reduction)
 
@@ -116,10 +120,13 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
     if lab.dtype.kind not in "iu" or lab.shape != (shape[0],):
         raise ValueError(f"cross_entropy: labels must be integers of shape ({shape[0]},) for logits of shape "
                          f"{shape}, got {lab.dtype} of shape {lab.shape}")
-    if lab.size and (np.minimum.reduce(lab) < 0 or np.maximum.reduce(lab) >= shape[1]):
+    lab = lab.astype(np.intp, copy=False)
+    # one range check: seen as unsigned, a negative label is huge, so it fails `< C` too
+    if lab.size and np.maximum.reduce(lab.view(np.uintp)) >= shape[1]:
         bad = lab[(lab < 0) | (lab >= shape[1])][0]
         raise ValueError(f"cross_entropy: label {bad} is out of range for {shape[1]} classes (valid: 0..{shape[1] - 1})")
-    return _cross_entropy(logits, labels=lab, reduction=reduction, cache=[None])
+    pick = np.arange(0, lab.size * shape[1], shape[1]) + lab
+    return _cross_entropy(logits, labels=lab, pick=pick, reduction=reduction, cache=[None])
 
 
 def mse_loss(input, target, reduction: str = "mean"):

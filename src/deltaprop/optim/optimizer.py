@@ -46,6 +46,7 @@ class Optimizer:
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
         self._scratch_pool: dict[np.dtype, list[np.ndarray]] = {}
+        self._scratch_views: dict[tuple, list[np.ndarray]] = {}
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
                             f"but got {type(params).__name__}")
@@ -129,14 +130,21 @@ class Optimizer:
         raise NotImplementedError
 
     def _scratch(self, like: np.ndarray, n: int) -> list[np.ndarray]:
-        """``n`` work arrays shaped like ``like``: views into buffers reused across parameters."""
-        pool = self._scratch_pool.get(like.dtype)
-        size = like.size
-        if pool is None or len(pool) < n or pool[0].size < size:
-            have = pool[0].size if pool else 0
-            pool = [np.empty(max(size, have), like.dtype) for _ in range(max(n, len(pool or ())))]
-            self._scratch_pool[like.dtype] = pool
-        return [b[:size].reshape(like.shape) for b in pool[:n]]
+        """``n`` work arrays shaped like ``like``: views into buffers reused across parameters.
+
+        The views are cached per shape (making them costs more than a small parameter's update)."""
+        key = (like.shape, like.dtype, n)
+        views = self._scratch_views.get(key)
+        if views is None:
+            pool = self._scratch_pool.get(like.dtype)
+            size = like.size
+            if pool is None or len(pool) < n or pool[0].size < size:
+                have = pool[0].size if pool else 0
+                pool = [np.empty(max(size, have), like.dtype) for _ in range(max(n, len(pool or ())))]
+                self._scratch_pool[like.dtype] = pool
+                self._scratch_views.clear()  # views of the old, smaller buffers
+            views = self._scratch_views[key] = [b[:size].reshape(like.shape) for b in pool[:n]]
+        return views
 
     # -- state_dict ------------------------------------------------------------------------
     def _validate_state(self, group: Mapping[str, Any], index: int, entry: Mapping[str, Any]) -> None:
