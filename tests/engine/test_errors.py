@@ -162,3 +162,16 @@ def test_second_backward_error_is_runtime_error_saying_so():
     msg = str(e.value).lower()
     assert "second time" in msg or "freed" in msg
     assert "retain_graph=true" in msg
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int32, np.int64, np.uint8, np.uint64])
+def test_cross_entropy_labels_of_any_integer_dtype(dtype):
+    x = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
+    labels = np.array([2, 0], dtype)
+    expect = np.mean(np.log(np.exp(x).sum(1)) - x[[0, 1], [2, 0]])
+    np.testing.assert_allclose(F.cross_entropy(dp.tensor(x), labels).item(), expect, rtol=1e-14)
+    with pytest.raises(ValueError, match=r"label 3 is out of range for 3 classes \(valid: 0..2\)"):
+        F.cross_entropy(dp.tensor(x), np.array([3, 0], dtype))
+    if np.issubdtype(dtype, np.signedinteger):  # negative labels never wrap around to the last class
+        with pytest.raises(ValueError, match=r"label -1 is out of range for 3 classes"):
+            F.cross_entropy(dp.tensor(x), np.array([0, -1], dtype))

@@ -176,3 +176,25 @@ def test_matches_pytorch():
             p.grad = dp.tensor(g.copy())
             opt.step()
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_work_buffers_regrow_for_a_larger_parameter_of_any_shape():
+    """The update's work arrays are views cached per shape; a later, larger parameter regrows them
+    and every parameter still gets exactly its own update (momentum and weight decay use both)."""
+    rng = np.random.default_rng(3)
+    shapes = [(3,), (4, 5), (2,), (7, 6), (4, 5)]
+    ws = [rng.standard_normal(s) for s in shapes]
+    ps = [dp.tensor(w.copy(), requires_grad=True) for w in ws]
+    opt = SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01)
+    bufs = [None] * len(ps)
+    for step in range(3):
+        grads = [rng.standard_normal(s) for s in shapes]
+        for p, g in zip(ps, grads):
+            p.grad = dp.tensor(g)
+        opt.step()
+        for i, g in enumerate(grads):
+            d = g + 0.01 * ws[i]
+            bufs[i] = d.copy() if bufs[i] is None else 0.9 * bufs[i] + d
+            ws[i] = ws[i] - 0.1 * bufs[i]
+            np.testing.assert_allclose(ps[i].data, ws[i], rtol=1e-13, atol=1e-15)
+            np.testing.assert_array_equal(ps[i].grad.data, g)  # the gradient itself is never written
