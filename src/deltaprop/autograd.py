@@ -65,10 +65,10 @@ def detect_anomaly() -> _Mode:
 class Node:
     """One recorded op application: what its VJP needs, and the tensors it came from."""
 
-    __slots__ = ("op", "args", "out", "kw", "hooks", "retained", "seq", "__weakref__")
+    __slots__ = ("op", "args", "datas", "out", "kw", "hooks", "retained", "seq", "__weakref__")
 
-    def __init__(self, op, args, out, kw):
-        self.op, self.args, self.out, self.kw = op, args, out, kw
+    def __init__(self, op, args, datas, out, kw):  # datas: the args' arrays as the forward saw them
+        self.op, self.args, self.datas, self.out, self.kw = op, args, datas, out, kw
         self.hooks = self.retained = None
         self.seq = next(_seq)  # creation order: a node is always newer than the nodes it consumes
 
@@ -100,7 +100,7 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     out = Tensor(op.fwd(*datas, **kw))
     if grad and _grad_enabled:
         out.requires_grad = True
-        out._node = Node(op, args, out.data, kw)
+        out._node = Node(op, args, datas, out.data, kw)
     if tangent:  # forward mode: push the tangents through this op's JVP
         ts = [a._tangent if isinstance(a, Tensor) else None for a in args]
         out._tangent = np.asarray(op.jvp(ts, out.data, *datas, **kw), dtype=out.data.dtype)
@@ -187,7 +187,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 _pool.give(g, 1)  # reused for a later output if nothing else holds it
             g = ig = igs = None  # drop this frame's references: the next g may then be donated
             if not retain_graph:
-                out, node.args, node.out, node.kw = node.out, None, None, None
+                out, node.args, node.datas, node.out, node.kw = node.out, None, None, None, None
                 if out.nbytes >= _pool.MIN_BYTES:
                     _pool.give(out, 1)
         for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
@@ -220,7 +220,7 @@ def _call_vjp(node, g, create_graph):
     args = node.args
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
         return node.op.vjp(g, apply(node.op, args, node.kw), *args, **node.kw)
-    return node.op.vjp(g, node.out, *[a.data if isinstance(a, Tensor) else a for a in args], **node.kw)
+    return node.op.vjp(g, node.out, *node.datas, **node.kw)
 
 
 def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:

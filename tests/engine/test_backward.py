@@ -596,3 +596,15 @@ def test_user_gradient_is_never_written_by_the_backward():
     x.relu().backward(gradient=g)
     np.testing.assert_array_equal(g, [0.5, 0.5, 0.5])
     np.testing.assert_array_equal(x.grad.numpy(), [0.5, 0.0, 0.5])
+
+
+def test_backward_uses_the_arrays_the_forward_saw():
+    """Rebinding .data after the forward (as `p.data = new` does) does not change the backward:
+    each node keeps the arrays its forward read, as PyTorch's saved tensors do."""
+    x = dp.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    w = dp.tensor(np.array([4.0, 5.0, 6.0]), requires_grad=True)
+    y = (x * w).sum()
+    w.data = np.array([-1.0, -1.0, -1.0])
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, [4.0, 5.0, 6.0])
+    np.testing.assert_array_equal(w.grad.data, [1.0, 2.0, 3.0])

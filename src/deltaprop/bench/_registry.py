@@ -59,8 +59,8 @@ PEERS: list[str] = [name for name in LIBS if name != BASELINE]
 
 # Iterations inside one worker process: (warm-up, timed), normal and --quick.
 ITERATIONS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    "mlp-sgd": ((10, 50), (3, 10)),
-    "mlp-adam": ((10, 50), (3, 10)),
+    "mlp-sgd": ((20, 200), (3, 10)),
+    "mlp-adam": ((20, 200), (3, 10)),
     "mazur": ((200, 1000), (50, 200)),
     "cnn": ((5, 30), (2, 8)),
     "chain": ((1, 3), (1, 1)),

@@ -264,12 +264,10 @@ def _array(grad: Any) -> np.ndarray:
     return grad.data if isinstance(grad, Tensor) else np.asarray(grad)
 
 
-def _grads(group: Mapping[str, Any]) -> Iterable[tuple[Tensor, np.ndarray, np.ndarray]]:
+def _grads(group: Mapping[str, Any]) -> list[tuple[Tensor, np.ndarray, np.ndarray]]:
     """(param, param array, gradient array) for each parameter of the group that has a gradient."""
-    for p in group["params"]:
-        g = p.grad
-        if g is not None:
-            yield p, p.data, _array(g)
+    return [(p, p.data, g.data if type(g) is Tensor else _array(g))
+            for p in group["params"] if (g := p.grad) is not None]
 
 
 def _lerp_(avg: np.ndarray, g: np.ndarray, weight, work: np.ndarray) -> None:
