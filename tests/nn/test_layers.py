@@ -7,7 +7,7 @@ import pytest
 import deltaprop as dp
 from deltaprop import nn
 from deltaprop.nn import functional as F
-from deltaprop.nn._special import erf, erfc, ndtr
+from deltaprop.nn._special import erf, erfc, ndtr, ndtr_single
 
 
 def t64(*shape, seed=0, scale=1.0):
@@ -117,6 +117,32 @@ def test_gelu_values():
     np.testing.assert_allclose(nn.GELU()(dp.tensor(x)).data, exact, atol=1e-15)
     with pytest.raises(ValueError, match="approximate"):
         F.gelu(dp.tensor(x), approximate="fast")
+
+
+def test_single_precision_normal_cdf_and_gelu_keep_relative_accuracy_in_the_tails():
+    """float32 GELU takes Phi from a one-formula erfc (ndtr_single): within 2e-7 relative of the
+    exact value everywhere it is a normal float32, the far negative tail included."""
+    x = np.linspace(-14, 14, 200_001).astype(np.float32)
+    ref = np.array([0.5 * math.erfc(-float(v) / math.sqrt(2)) for v in x])
+    phi = ndtr_single(x)
+    assert phi.dtype == np.float32 and phi.shape == x.shape
+    normal = ref > np.finfo(np.float32).tiny
+    assert (np.abs(phi[normal] - ref[normal]) / ref[normal]).max() < 2e-7
+    assert abs(ndtr_single(np.array([0.0], np.float32))[0] - 0.5) <= 3e-8 and phi[-1] == 1.0
+    assert ndtr_single(np.zeros((0, 3), np.float32)).shape == (0, 3)
+    exact = x.astype(np.float64) * ref
+    y = F.gelu(dp.tensor(x)).data
+    assert y.dtype == np.float32
+    big = np.abs(exact) > 1e-30  # (the product's last bits blur where it nears float32's underflow)
+    assert (np.abs(y[big] - exact[big]) / np.abs(exact[big])).max() < 3e-7
+
+
+def test_float32_gelu_gradient_matches_the_float64_one():
+    x = np.random.default_rng(5).standard_normal((64, 33)) * 3
+    g32 = dp.grad(lambda v: F.gelu(v).sum())(dp.tensor(x.astype(np.float32)))
+    g64 = dp.grad(lambda v: F.gelu(v).sum())(dp.tensor(x))
+    assert g32.dtype == np.float32
+    np.testing.assert_allclose(g32.data, g64.data, rtol=2e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import _pool
+
 # erf(x) = x * P(x^2) / Q(x^2) for |x| <= 0.46875
 _A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
       1.85777706184603153e-1)
@@ -28,66 +30,153 @@ _INV_SQRT_PI = 5.6418958354775628695e-1
 _THRESH = 0.46875
 
 
+def _tmp(like: np.ndarray) -> np.ndarray:
+    """A float64 work array shaped like `like`, recycled between calls (deltaprop._pool): a fresh
+    large array costs a page fault per 4 KB, which here took longer than all the arithmetic."""
+    return _pool.take(like.shape, np.float64)
+
+
+def _ratio(z, lead, num_c, den_c):
+    """(lead z^n + num_c[0] z^(n-1) + ...) / (z^n + den_c[0] z^(n-1) + ...), Horner, in place."""
+    num = np.multiply(z, lead, out=_tmp(z))
+    den = _tmp(z)
+    np.copyto(den, z)
+    for i in range(len(den_c) - 1):
+        num += num_c[i]
+        num *= z
+        den += den_c[i]
+        den *= z
+    num += num_c[-1]
+    den += den_c[-1]
+    num /= den
+    _pool.give(den, 1)
+    return num
+
+
 def _erf_small(x):
-    z = x * x
-    num, den = _A[4] * z, z
-    for i in range(3):
-        num = (num + _A[i]) * z
-        den = (den + _B[i]) * z
-    return x * (num + _A[3]) / (den + _B[3])
+    """erf(x) for |x| <= 0.46875."""
+    z = np.multiply(x, x, out=_tmp(x))
+    r = _ratio(z, _A[4], _A[:4], _B)
+    _pool.give(z, 1)
+    r *= x
+    return r
 
 
-def _exp_neg_sq(y):
-    """exp(-y^2), split as exp(-r^2) exp(-(y-r)(y+r)) with r = y rounded to 1/16 (Cody's trick)."""
-    r = np.trunc(y * 16.0) / 16.0
-    return np.exp(-r * r) * np.exp(-(y - r) * (y + r))
+def _times_exp_neg_sq(r, y):
+    """r * exp(-y^2) in place, as exp(-t^2) exp(-(y-t)(y+t)) with t = y truncated to 1/16 (Cody's
+    trick: forming y^2 directly would lose the low bits that matter in the tail)."""
+    t = np.multiply(y, 16.0, out=_tmp(y))
+    np.trunc(t, out=t)
+    t /= 16.0
+    d = np.subtract(y, t, out=_tmp(y))
+    e = np.add(y, t, out=_tmp(y))
+    d *= e
+    _pool.give(e, 1)
+    np.negative(d, out=d)
+    np.exp(d, out=d)
+    r *= d
+    _pool.give(d, 1)
+    np.multiply(t, t, out=t)
+    np.negative(t, out=t)
+    np.exp(t, out=t)
+    r *= t
+    _pool.give(t, 1)
+    return r
 
 
-def _erfc_pos(y):
-    """erfc(y) for y > 0.46875."""
-    out = np.empty_like(y)
-    mid = y <= 4.0
-    ym = y[mid]
-    num, den = _C[8] * ym, ym
-    for i in range(7):
-        num = (num + _C[i]) * ym
-        den = (den + _D[i]) * ym
-    out[mid] = (num + _C[7]) / (den + _D[7]) * _exp_neg_sq(ym)
-    big = ~mid
-    yb = y[big]
-    z = 1.0 / (yb * yb)
-    num, den = _P[5] * z, z
-    for i in range(4):
-        num = (num + _P[i]) * z
-        den = (den + _Q[i]) * z
+def _erfc_mid(y):
+    """erfc(y) for 0.46875 <= y <= 4."""
+    return _times_exp_neg_sq(_ratio(y, _C[8], _C[:8], _D), y)
+
+
+def _erfc_big(y):
+    """erfc(y) for y >= 4."""
+    z = np.multiply(y, y, out=_tmp(y))
+    np.reciprocal(z, out=z)
+    r = _ratio(z, _P[5], _P[:5], _Q)
+    r *= z
+    _pool.give(z, 1)
+    np.subtract(_INV_SQRT_PI, r, out=r)
+    r /= y
     with np.errstate(under="ignore"):
-        out[big] = (_INV_SQRT_PI - z * (num + _P[4]) / (den + _Q[4])) / yb * _exp_neg_sq(yb)
+        return _times_exp_neg_sq(r, y)
+
+
+def _erf_erfc(x, complement: bool, scale: float = 1.0) -> np.ndarray:
+    """erf(scale * x) or erfc(scale * x) in float64. Each of Cody's three approximations runs on
+    the whole array (its input clipped to its range), and the right one is kept per entry: this
+    costs fewer passes than gathering and scattering each range's entries."""
+    u = np.multiply(x, scale, out=_pool.take(np.shape(x), np.float64))
+    a = np.abs(u, out=_tmp(u))
+    c = np.clip(a, _THRESH, 4.0, out=_tmp(u))
+    tail = _erfc_mid(c)  # erfc(|u|), kept where |u| > 0.46875
+    if a.size and np.maximum.reduce(a, axis=None) > 4.0:
+        np.maximum(a, 4.0, out=c)
+        big = _erfc_big(c)
+        np.copyto(tail, big, where=a > 4.0)
+        _pool.give(big, 1)
+    np.clip(u, -_THRESH, _THRESH, out=c)
+    small = _erf_small(c)  # erf(u), kept where |u| <= 0.46875
+    inner = a <= _THRESH
+    out = np.empty(np.shape(x), np.float64)
+    if complement:  # erfc(u) = erfc(|u|) for u > 0, 2 - erfc(|u|) for u < 0, 1 - erf(u) inside
+        np.subtract(2.0, tail, out=out)
+        np.copyto(out, tail, where=u >= 0)
+        np.subtract(1.0, small, out=small)
+    else:  # erf(u) = sign(u) (1 - erfc(|u|)), erf(u) inside
+        np.subtract(1.0, tail, out=out)
+        np.copysign(out, u, out=out)
+    np.copyto(out, small, where=inner)
+    for w in (u, a, c, tail, small):
+        _pool.give(w, 3)  # (the name, the tuple and w hold it)
     return out
 
 
 def erf(x) -> np.ndarray:
     """The error function erf(x) = 2/sqrt(pi) * integral_0^x exp(-t^2) dt (float64, |error| < 1e-15)."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    small = np.abs(x) <= _THRESH
-    out[small] = _erf_small(x[small])
-    xl = x[~small]
-    out[~small] = np.copysign(1.0 - _erfc_pos(np.abs(xl)), xl)
-    return out
+    return _erf_erfc(x, complement=False)
 
 
 def erfc(x) -> np.ndarray:
     """The complementary error function 1 - erf(x), accurate in the tails (float64)."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x)
-    small = np.abs(x) <= _THRESH
-    out[small] = 1.0 - _erf_small(x[small])
-    xl = x[~small]
-    e = _erfc_pos(np.abs(xl))
-    out[~small] = np.where(xl > 0, e, 2.0 - e)
-    return out
+    return _erf_erfc(x, complement=True)
 
 
 def ndtr(x) -> np.ndarray:
     """Standard normal CDF Phi(x) = erfc(-x / sqrt(2)) / 2 (float64)."""
-    return 0.5 * erfc(np.asarray(x, dtype=np.float64) * -0.7071067811865476)
+    out = _erf_erfc(x, complement=True, scale=-0.7071067811865476)
+    out *= 0.5
+    return out
+
+
+# Numerical Recipes' erfc (Press et al., 2nd ed., section 6.2): one Chebyshev-fitted formula,
+# erfc(z) = t exp(-z^2 + P(t)) with t = 1 / (1 + z/2), relative error below 1.2e-7 for every z >= 0:
+# single precision, tails included, at a fraction of Cody's cost (no ranges to pick between).
+_NR = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398,
+       1.48851587, -0.82215223, 0.17087277)
+
+
+def ndtr_single(x: np.ndarray) -> np.ndarray:
+    """Phi(x) for float32/float16 x, in x's dtype: relative error below 2e-7 (measured against
+    math.erfc on a dense grid over [-14, 14]), computed in float64."""
+    a = np.abs(x, out=_tmp(x))
+    a *= 0.7071067811865476  # z = |x| / sqrt(2)
+    t = np.multiply(a, 0.5, out=_tmp(x))
+    t += 1.0
+    np.reciprocal(t, out=t)
+    p = np.multiply(t, _NR[9], out=_tmp(x))
+    for c in _NR[8:0:-1]:
+        p += c
+        p *= t
+    p += _NR[0]
+    a *= a
+    p -= a
+    np.exp(p, out=p)
+    p *= t
+    p *= 0.5  # Phi(-|x|) = erfc(z) / 2
+    # Phi(x) = Phi(-|x|) for x < 0 and 1 - Phi(-|x|) for x >= 0, in one pass: (x >= 0) - copysign
+    np.copysign(p, x, out=p)
+    out = np.subtract(x >= 0, p, out=np.empty(x.shape, x.dtype))
+    for w in (a, t, p):
+        _pool.give(w, 3)  # (the name, the tuple and w hold it)
+    return out

@@ -19,7 +19,7 @@ from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross
                    log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh)
 from ..ops.elementwise import raw
 from ..tensor import Tensor
-from ._special import erf, ndtr
+from ._special import erf, ndtr, ndtr_single
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "mse_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus",
@@ -379,6 +379,8 @@ def _pdf(x):
 
 
 def _ndtr_raw(x):
+    if x.dtype.kind == "f" and x.dtype.itemsize <= 4:  # single precision needs no more than this
+        return ndtr_single(x)
     return ndtr(x).astype(x.dtype, copy=False)
 
 
@@ -389,21 +391,24 @@ def _cdf(x):
     return _ndtr(x) if isinstance(x, Tensor) else _ndtr_raw(x)
 
 
-def _gelu_fwd(x, approximate):
+def _gelu_fwd(x, approximate, cache):
+    """x Phi(x), or the tanh form; keeps Phi(x) in `cache` for the VJP (it costs the most)."""
     if approximate == "tanh":
         return 0.5 * x * (1 + np.tanh(_K * (x + _C * x * x * x)))
-    return (x * ndtr(x)).astype(x.dtype, copy=False)
+    cache[0] = phi = _ndtr_raw(x)
+    return x * phi
 
 
-def _gelu_deriv(x, approximate):
+def _gelu_deriv(x, approximate, cache):
     if approximate == "tanh":
         t = np.tanh(_K * (x + _C * x * x * x))
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (_K * (1 + 3 * _C * x * x))
-    return _cdf(x) + x * _pdf(x)
+    phi = cache[0] if cache[0] is not None and not isinstance(x, Tensor) else _cdf(x)
+    return phi + x * _pdf(x)
 
 
-_gelu = Op("gelu", _gelu_fwd, lambda g, out, x, approximate: (g * _gelu_deriv(x, approximate),),
-           lambda ts, out, x, approximate: ts[0] * _gelu_deriv(x, approximate))
+_gelu = Op("gelu", _gelu_fwd, lambda g, out, x, approximate, cache: (g * _gelu_deriv(x, approximate, cache),),
+           lambda ts, out, x, approximate, cache: ts[0] * _gelu_deriv(x, approximate, cache))
 
 
 def gelu(x: Any, approximate: str = "none") -> Tensor:
@@ -411,7 +416,7 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
     VJP (exact): g * (Phi(x) + x phi(x))."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _gelu(x, approximate=approximate)
+    return _gelu(x, approximate=approximate, cache=[None])
 
 
 # -- batch norm ------------------------------------------------------------------------------------
