@@ -33,12 +33,24 @@ def _times(g, d):
         return g * d
     dtype = np.result_type(g, d)
     if donated(g) and dtype == g.dtype:
-        return np.multiply(g, d, out=g)
-    return np.multiply(g, d, out=_pool.take(g.shape, dtype)) if g.nbytes >= _pool.MIN_BYTES else g * d
+        r = np.multiply(g, d, out=g)
+    else:
+        r = np.multiply(g, d, out=_pool.take(g.shape, dtype)) if g.nbytes >= _pool.MIN_BYTES else g * d
+    _pool.give(d, 1)  # a derivative made for this product alone is recycled (the count proves it)
+    return r
+
+
+def _new(x):
+    """Where a large float result goes: a recycled array (no page faults; see _pool), else None
+    (NumPy allocates)."""
+    return _pool.take(x.shape, x.dtype) if x.dtype.kind == "f" and x.nbytes >= _pool.MIN_BYTES else None
 
 
 def unary(name, fwd, deriv, doc):
-    """An elementwise op whose derivative is deriv(x, out): VJP g * d, JVP t * d."""
+    """An elementwise op whose derivative is deriv(x, out): VJP g * d, JVP t * d. A ufunc forward
+    writes a float result into a recycled array."""
+    if isinstance(fwd, np.ufunc):
+        fwd = (lambda uf: lambda x: uf(x, out=_new(x)))(fwd)
     op = Op(name, fwd, lambda g, out, x: (_times(g, deriv(x, out)),), lambda ts, out, x: ts[0] * raw(deriv(x, out)))
 
     def f(x):
@@ -49,12 +61,33 @@ def unary(name, fwd, deriv, doc):
 
 def _stable_sigmoid(x):
     """1 / (1 + e**-x) as e**x / (1 + e**x) for x < 0: never overflows, exact in both tails."""
-    e = np.asarray(np.abs(x, dtype=np.result_type(x, np.float16)))  # (0-d results are scalars)
+    dt = np.result_type(x, np.float16)
+    e = np.asarray(np.abs(x, dtype=dt, out=_new(x) if x.dtype == dt else None))  # (0-d: scalars)
     np.negative(e, out=e)
     np.exp(e, out=e)  # e = exp(-|x|) lies in (0, 1]
-    num = np.where(x >= 0, 1, e)
+    num = np.greater_equal(x, 0, out=_pool.take(e.shape, dt))
+    np.maximum(num, e, out=num)  # 1 where x >= 0, else e (no np.where: a random mask is slow)
     e += 1
-    return np.divide(num, e, out=e)
+    r = np.divide(num, e, out=e)
+    _pool.give(num, 1)
+    return r
+
+
+def _dtanh(x, y):
+    d = None if isinstance(y, Tensor) else _new(y)
+    if d is None:  # differentiable (create_graph) or small
+        return 1 - y * y
+    np.multiply(y, y, out=d)
+    return np.subtract(1, d, out=d)
+
+
+def _dsigmoid(x, y):
+    d = None if isinstance(y, Tensor) else _new(y)
+    if d is None:
+        return y * (1 - y)
+    np.subtract(1, y, out=d)
+    d *= y
+    return d
 
 
 exp = unary("exp", np.exp, lambda x, y: y, "e**x. VJP: g * exp(x)")
@@ -63,8 +96,8 @@ log1p = unary("log1p", np.log1p, lambda x, y: 1 / (1 + x), "log(1 + x), accurate
 sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "Square root. VJP: g / (2 sqrt(x)) (inf at 0, as PyTorch)")
 sin = unary("sin", np.sin, lambda x, y: np.cos(x), "Sine. VJP: g * cos(x)")
 cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)")
-tanh = unary("tanh", np.tanh, lambda x, y: 1 - y * y, "Hyperbolic tangent. VJP: g * (1 - y**2)")
-sigmoid = unary("sigmoid", _stable_sigmoid, lambda x, y: y * (1 - y), "1 / (1 + e**-x). VJP: g * y (1 - y)")
+tanh = unary("tanh", np.tanh, _dtanh, "Hyperbolic tangent. VJP: g * (1 - y**2)")
+sigmoid = unary("sigmoid", _stable_sigmoid, _dsigmoid, "1 / (1 + e**-x). VJP: g * y (1 - y)")
 abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)")
 relu = unary("relu", lambda x: np.maximum(x, 0, out=_pool.take(x.shape, x.dtype)), lambda x, y: raw(x) > 0, "max(x, 0). VJP: g * (x > 0)")
 negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g")
@@ -72,9 +105,24 @@ softplus = unary("softplus", lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.ab
                  lambda x, y: sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x),
                  "log(1 + e**x), computed stably. VJP: g * sigmoid(x)")
 
-_leaky = Op("leaky_relu", lambda x, slope: np.where(x > 0, x, x * slope),
-            lambda g, out, x, slope: (g * np.where(raw(x) > 0, 1.0, slope).astype(raw(x).dtype),),
-            lambda ts, out, x, slope: ts[0] * np.where(x > 0, 1.0, slope))
+def _leaky_fwd(x, slope):
+    # max(x, slope x) for slope <= 1 and min(x, slope x) above: no np.where, whose branch on a
+    # random mask costs ten times a plain pass
+    sx = np.multiply(x, slope, out=_new(x))
+    return np.maximum(x, sx, out=sx) if slope <= 1 else np.minimum(x, sx, out=sx)
+
+
+def _leaky_deriv(x, slope):
+    """1 where x > 0, else slope, in x's dtype (a constant: computed on raw values)."""
+    x = raw(x)
+    if 0 <= slope <= 1 and x.dtype.kind == "f":  # max(x > 0, slope) is exactly 1 or slope
+        d = np.greater(x, 0, out=_pool.take(x.shape, x.dtype))
+        return np.maximum(d, slope, out=d)
+    return np.where(x > 0, 1.0, slope).astype(x.dtype)
+
+
+_leaky = Op("leaky_relu", _leaky_fwd, lambda g, out, x, slope: (_times(g, _leaky_deriv(x, slope)),),
+            lambda ts, out, x, slope: ts[0] * _leaky_deriv(x, slope))
 
 
 def leaky_relu(x, negative_slope: float = 0.01):

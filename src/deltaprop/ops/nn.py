@@ -9,19 +9,30 @@ import numpy as np
 
 from ..autograd import Op
 from ..tensor import Tensor
-from .elementwise import _stable_sigmoid, raw, sigmoid
+from .. import _pool
+from .elementwise import _new, _stable_sigmoid, raw, sigmoid
 from .reduce import _lse
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _softmax_fwd(x, axis):
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=_new(x))
+    np.exp(e, out=e)
+    return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e)
 
 
-_softmax = Op("softmax", _softmax_fwd,
-              lambda g, out, x, axis: (out * (g - (g * out).sum(axis=axis, keepdims=True)),),
+def _softmax_vjp(g, out, x, axis):
+    """y * (g - sum(g * y)): the usual expression, written in place on ndarrays."""
+    if isinstance(out, Tensor):
+        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+    t = np.multiply(g, out, out=_new(out))
+    np.subtract(g, np.sum(t, axis=axis, keepdims=True), out=t)
+    t *= out
+    return (t,)
+
+
+_softmax = Op("softmax", _softmax_fwd, _softmax_vjp,
               lambda ts, out, x, axis: out * (ts[0] - (ts[0] * out).sum(axis=axis, keepdims=True)))
 
 
@@ -34,8 +45,27 @@ def _exp(x):
     return np.exp(x)
 
 
-_log_softmax = Op("log_softmax", lambda x, axis: x - _lse(x, axis, True),
-                  lambda g, out, x, axis: (g - _exp(out) * g.sum(axis=axis, keepdims=True),),
+def _log_softmax_fwd(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    if not np.isfinite(m).all():  # a row of -inf (or an inf): the careful general path
+        return x - _lse(x, axis, True)
+    s = np.subtract(x, m, out=_new(x))
+    e = np.exp(s, out=_new(x))
+    lse = np.log(np.sum(e, axis=axis, keepdims=True))
+    _pool.give(e, 1)
+    return np.subtract(s, lse, out=s)
+
+
+def _log_softmax_vjp(g, out, x, axis):
+    """g - softmax(x) * sum(g), softmax(x) = exp(out)."""
+    if isinstance(out, Tensor):
+        return (g - _exp(out) * g.sum(axis=axis, keepdims=True),)
+    r = np.exp(out, out=_new(out))
+    r *= np.sum(g, axis=axis, keepdims=True)
+    return (np.subtract(g, r, out=r),)
+
+
+_log_softmax = Op("log_softmax", _log_softmax_fwd, _log_softmax_vjp,
                   lambda ts, out, x, axis: ts[0] - (ts[0] * np.exp(out)).sum(axis=axis, keepdims=True))
 
 
@@ -129,13 +159,40 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
     return _cross_entropy(logits, labels=lab, pick=pick, reduction=reduction, cache=[None])
 
 
+def _mse_fwd(x, t, reduction, cache):
+    """mean/sum/per-element of (x - t)**2; keeps d = x - t for the VJP."""
+    d = np.subtract(x, t, out=_new(x) if np.result_type(x, t) == x.dtype else None)
+    cache[0] = d
+    if reduction == "none":
+        return d * d
+    flat = d.reshape(-1)
+    total = np.dot(flat, flat)  # one BLAS pass, no squared temporary
+    return total / d.size if reduction == "mean" else total
+
+
+def _mse_vjp(g, out, x, t, reduction, cache):
+    """2 (x - t) g (/ N for the mean); the target's gradient is its negative."""
+    d = cache[0] if cache[0] is not None and not isinstance(x, Tensor) and not isinstance(t, Tensor) else x - t
+    scale = 2 * g / d.size if reduction == "mean" else 2 * g
+    if d is cache[0]:
+        cache[0] = None  # (owned by this op: scaled in place)
+        gx = np.multiply(d, scale, out=d) if np.result_type(d, scale) == d.dtype else d * scale
+    else:
+        gx = d * scale
+    return gx, -gx
+
+
+_mse = Op("mse_loss", _mse_fwd, _mse_vjp, lambda ts, out, x, t, reduction, cache:
+          _reduce(2 * (x - t) * ((ts[0] if ts[0] is not None else 0) - (ts[1] if ts[1] is not None else 0)),
+                  reduction))
+
+
 def mse_loss(input, target, reduction: str = "mean"):
-    """Mean squared error: mean((input - target)**2)."""
+    """Mean squared error: mean((input - target)**2). VJP: 2 (input - target) g / N"""
     _check_reduction("mse_loss", reduction)
     if raw(input).shape != raw(target).shape:
         raise ValueError(f"mse_loss: input shape {raw(input).shape} and target shape {raw(target).shape} differ")
-    d = input - target
-    return _reduce(d * d, reduction)
+    return _mse(input, target, reduction=reduction, cache=[None])
 
 
 def _bce_fwd(p, y, reduction):
