@@ -17,7 +17,7 @@ from ..autograd import Op, apply
 from ..creation import tensor
 from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
                    log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh)
-from ..ops.elementwise import raw
+from ..ops.elementwise import _new, raw
 from ..tensor import Tensor
 from ._special import erf, ndtr, ndtr_single
 
@@ -392,19 +392,52 @@ def _cdf(x):
 
 
 def _gelu_fwd(x, approximate, cache):
-    """x Phi(x), or the tanh form; keeps Phi(x) in `cache` for the VJP (it costs the most)."""
+    """x Phi(x), or the tanh form; keeps Phi(x) (or the tanh) in `cache` for the VJP."""
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(_K * (x + _C * x * x * x)))
+        if x.dtype.kind != "f":
+            return 0.5 * x * (1 + np.tanh(_K * (x + _C * x * x * x)))
+        th = np.multiply(x, x, out=_new(x))  # tanh(K x (1 + C x^2)), in place
+        th *= _C
+        th += 1
+        th *= x
+        th *= _K
+        cache[0] = np.tanh(th, out=th)
+        out = np.add(th, 1, out=_new(x))
+        out *= x
+        out *= 0.5
+        return out
     cache[0] = phi = _ndtr_raw(x)
     return x * phi
 
 
 def _gelu_deriv(x, approximate, cache):
+    kept = cache[0] if not isinstance(x, Tensor) else None
     if approximate == "tanh":
-        t = np.tanh(_K * (x + _C * x * x * x))
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (_K * (1 + 3 * _C * x * x))
-    phi = cache[0] if cache[0] is not None and not isinstance(x, Tensor) else _cdf(x)
-    return phi + x * _pdf(x)
+        if kept is None:
+            t = np.tanh(_K * (x + _C * x * x * x))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * (_K * (1 + 3 * _C * x * x))
+        d = np.multiply(kept, kept, out=_new(x))  # 1 - t^2 ...
+        np.subtract(1, d, out=d)
+        q = np.multiply(x, x, out=_new(x))  # ... times K x (1 + 3 C x^2) / 2 ...
+        q *= 3 * _C
+        q += 1
+        q *= x
+        q *= 0.5 * _K
+        d *= q
+        np.multiply(kept, 0.5, out=q)  # ... plus (1 + t) / 2
+        d += q
+        d += 0.5
+        _pool.give(q, 1)
+        return d
+    if kept is None:
+        return _cdf(x) + x * _pdf(x)
+    d = np.multiply(x, x, out=_new(x))  # Phi(x) + x phi(x), in place
+    d *= -0.5
+    np.exp(d, out=d)
+    d *= _INV_SQRT_2PI
+    d *= x
+    d += kept
+    return d
 
 
 _gelu = Op("gelu", _gelu_fwd, lambda g, out, x, approximate, cache: (g * _gelu_deriv(x, approximate, cache),),
