@@ -334,3 +334,46 @@ def test_layers_match_pytorch():
     lin = nn.Linear(4, 3, dtype=np.float64)
     lin.load_state_dict({k: v.numpy() for k, v in tlin.state_dict().items()})
     np.testing.assert_allclose(lin(dp.tensor(x)).data, tlin(torch.tensor(x)).detach().numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (5, 3, 4)])
+@pytest.mark.parametrize("affine", [(True, True), (True, False), (False, True), (False, False)])
+def test_batch_norm_training_op_first_second_order_and_forward_mode(shape, affine):
+    """Training-mode batch norm is one fused op: its closed-form VJP, its double backward and its
+    JVP against finite differences, with and without weight and bias."""
+    rng = np.random.default_rng(4)
+    x = dp.tensor(rng.standard_normal(shape) * 2 + 1, requires_grad=True)
+    w = dp.tensor(rng.uniform(0.5, 1.5, shape[1]), requires_grad=True) if affine[0] else None
+    b = dp.tensor(rng.standard_normal(shape[1]), requires_grad=True) if affine[1] else None
+    params = [p for p in (w, b) if p is not None]
+
+    def f(x, *ps):
+        it = iter(ps)
+        return F.batch_norm(x, None, None, next(it) if w is not None else None,
+                            next(it) if b is not None else None, training=True) * dp.tensor(np.linspace(0.5, 2, x.size).reshape(shape))
+
+    assert dp.gradcheck(f, x, *params)
+    assert dp.gradcheck(lambda x, *ps: dp.grad(lambda v: (f(v, *ps) ** 2).sum())(x), x, *params)
+    v = rng.standard_normal(shape)
+    _, tangent = dp.jvp(lambda a: f(a, *[p.data for p in params]), (x.data,), (v,))
+    h = 1e-6
+    fd = (f(dp.tensor(x.data + h * v), *params).data - f(dp.tensor(x.data - h * v), *params).data) / (2 * h)
+    np.testing.assert_allclose(tangent.data, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_batch_norm_large_float32_matches_float64_and_updates_running_stats():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((512, 64)) * 3 + 2
+    bn64, bn32 = nn.BatchNorm1d(64, dtype=np.float64), nn.BatchNorm1d(64)
+    w = rng.uniform(0.5, 1.5, (512, 64))
+    grads = []
+    for bn, dt in ((bn64, np.float64), (bn32, np.float32)):
+        xt = dp.tensor(x.astype(dt), requires_grad=True)
+        y = bn(xt)
+        (y * dp.tensor(w.astype(dt))).sum().backward()
+        grads.append((y.data, xt.grad.data, bn.weight.grad.data, bn.bias.grad.data))
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-3)  # (float32 sums over 512 rows)
+    np.testing.assert_allclose(bn64.running_mean.data, 0.1 * x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(bn64.running_var.data, 0.9 + 0.1 * x.var(0, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(bn32.running_var.data, bn64.running_var.data, rtol=1e-5)

@@ -453,11 +453,87 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
 
 
 # -- batch norm ------------------------------------------------------------------------------------
+def _bn_stats(x, axes, eps):
+    """Batch mean, biased variance, 1/sqrt(var + eps) and xhat = (x - mean) / sqrt(var + eps)."""
+    mean = np.mean(x, axis=axes, keepdims=True)
+    xhat = np.subtract(x, mean, out=_new(x))
+    sq = np.multiply(xhat, xhat, out=_new(x))
+    var = np.mean(sq, axis=axes, keepdims=True)
+    _pool.give(sq, 1)
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat *= inv
+    return mean, var, inv, xhat
+
+
+def _bn_fwd(x, w, b, *, axes, shape, eps, cache):
+    """Training-mode batch norm, one op: keeps the batch statistics and xhat for the VJP."""
+    mean, var, inv, xhat = _bn_stats(x, axes, eps)
+    cache[:] = [mean, var, inv, xhat]
+    y = xhat if w is None else np.multiply(xhat, w.reshape(shape), out=_new(x))
+    if b is not None:
+        y = y + b.reshape(shape) if y is xhat else np.add(y, b.reshape(shape), out=y)
+    return y
+
+
+def _bn_vjp(g, out, x, w, b, *, axes, shape, eps, cache):
+    """dx = inv / n (n gx - sum(gx) - xhat sum(gx xhat)) with gx = g w; dw = sum(g xhat); db = sum(g)."""
+    n = x.size // x.shape[1]
+    if isinstance(g, Tensor) or isinstance(x, Tensor):  # differentiable: the same formula on Tensors
+        mean = x.mean(axis=axes, keepdims=True)
+        xc = x - mean
+        inv = ((xc * xc).mean(axis=axes, keepdims=True) + eps) ** -0.5
+        xhat = xc * inv
+        gx = g if w is None else g * reshape(w, shape)
+        dx = (inv / n) * (n * gx - gx.sum(axis=axes, keepdims=True)
+                          - xhat * (gx * xhat).sum(axis=axes, keepdims=True))
+        dw = None if w is None else reshape((g * xhat).sum(axis=axes), w.shape)
+        db = None if b is None else reshape(g.sum(axis=axes), b.shape)
+        return dx, dw, db
+    inv, xhat = cache[2], cache[3]
+    t = np.multiply(g, xhat, out=_new(xhat))
+    dw = None if w is None else np.sum(t, axis=axes).reshape(w.shape)
+    db = None if b is None else np.sum(g, axis=axes).reshape(b.shape)
+    if w is None:
+        np.copyto(t, g)
+    else:
+        np.multiply(g, w.reshape(shape), out=t)  # t = gx
+    s1 = np.sum(t, axis=axes, keepdims=True)
+    u = np.multiply(t, xhat, out=_new(xhat))
+    np.multiply(xhat, np.sum(u, axis=axes, keepdims=True), out=u)
+    t *= n
+    t -= s1
+    t -= u
+    t *= inv / n
+    _pool.give(u, 1)
+    return t, dw, db
+
+
+def _bn_jvp(ts, out, x, w, b, *, axes, shape, eps, cache):
+    """dy = w inv (dx - mean(dx) - xhat mean(xhat dx)) + xhat dw + db."""
+    inv, xhat = cache[2], cache[3]
+    r = np.zeros_like(out)
+    if ts[0] is not None:
+        tx = ts[0]
+        dxhat = inv * (tx - tx.mean(axis=axes, keepdims=True) - xhat * (xhat * tx).mean(axis=axes, keepdims=True))
+        r = r + (dxhat if w is None else dxhat * w.reshape(shape))
+    if len(ts) > 1 and ts[1] is not None:
+        r = r + xhat * ts[1].reshape(shape)
+    if len(ts) > 2 and ts[2] is not None:
+        r = r + ts[2].reshape(shape)
+    return r
+
+
+_batch_norm = Op("batch_norm", _bn_fwd, _bn_vjp, _bn_jvp)
+
+
 def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, weight: Any = None,
                bias: Any = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
     """(x - mean) / sqrt(var + eps) * weight + bias over axis 1 (N, C) or (N, C, L). Training uses
-    the batch's biased variance and updates the running stats in place (unbiased variance)."""
+    the batch's biased variance and updates the running stats in place (unbiased variance).
+    Training mode is one op whose VJP is the closed-form batch-norm gradient."""
     xs = np.shape(raw(x))
+    if len(xs) not in (2, 3):
+        raise ValueError(f"batch_norm: expected input of shape (N, C) or (N, C, L), got {xs}")
     axes = (0,) if len(xs) == 2 else (0, 2)
     shape = (1, xs[1]) if len(xs) == 2 else (1, xs[1], 1)
     xt = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
@@ -466,17 +542,17 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
         if n <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input of shape {xs}")
-        mean = xt.mean(axis=axes, keepdims=True)
-        var = xt.var(axis=axes, keepdims=True)
+        cache: list = [None] * 4
+        y = _batch_norm(xt, weight, bias, axes=axes, shape=shape, eps=eps, cache=cache)
         if training and running_mean is not None:
+            mean, var = cache[0], cache[1]
             rm, rv = running_mean.data, running_var.data
             rm *= 1 - momentum
-            rm += momentum * raw(mean).reshape(-1)
+            rm += momentum * mean.reshape(-1)
             rv *= 1 - momentum
-            rv += (momentum * n / (n - 1)) * raw(var).reshape(-1)
-        y = (xt - mean) / sqrt(var + eps)
-    else:
-        y = (xt - running_mean.data.reshape(shape)) / np.sqrt(running_var.data.reshape(shape) + eps)
+            rv += (momentum * n / (n - 1)) * var.reshape(-1)
+        return y
+    y = (xt - running_mean.data.reshape(shape)) / np.sqrt(running_var.data.reshape(shape) + eps)
     if weight is not None:
         y = y * (reshape(weight, shape) if len(xs) == 3 else weight)
     if bias is not None:

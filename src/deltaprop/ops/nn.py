@@ -236,19 +236,41 @@ def binary_cross_entropy(input, target, reduction: str = "mean"):
     return _bce(input, target, reduction=reduction)
 
 
-def _bcel_fwd(x, y, reduction):
-    loss = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
-    return _reduce(loss, reduction)
+def _bcel_fwd(x, y, reduction, ny):
+    """max(x, 0) - x y + log(1 + e**-|x|) per element, in place when the dtypes allow."""
+    if x.dtype.kind != "f" or x.ndim == 0 or np.result_type(x, y) != x.dtype:
+        return _reduce(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x))), reduction)
+    loss = np.abs(x, out=_new(x))
+    np.negative(loss, out=loss)
+    np.exp(loss, out=loss)
+    np.log1p(loss, out=loss)
+    t = np.maximum(x, 0, out=_new(x))
+    loss += t
+    loss -= np.multiply(x, y, out=t)
+    _pool.give(t, 1)
+    if reduction == "none":
+        return loss
+    total = np.add.reduce(loss, axis=None)
+    _pool.give(loss, 1)
+    return total / loss.size if reduction == "mean" else total
 
 
-def _bcel_vjp(g, out, x, y, reduction):
+def _bcel_vjp(g, out, x, y, reduction, ny):
+    """g (sigmoid(x) - y) for the logits; -g x for the target (only when it needs a gradient)."""
     gg = g / raw(x).size if reduction == "mean" else g
-    s = sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x)
-    return gg * (s - y), gg * -x
+    gy = gg * -x if ny else None
+    if isinstance(x, Tensor) or isinstance(y, Tensor) or isinstance(gg, Tensor):
+        return gg * (sigmoid(x) - y), gy
+    s = _stable_sigmoid(x)
+    if np.result_type(s, y, gg) != s.dtype:
+        return gg * (s - y), gy
+    s -= y
+    s *= gg
+    return s, gy
 
 
 _bce_logits = Op("binary_cross_entropy_with_logits", _bcel_fwd, _bcel_vjp,
-                 lambda ts, out, x, y, reduction: _reduce(
+                 lambda ts, out, x, y, reduction, ny: _reduce(
                      (0 if ts[0] is None else ts[0] * (_stable_sigmoid(x) - y))
                      - (0 if ts[1] is None else ts[1] * x), reduction))
 
@@ -259,4 +281,5 @@ def binary_cross_entropy_with_logits(input, target, reduction: str = "mean"):
     if raw(target).shape != raw(input).shape:
         raise ValueError(f"binary_cross_entropy_with_logits: input shape {raw(input).shape} and target shape "
                          f"{raw(target).shape} differ")
-    return _bce_logits(input, target, reduction=reduction)
+    ny = isinstance(target, Tensor) and target.requires_grad
+    return _bce_logits(input, target, reduction=reduction, ny=ny)
