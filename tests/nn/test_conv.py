@@ -114,7 +114,8 @@ def test_conv2d_errors_name_layer_and_shapes():
         F.conv2d(dp.ones(1, 3, 2, 2), dp.ones(8, 3, 3, 3))
 
 
-POOL_CASES = [((2, 2), None, (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (1, 0)), ((2, 2), (1, 1), (0, 0))]
+POOL_CASES = [((2, 2), None, (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (1, 0)), ((2, 2), (1, 1), (0, 0)),
+              ((2, 2), (3, 3), (0, 0)), ((2, 1), (2, 1), (1, 0))]
 
 
 @pytest.mark.parametrize("kernel,stride,padding", POOL_CASES)
@@ -204,3 +205,24 @@ def test_conv_and_pool_match_pytorch():
     out.backward(np.ones(out.shape))
     np.testing.assert_array_equal(out.data, out_t.detach().numpy())
     np.testing.assert_array_equal(xs.grad.data, xt.grad.numpy())
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 16, 16), (3, 5, 7, 9)])
+def test_max_pool2d_gradient_on_recycled_buffers_matches_the_naive_scatter(shape):
+    """Large inputs take recycled arrays for the scattered gradient; where the windows tile the
+    input exactly the buffer is written, not zeroed first, so every slot must be overwritten."""
+    rng = np.random.default_rng(2)
+    for _ in range(3):  # later rounds reuse the previous round's arrays
+        x = rng.standard_normal(shape)
+        g = rng.standard_normal((shape[0], shape[1], shape[2] // 2, shape[3] // 2))
+        t = dp.tensor(x, requires_grad=True)
+        F.max_pool2d(t, 2).backward(g)
+        expect = np.zeros_like(x)
+        for n in range(shape[0]):
+            for c in range(shape[1]):
+                for i in range(shape[2] // 2):
+                    for j in range(shape[3] // 2):
+                        win = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+                        a, b = np.unravel_index(np.argmax(win), (2, 2))
+                        expect[n, c, 2 * i + a, 2 * j + b] = g[n, c, i, j]
+        np.testing.assert_array_equal(t.grad.data, expect)

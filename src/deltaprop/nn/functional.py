@@ -132,16 +132,22 @@ def _conv_raw(x, w, b=None, *, stride, padding, nx=True, nw=True):
 
 
 def _conv_input_grad(g, w, x_shape, stride, padding):
-    """Adjoint of conv in x (col2im): W.T @ g per image, then one strided add per kernel position."""
+    """Adjoint of conv in x (col2im): for each kernel offset, W[:, :, i, j].T @ g per image, added
+    at that offset. One offset at a time keeps the work array small (the full column matrix would
+    be kh*kw times the input's size)."""
     n, c, h, wd = x_shape
     o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
     sh, sw = stride
     ho, wo = g.shape[2], g.shape[3]
-    cols = np.matmul(w.reshape(o, -1).T, g.reshape(n, o, ho * wo)).reshape(n, c, kh, kw, ho, wo)
-    gxp = np.zeros((n, c, h + 2 * padding[0], wd + 2 * padding[1]), cols.dtype)
+    g2 = g.reshape(n, o, ho * wo)
+    gxp = _pool.take((n, c, h + 2 * padding[0], wd + 2 * padding[1]), np.result_type(w, g))
+    gxp.fill(0)
+    part = _pool.take((n, c, ho * wo), gxp.dtype)
     for i in range(kh):
         for j in range(kw):
-            gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += cols[:, :, i, j]
+            np.matmul(w[:, :, i, j].T, g2, out=part)
+            gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += part.reshape(n, c, ho, wo)
+    _pool.give(part, 1)
     return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd]
 
 
@@ -270,19 +276,30 @@ def _pool_argmax(x, out, kernel, stride, padding):
     xp = _pad(x, padding, -np.inf)
     pos = _pool_positions(kernel, stride, out.shape[2], out.shape[3])
     arg = np.full(out.shape, len(pos) - 1, np.int16)
+    step = np.empty(out.shape, np.int16)
     for k, si, sj in reversed(pos[:-1]):  # earlier offsets overwrite later ones: the first max wins
-        arg = np.where(xp[:, :, si, sj] == out, np.int16(k), arg)
+        # arg = where(x == max, k, arg) without np.where (a data-dependent branch per element):
+        # arg -= (arg - k) * (x == max)
+        np.subtract(arg, np.int16(k), out=step)
+        step *= xp[:, :, si, sj] == out
+        arg -= step
     return arg
 
 
 def _pool_scatter(g, arg, x_shape, kernel, stride, padding):
-    """Send each window's gradient to its argmax position: one masked add per kernel offset."""
+    """Send each window's gradient to its argmax position, one kernel offset at a time. Windows
+    that do not overlap (stride >= kernel) write their slots directly; overlapping ones add."""
     n, c, h, w = x_shape
     gxp = _pool.take((n, c, h + 2 * padding[0], w + 2 * padding[1]), g.dtype)
-    gxp.fill(0)
     ho, wo = g.shape[2], g.shape[3]
+    disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
+    if not (disjoint and stride == kernel and gxp.shape[2] == ho * stride[0] and gxp.shape[3] == wo * stride[1]):
+        gxp.fill(0)  # some slots lie in no window, or receive from several
     for k, si, sj in _pool_positions(kernel, stride, ho, wo):
-        gxp[:, :, si, sj] += g * (arg == k)
+        if disjoint:
+            np.multiply(g, arg == k, out=gxp[:, :, si, sj])
+        else:
+            gxp[:, :, si, sj] += g * (arg == k)
     return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
 
 
