@@ -107,14 +107,16 @@ class Tensor:
             res = op(self.detach(), other)  # self joins the graph, as in PyTorch (its old value is a constant)
             self.data, self._node, self.requires_grad = res.data, res._node, True
             return self
-        if not self.data.flags.writeable:
-            self.data = self.data.copy()
+        if not self.data.flags.writeable or _sys.getrefcount(self.data) > 2:  # (2: self.data and the call)
+            self.data = self.data.copy()  # copy-on-write: a recorded graph (or a view) keeps what it saw
         ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
         return self
 
     def __setitem__(self, index, value):
         if _autograd._grad_enabled and self.requires_grad:
             raise RuntimeError("item assignment on a tensor that requires grad; do it under `with dp.no_grad():`")
+        if _sys.getrefcount(self.data) > 2:  # copy-on-write, as in _inplace
+            self.data = self.data.copy()
         self.data[_ops.raw_index(index)] = value.data if isinstance(value, Tensor) else value
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
@@ -125,6 +127,7 @@ class Tensor:
 
 
 from . import autograd as _autograd, ops as _ops  # noqa: E402  (ops need Tensor defined)
+import sys as _sys  # noqa: E402
 import weakref as _weakref  # noqa: E402
 
 # The operator table: each dunder is one op; the reflected form swaps operands.

@@ -608,3 +608,28 @@ def test_backward_uses_the_arrays_the_forward_saw():
     y.backward()
     np.testing.assert_array_equal(x.grad.data, [4.0, 5.0, 6.0])
     np.testing.assert_array_equal(w.grad.data, [1.0, 2.0, 3.0])
+
+
+def test_in_place_change_after_the_forward_does_not_change_the_backward():
+    """In-place ops on a tensor whose array a recorded graph saved write a copy (copy-on-write):
+    the backward uses the values the forward saw. An unshared tensor is still updated in place."""
+    x = dp.tensor(np.array([1.0, 2.0, 3.0]))          # a constant input
+    w = dp.tensor(np.array([4.0, 5.0, 6.0]), requires_grad=True)
+    y = (w * x).sum()
+    x += 10.0                                          # x is saved by the product
+    x[0] = -7.0
+    y.backward()
+    np.testing.assert_array_equal(w.grad.data, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(x.data, [-7.0, 12.0, 13.0])
+    loss = (w * w).sum()
+    with dp.no_grad():
+        w -= 0.5 * w                                   # the DESIGN's update pattern, graph alive
+    loss.backward()
+    np.testing.assert_array_equal(w.grad.data, [1.0, 2.0, 3.0] + 2 * np.array([4.0, 5.0, 6.0]))
+    a = dp.zeros(3)
+    arr = a.data
+    del arr
+    before = id(a.data)
+    a += 1.0
+    a[1] = 5.0
+    assert id(a.data) == before and a.data.tolist() == [1.0, 5.0, 1.0]  # nothing shared: in place
