@@ -226,3 +226,20 @@ def test_max_pool2d_gradient_on_recycled_buffers_matches_the_naive_scatter(shape
                         a, b = np.unravel_index(np.argmax(win), (2, 2))
                         expect[n, c, 2 * i + a, 2 * j + b] = g[n, c, i, j]
         np.testing.assert_array_equal(t.grad.data, expect)
+
+
+def test_conv2d_weight_gradient_from_kept_patches_through_a_retained_graph():
+    """The forward keeps its im2col patches for the weight's gradient; a second backward through
+    the retained graph rebuilds them and gives the same gradients."""
+    rng = np.random.default_rng(7)
+    x = dp.tensor(rng.standard_normal((3, 2, 9, 8)))
+    w = dp.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    b = dp.tensor(rng.standard_normal(4), requires_grad=True)
+    y = (F.conv2d(x, w, b, stride=2, padding=1) ** 2).sum()
+    y.backward(retain_graph=True)
+    first = w.grad.numpy(), b.grad.numpy()
+    w.grad = b.grad = None
+    y.backward()
+    np.testing.assert_array_equal(w.grad.data, first[0])
+    np.testing.assert_array_equal(b.grad.data, first[1])
+    assert dp.gradcheck(lambda w, b: (F.conv2d(x, w, b, stride=2, padding=1) ** 2).sum(), w, b)

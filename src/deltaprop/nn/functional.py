@@ -119,12 +119,15 @@ def _im2col(x, kh, kw, stride, padding):
     return cols, ho, wo
 
 
-def _conv_raw(x, w, b=None, *, stride, padding, nx=True, nw=True):
+def _conv_raw(x, w, b=None, *, stride, padding, nx=True, nw=True, cache=None):
     cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding)
     w2 = w.reshape(w.shape[0], -1)
     out = _pool.take((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))
     np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
-    _pool.give(cols, 1)  # the patches are no longer needed
+    if cache is not None and nw:
+        cache[0] = cols  # the weight's gradient needs the same patches: kept, not rebuilt
+    else:
+        _pool.give(cols, 1)  # the patches are no longer needed
     if b is not None:
         b4 = b.reshape(1, -1, 1, 1)
         out = out + b4 if out.dtype != np.result_type(out, b4) else np.add(out, b4, out=out)
@@ -151,9 +154,13 @@ def _conv_input_grad(g, w, x_shape, stride, padding):
     return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd]
 
 
-def _conv_weight_grad(x, g, w_shape, stride, padding):
-    """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch."""
-    cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
+def _conv_weight_grad(x, g, w_shape, stride, padding, cols=None):
+    """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch
+    (`cols`: the forward's patches of x, when it kept them)."""
+    if cols is None:
+        cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
+    else:
+        ho, wo = g.shape[2], g.shape[3]
     n, o = g.shape[0], g.shape[1]
     # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
     gw = np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
@@ -183,15 +190,20 @@ def _convw_any(x, g, w_shape, stride, padding):
     return _conv_weight_grad(x, g, w_shape, stride, padding)
 
 
-def _conv_vjp(g, out, x, w, b=None, *, stride, padding, nx, nw):
+def _conv_vjp(g, out, x, w, b=None, *, stride, padding, nx, nw, cache=(None,)):
     gx = _convx_any(g, w, raw(x).shape, stride, padding) if nx else None
-    gw = _convw_any(x, g, raw(w).shape, stride, padding) if nw else None
+    cols = cache[0]
+    if nw and cols is not None and not _any_tensor(x, g):
+        cache[0] = None  # (used once: a retained graph's second backward rebuilds them)
+        gw = _conv_weight_grad(x, g, raw(w).shape, stride, padding, cols)
+    else:
+        gw = _convw_any(x, g, raw(w).shape, stride, padding) if nw else None
     if b is None:
         return gx, gw
     return gx, gw, g.sum(axis=(0, 2, 3))
 
 
-def _conv_jvp(ts, out, x, w, b=None, *, stride, padding, nx, nw):
+def _conv_jvp(ts, out, x, w, b=None, *, stride, padding, nx, nw, cache=(None,)):
     r = np.zeros_like(out)
     if ts[0] is not None:
         r = r + _conv_raw(ts[0], w, stride=stride, padding=padding)
@@ -242,7 +254,7 @@ def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any 
                          f"(padding {padding})")
     if bias is not None and np.shape(raw(bias)) != (ws[0],):
         raise ValueError(f"conv2d: bias must have shape ({ws[0]},), got {np.shape(raw(bias))}")
-    kw = {"stride": stride, "padding": padding, "nx": _needs(x), "nw": _needs(weight)}
+    kw = {"stride": stride, "padding": padding, "nx": _needs(x), "nw": _needs(weight), "cache": [None]}
     out = apply(_conv_op, (x, weight) if bias is None else (x, weight, bias), kw)
     return reshape(out, out.shape[1:]) if unbatched else out
 
