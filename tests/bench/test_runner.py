@@ -129,6 +129,9 @@ def test_table_lists_missing_peer_as_not_installed():
     dezero = next(r for r in rows if "dezero" in r)
     assert "not installed" in dezero
     assert "0.50" in next(r for r in rows if "torch" in r)
+    # rounds 1-3 s (deltaprop) and 2-6 s (torch): spread beyond x1.3 is flagged as disturbed
+    assert "rounds spread x3.0: disturbed" in next(r for r in rows if "deltaprop" in r)
+    assert "rounds spread x3.0: disturbed" in next(r for r in rows if "torch" in r)
 
 
 def test_markdown_has_machine_command_and_table():

@@ -25,6 +25,7 @@ from ._registry import APPLIES, BASELINE, CASES, ITERATIONS, LIBS, PEERS
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SKIP_STATUSES = ("not installed", "not applicable", "error")
+SPREAD_FLAG = 1.3  # max / min over rounds above this is flagged in the notes
 
 # The import case: a fresh interpreter times `import <module>` around nothing else.
 IMPORT_SNIPPET = r"""
@@ -257,6 +258,10 @@ def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
             notes.append(f"first loss {loss:.6g} != {ref_loss:.6g}")
     if ex.get("warmup") is not None:
         notes.append(f"{ex['warmup']:.0f}+{ex['iters']:.0f} it")
+    lo, hi = item.get("min"), item.get("max")
+    if case not in ("memory", "import") and lo and hi and hi / lo > SPREAD_FLAG:
+        # rounds this far apart mean something else ran on the machine during the case
+        notes.append(f"rounds spread x{hi / lo:.1f}: disturbed")
     return "; ".join(notes)
 
 
@@ -376,7 +381,8 @@ def _load_remark(meta: dict) -> str:
     worst = max((v for v in (load.get("start"), load.get("end")) if v is not None), default=None)
     if worst is None or not cpus:
         return ""
-    return " (above the usable CPUs: other work shared the cores)" if worst > cpus else " (a quiet machine)"
+    return (" (above the usable CPUs: other work shared the cores)" if worst > cpus else
+            " (no other work queued here; a case disturbed from outside says so in its notes)")
 
 
 def format_markdown(report: dict) -> str:
