@@ -567,3 +567,15 @@ def test_mlp_like_composite_grad(data, n, k, m):
         h = (x_ @ w_ + b_).tanh()
         return F.log_softmax(h * 2.0, axis=-1).mean(axis=0).sum() + (w_ ** 2).sum() * 0.1
     check(f, x, w, b)
+
+
+def test_integer_inputs_give_float_results_like_numpy():
+    x = np.array([[1, 2, 3]])
+    e = np.exp(x - 3)
+    np.testing.assert_allclose(F.softmax(dp.tensor(x)).data, e / e.sum(), rtol=1e-15)
+    np.testing.assert_allclose(F.log_softmax(dp.tensor(x)).data, np.log(e / e.sum()), rtol=1e-14)
+    for f, ref in [(F.sigmoid, 1 / (1 + np.exp(-x))), (F.tanh, np.tanh(x)), (F.leaky_relu, x * 1.0),
+                   (F.softplus, np.log1p(np.exp(x)))]:
+        out = f(dp.tensor(x))
+        assert out.dtype == np.float64
+        np.testing.assert_allclose(out.data, ref, rtol=1e-14)

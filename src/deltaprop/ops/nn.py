@@ -16,7 +16,13 @@ from .reduce import _lse
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _floating(x):
+    """x as the float type NumPy's exp would give it (integer logits)."""
+    return x if x.dtype.kind in "fc" else x.astype(np.result_type(x, np.float16))
+
+
 def _softmax_fwd(x, axis):
+    x = _floating(x)
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=_new(x))
     np.exp(e, out=e)
     return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e)
@@ -46,6 +52,7 @@ def _exp(x):
 
 
 def _log_softmax_fwd(x, axis):
+    x = _floating(x)
     m = np.max(x, axis=axis, keepdims=True)
     if not np.isfinite(m).all():  # a row of -inf (or an inf): the careful general path
         return x - _lse(x, axis, True)
