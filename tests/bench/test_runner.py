@@ -49,13 +49,24 @@ def test_summary_without_baseline_has_no_ratio():
 
 
 def test_plan_alternates_libraries_round_by_round():
-    order = runner.plan(["mazur", "import"], ["deltaprop", "torch", "micrograd"], repeats=2)
+    """A B C, then C B A: every other round runs in reverse, and the target peers (torch and
+    micrograd for mazur) run next to deltaprop in every round."""
+    order = runner.plan(["mazur", "import"], ["deltaprop", "torch", "micrograd"], repeats=3)
     assert order == [
-        ("mazur", 0, "deltaprop"), ("mazur", 0, "torch"), ("mazur", 0, "micrograd"),
-        ("mazur", 1, "deltaprop"), ("mazur", 1, "torch"), ("mazur", 1, "micrograd"),
+        ("mazur", 0, "torch"), ("mazur", 0, "deltaprop"), ("mazur", 0, "micrograd"),
+        ("mazur", 1, "micrograd"), ("mazur", 1, "deltaprop"), ("mazur", 1, "torch"),
+        ("mazur", 2, "torch"), ("mazur", 2, "deltaprop"), ("mazur", 2, "micrograd"),
         ("import", 0, "deltaprop"), ("import", 0, "torch"),
-        ("import", 1, "deltaprop"), ("import", 1, "torch"),
+        ("import", 1, "torch"), ("import", 1, "deltaprop"),
+        ("import", 2, "deltaprop"), ("import", 2, "torch"),
     ]
+
+
+def test_target_peers_run_next_to_deltaprop():
+    for case, peer in [("mlp-sgd", "torch"), ("mlp-sgd", "numpy-buf"), ("mlp-adam", "torch"),
+                       ("mazur", "torch"), ("mazur", "micrograd"), ("cnn", "torch"), ("chain", "torch")]:
+        libs = _registry.APPLIES[case]
+        assert abs(libs.index(peer) - libs.index("deltaprop")) == 1, (case, peer)
 
 
 def test_plan_leaves_out_libraries_a_case_does_not_apply_to():

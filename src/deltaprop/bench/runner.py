@@ -78,12 +78,15 @@ def summarize_lib(values: list[float | None], base: list[float | None] | None) -
 
 # --------------------------------------------------------------------------- scheduling
 def plan(cases: list[str], libs: list[str], repeats: int) -> list[tuple[str, int, str]]:
-    """(case, round, lib) in run order: per case, round after round, libraries alternating."""
+    """(case, round, lib) in run order: per case, round after round, libraries alternating, every
+    other round in reverse (A B C, C B A, ...): a drift that is linear in time then weighs on both
+    sides of a ratio alike, and the peers listed next to deltaprop in APPLIES (those of the
+    targets) run right before or after it in every round."""
     order = []
     for case in cases:
         case_libs = [lib for lib in APPLIES[case] if lib in libs]
         for r in range(repeats):
-            order.extend((case, r, lib) for lib in case_libs)
+            order.extend((case, r, lib) for lib in (case_libs if r % 2 == 0 else case_libs[::-1]))
     return order
 
 
@@ -195,7 +198,7 @@ def build_report(results: dict[str, dict[str, dict]], meta: dict) -> dict:
         if base is not None and all(v is None for v in base):
             base = None
         out_libs: dict[str, Any] = {}
-        for lib, entry in libs.items():
+        for lib, entry in sorted(libs.items(), key=lambda kv: kv[0] != BASELINE):  # deltaprop first
             item: dict[str, Any] = {"status": entry["status"]}
             if entry["status"] == "ok":
                 item.update(summarize_lib(entry["values"], base if lib != BASELINE else None))
