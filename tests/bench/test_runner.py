@@ -267,7 +267,9 @@ def test_registry_is_consistent():
         assert all(lib in _registry.LIBS for lib in libs)
     for lib, (module, _pkg) in _registry.LIBS.items():
         src = (BENCH_DIR / f"{module}.py").read_text()
-        names = {n.name for n in ast.parse(src).body if isinstance(n, ast.FunctionDef)}
+        body = ast.parse(src).body
+        names = {n.name for n in body if isinstance(n, ast.FunctionDef)}
+        names |= {a.asname or a.name for n in body if isinstance(n, ast.ImportFrom) for a in n.names}
         for case, libs in _registry.APPLIES.items():
             if lib in libs and case != "import":
                 assert case.replace("-", "_") in names, f"{module}.py lacks {case}"

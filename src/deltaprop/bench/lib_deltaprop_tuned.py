@@ -4,30 +4,6 @@ from __future__ import annotations
 
 import deltaprop as dp
 
-from . import lib_deltaprop as base
+from .lib_deltaprop import chain, cnn, mazur, micro, mlp_adam, mlp_sgd  # noqa: F401  (the same cases)
 
 dp.tune_malloc()
-
-
-def mlp_sgd():
-    return base.mlp_sgd()
-
-
-def mlp_adam():
-    return base.mlp_adam()
-
-
-def mazur():
-    return base.mazur()
-
-
-def cnn():
-    return base.cnn()
-
-
-def chain():
-    return base.chain()
-
-
-def micro():
-    return base.micro()

@@ -166,7 +166,7 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
     return _cross_entropy(logits, labels=lab, pick=pick, reduction=reduction, cache=[None])
 
 
-def _mse_fwd(x, t, reduction, cache):
+def _mse_fwd(x, t, reduction, nt, cache):
     """mean/sum/per-element of (x - t)**2; keeps d = x - t for the VJP."""
     d = np.subtract(x, t, out=_new(x) if np.result_type(x, t) == x.dtype else None)
     cache[0] = d
@@ -177,8 +177,8 @@ def _mse_fwd(x, t, reduction, cache):
     return total / d.size if reduction == "mean" else total
 
 
-def _mse_vjp(g, out, x, t, reduction, cache):
-    """2 (x - t) g (/ N for the mean); the target's gradient is its negative."""
+def _mse_vjp(g, out, x, t, reduction, nt, cache):
+    """2 (x - t) g (/ N for the mean); the target's gradient, its negative, only when it needs one."""
     d = cache[0] if cache[0] is not None and not isinstance(x, Tensor) and not isinstance(t, Tensor) else x - t
     scale = 2 * g / d.size if reduction == "mean" else 2 * g
     if d is cache[0]:
@@ -186,10 +186,10 @@ def _mse_vjp(g, out, x, t, reduction, cache):
         gx = np.multiply(d, scale, out=d) if np.result_type(d, scale) == d.dtype else d * scale
     else:
         gx = d * scale
-    return gx, -gx
+    return gx, -gx if nt else None
 
 
-_mse = Op("mse_loss", _mse_fwd, _mse_vjp, lambda ts, out, x, t, reduction, cache:
+_mse = Op("mse_loss", _mse_fwd, _mse_vjp, lambda ts, out, x, t, reduction, nt, cache:
           _reduce(2 * (x - t) * ((ts[0] if ts[0] is not None else 0) - (ts[1] if ts[1] is not None else 0)),
                   reduction))
 
@@ -199,7 +199,8 @@ def mse_loss(input, target, reduction: str = "mean"):
     _check_reduction("mse_loss", reduction)
     if raw(input).shape != raw(target).shape:
         raise ValueError(f"mse_loss: input shape {raw(input).shape} and target shape {raw(target).shape} differ")
-    return _mse(input, target, reduction=reduction, cache=[None])
+    nt = isinstance(target, Tensor) and target.requires_grad
+    return _mse(input, target, reduction=reduction, nt=nt, cache=[None])
 
 
 def _bce_fwd(p, y, reduction):
@@ -257,9 +258,9 @@ def _bcel_fwd(x, y, reduction, ny):
     _pool.give(t, 1)
     if reduction == "none":
         return loss
-    total = np.add.reduce(loss, axis=None)
+    total = np.add.reduce(loss, axis=None) / (loss.size if reduction == "mean" else 1)
     _pool.give(loss, 1)
-    return total / loss.size if reduction == "mean" else total
+    return total
 
 
 def _bcel_vjp(g, out, x, y, reduction, ny):
