@@ -187,8 +187,7 @@ def test_small_cnn_trains():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def test_conv_and_pool_match_pytorch():
-    torch = pytest.importorskip("torch")
+def test_conv_and_pool_match_pytorch(torch):
     x, w, b = rand(2, 3, 9, 8), rand(4, 3, 3, 3, seed=1), rand(4, seed=2)
     g = rand(2, 4, 5, 4, seed=3)
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))

@@ -121,8 +121,7 @@ def test_clip_grad_norm_does_not_touch_shared_grad_arrays():
         nn.utils.clip_grad_norm_([x], 1.0, error_if_nonfinite=True)
 
 
-def test_clip_grad_norm_matches_pytorch():
-    torch = pytest.importorskip("torch")
+def test_clip_grad_norm_matches_pytorch(torch):
     rng = np.random.default_rng(0)
     gs = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
     for norm_type in (2.0, 1.0, float("inf")):

@@ -306,9 +306,8 @@ def test_ten_layer_mlp_trains(act, nonlinearity):
     assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
 
 
-# -- against PyTorch (skipped when torch is not installed) ------------------------------------------
-def test_layers_match_pytorch():
-    torch = pytest.importorskip("torch")
+# -- against PyTorch (the `torch` fixture of tests/conftest.py) -------------------------------------
+def test_layers_match_pytorch(torch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 4))
     for approximate in ("none", "tanh"):

@@ -88,8 +88,7 @@ def test_classifier_end_to_end_with_loss_module():
     assert acc > 0.85
 
 
-def test_losses_match_pytorch():
-    torch = pytest.importorskip("torch")
+def test_losses_match_pytorch(torch):
     x, labels = rand(5, 4), np.array([0, 3, 1, 1, 2])
     for reduction in ("mean", "sum"):
         xt = torch.tensor(x, requires_grad=True)

@@ -108,8 +108,7 @@ def test_invalid_options(kw, message):
         RMSprop([p], **kw)
 
 
-def test_matches_pytorch():
-    torch = pytest.importorskip("torch")
+def test_matches_pytorch(torch):
     rng = np.random.default_rng(3)
     w0 = rng.standard_normal((4, 3))
     grads = rng.standard_normal((6, 4, 3))

@@ -127,8 +127,7 @@ def test_resume_needs_initial_lr():
     assert resumed.last_epoch == 4 and resumed.base_lrs == [1.0]
 
 
-def test_matches_pytorch():
-    torch = pytest.importorskip("torch")
+def test_matches_pytorch(torch):
     for name, kw in [("StepLR", dict(step_size=3, gamma=0.5)), ("CosineAnnealingLR", dict(T_max=5, eta_min=0.01))]:
         tp = torch.nn.Parameter(torch.ones(2))
         topt = torch.optim.SGD([{"params": [tp], "lr": 0.1}], lr=0.1)

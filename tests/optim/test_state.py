@@ -276,8 +276,7 @@ def test_step_after_load_of_torch_like_state():
     assert opt.state[p]["step"] == 4.0
 
 
-def test_load_torch_state_dict():
-    torch = pytest.importorskip("torch")
+def test_load_torch_state_dict(torch):
     rng = np.random.default_rng(5)
     w0 = rng.standard_normal((3, 2))
     grads = rng.standard_normal((4, 3, 2))
