@@ -89,7 +89,7 @@ class FakeMeasure:
             return {"lib": lib, "case": case, "status": "error", "reason": "RecursionError: too deep"}
         v = self.values[lib][r]
         return {"lib": lib, "case": case, "status": "ok", "value": v, "unit": "s", "times": [v],
-                "extra": {"first_loss": 0.25, "warmup": 1, "iters": 1}}
+                "extra": {"first_loss": 0.25, "warmup": 1, "block": 10, "blocks": 3}}
 
 
 def test_run_plan_asks_a_missing_or_failing_library_once():
@@ -164,7 +164,7 @@ def test_parse_worker_output_takes_last_json_line():
     assert bad["status"] == "error" and bad["lib"] == "torch"
 
 
-def _fake_command(python, lib, case, threads, quick):
+def _fake_command(python, lib, case, threads, quick, block=None):
     """A tiny worker: reports its thread variables, or 'not installed' for lib 'ghost'."""
     code = (
         "import json, os, sys\n"
@@ -191,7 +191,7 @@ def test_subprocess_measure_runs_each_measurement_in_a_process():
 
 
 def test_subprocess_measure_reports_a_crash_as_error():
-    def crash(python, lib, case, threads, quick):
+    def crash(python, lib, case, threads, quick, block=None):
         return [python, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"]
 
     res = runner.subprocess_measure(sys.executable, 1, True, 60, command=crash)("torch", "cnn", 0)
@@ -204,6 +204,7 @@ def test_worker_env_sets_threads_and_path():
     parts = env["PYTHONPATH"].split(os.pathsep)
     assert parts[-1] == "/elsewhere"
     assert (Path(parts[0]) / "deltaprop" / "bench" / "runner.py").exists()
+    assert "DELTAPROP_RECYCLE" not in env
 
 
 def test_worker_commands():
@@ -215,6 +216,8 @@ def test_worker_commands():
     assert peer[4:] == ["torch", "cnn", "--threads", "2"]
     imp = runner.worker_command("py", "deltaprop", "import", 2, False)
     assert imp[:2] == ["py", "-c"] and imp[-2:] == ["deltaprop", "deltaprop"]
+    pinned = runner.worker_command("py", "torch", "cnn", 2, False, 500)
+    assert pinned[-4:] == ["--threads", "2", "--block", "500"]
 
 
 def test_peer_worker_runs_without_deltaprop_init():
@@ -235,6 +238,7 @@ def test_peer_worker_runs_without_deltaprop_init():
 def test_main_json_with_fake_workers(monkeypatch, capsys, tmp_path):
     fake = FakeMeasure({"deltaprop": [1.0, 1.0], "numpy": [2.0, 4.0]}, missing={"torch"})
     monkeypatch.setattr(runner, "subprocess_measure", lambda *a, **k: fake)
+    monkeypatch.setattr(runner, "check_python", lambda *a, **k: None)
     monkeypatch.setattr(runner, "machine_info", lambda python, threads: {"cpu": "fake", "threads": threads})
     monkeypatch.setattr(runner, "lib_versions", lambda python, libs: {lib: None for lib in libs})
     monkeypatch.setattr(runner, "source_revision", lambda: None)
@@ -255,15 +259,15 @@ def test_main_json_with_fake_workers(monkeypatch, capsys, tmp_path):
 
 
 def test_main_rejects_unknown_names(capsys):
-    with pytest.raises(SystemExit) as e:
-        runner.main(["--peers", "tensorflow"])
-    assert e.value.code == 2
-    assert "unknown peer" in capsys.readouterr().err
+    assert runner.main(["--peers", "tensorflow"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown peer: tensorflow" in err and "choose from: deltaprop-tuned" in err
+    assert err.count("\n") == 1
 
 
 def test_registry_is_consistent():
     for case, libs in _registry.APPLIES.items():
-        assert case in _registry.CASES and case in _registry.ITERATIONS
+        assert case in _registry.CASES and case in _registry.TIMING
         assert all(lib in _registry.LIBS for lib in libs)
     for lib, (module, _pkg) in _registry.LIBS.items():
         src = (BENCH_DIR / f"{module}.py").read_text()
@@ -307,13 +311,14 @@ def test_import_deltaprop_does_not_import_the_bench():
 def test_worker_process_prints_one_json_line():
     env = runner.worker_env(1)
     proc = subprocess.run([sys.executable, "-m", "deltaprop.bench.worker", "numpy", "mazur",
-                           "--warmup", "0", "--iters", "2"], env=env, capture_output=True, text=True,
-                          timeout=120)
+                           "--warmup", "0", "--block", "3", "--blocks", "2"], env=env, capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1
     res = json.loads(lines[0])
     assert res["status"] == "ok" and len(res["times"]) == 2 and res["threads"] == 1
+    assert (res["extra"]["block"], res["extra"]["blocks"]) == (3, 2) and "calibrated" not in res["extra"]
     assert res["extra"]["first_loss"] == pytest.approx(0.298371109, abs=1e-9)  # Mazur's E_total
 
 

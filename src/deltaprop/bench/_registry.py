@@ -24,6 +24,8 @@ LIBS: dict[str, tuple[str, str | None]] = {
     "deltaprop": ("lib_deltaprop", "deltaprop"),
     # the same code after the explicit opt-in dp.tune_malloc() (no page faults from freed arrays)
     "deltaprop-tuned": ("lib_deltaprop_tuned", "deltaprop"),
+    # the same code with the array recycler off (DELTAPROP_RECYCLE=0 in its worker's environment)
+    "deltaprop-norecycle": ("lib_deltaprop", "deltaprop"),
     "torch": ("lib_torch", "torch"),
     "autograd": ("lib_autograd", "autograd"),
     "mygrad": ("lib_mygrad", "mygrad"),
@@ -37,16 +39,27 @@ LIBS: dict[str, tuple[str, str | None]] = {
 
 BASELINE = "deltaprop"
 
+# Library -> variables set in its worker's environment (the runner sets them; every other
+# worker runs with DELTAPROP_RECYCLE unset, so `deltaprop` is the default configuration).
+LIB_ENV: dict[str, dict[str, str]] = {
+    "deltaprop-norecycle": {"DELTAPROP_RECYCLE": "0"},
+}
+
+# The rows the report lists first in a case, in this order; the other libraries follow in run order.
+SHOWN_FIRST = (BASELINE, "deltaprop-norecycle")
+
 _PEERS = ["deltaprop-tuned", "autograd", "mygrad", "dezero"]
 
 # Case -> the libraries that have a version of it, in the order they run within a round (every
 # other round reversed). The peers a target compares with sit right next to deltaprop, so each
-# such pair runs back to back (the report still lists deltaprop first).
+# such pair runs back to back (the report still lists deltaprop first). deltaprop-norecycle runs
+# one step further away, in the training-step cases (the recycler only handles large arrays).
+_NR = "deltaprop-norecycle"
 APPLIES: dict[str, list[str]] = {
-    "mlp-sgd": ["torch", "deltaprop", "numpy-buf"] + _PEERS + ["numpy", "gemm"],
-    "mlp-adam": ["torch", "deltaprop", "numpy-buf"] + _PEERS + ["numpy", "gemm"],
-    "mazur": ["torch", "deltaprop", "micrograd"] + _PEERS + ["numpy", "numpy-buf", "gemm"],
-    "cnn": ["torch", "deltaprop", "deltaprop-tuned"] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm"],
+    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _NR] + _PEERS + ["numpy", "gemm"],
+    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _NR] + _PEERS + ["numpy", "gemm"],
+    "mazur": ["torch", "deltaprop", "micrograd", _NR] + _PEERS + ["numpy", "numpy-buf", "gemm"],
+    "cnn": ["torch", "deltaprop", "deltaprop-tuned", _NR] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm"],
     "chain": ["torch", "deltaprop"] + _PEERS + ["micrograd", "numpy"],
     "micro": ["deltaprop"] + _PEERS + ["torch", "numpy"],
     "train": ["torch", "deltaprop", "sklearn"],
@@ -59,17 +72,24 @@ APPLIES: dict[str, list[str]] = {
 # Peers as named on the command line (`--peers`): every library except the baseline.
 PEERS: list[str] = [name for name in LIBS if name != BASELINE]
 
-# Iterations inside one worker process: (warm-up, timed), normal and --quick.
-ITERATIONS: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
-    "mlp-sgd": ((20, 200), (3, 10)),
-    "mlp-adam": ((20, 200), (3, 10)),
-    "mazur": ((200, 1000), (50, 200)),
-    "cnn": ((5, 30), (2, 8)),
+# Timing inside one worker process: (warm-up iterations, timed blocks), normal and --quick.
+# A block is a run of consecutive iterations timed as a whole, garbage collector enabled (as in
+# a training loop): its size is the first of 1, 2, 5, 10, 20, 50, ... iterations whose block
+# lasts at least MIN_BLOCK_S (timeit's autorange); the worker reports block time / block size,
+# the median over its blocks. train, import and memory are one run each (their counts unused).
+TIMING: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "mlp-sgd": ((20, 3), (3, 2)),
+    "mlp-adam": ((20, 3), (3, 2)),
+    "mazur": ((200, 3), (50, 2)),
+    "cnn": ((5, 3), (2, 2)),
     "chain": ((1, 3), (1, 1)),
-    "micro": ((5, 30), (2, 5)),
+    "micro": ((5, 3), (2, 2)),
     "train": ((0, 1), (0, 1)),
     "import": ((0, 1), (0, 1)),
     "memory": ((0, 1), (0, 1)),
-    "trace": ((1, 5), (1, 2)),
+    "trace": ((1, 3), (1, 1)),
     "report": ((0, 3), (0, 1)),
 }
+
+# The shortest block, in seconds: normal and --quick.
+MIN_BLOCK_S: tuple[float, float] = (0.2, 0.02)

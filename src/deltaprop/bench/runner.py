@@ -1,10 +1,15 @@
 """The benchmark runner: one process per measurement, libraries alternating, paired ratios.
 
-For each case, round r runs every library once, in a fixed order (A B C A B C ...), each in a
-fresh `python -m deltaprop.bench.worker` process with the same thread count. A library's
-round value is the median of its timed iterations; per library the report gives the median,
-min and max over rounds and the median over rounds of deltaprop / library (paired by round,
-so a machine that drifts between rounds moves both sides of each ratio together).
+For each case, round r runs every library once, in a fixed order (A B C, then C B A, ...), each
+in a fresh `python -m deltaprop.bench.worker` process with the same thread count. A worker times
+blocks of consecutive iterations (garbage collector on; the block size is calibrated in round 1
+and reused in the later rounds), and a library's round value is the median over its blocks of
+block time / block size; per library the report gives the median, min and max over rounds and
+the median over rounds of deltaprop / library (paired by round, so a machine that drifts
+between rounds moves both sides of each ratio together).
+
+Options are checked before anything runs (`check_options`): a bad one is one line on stderr
+and exit code 2.
 """
 from __future__ import annotations
 
@@ -13,17 +18,21 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .targets import evaluate, format_targets
-from ._registry import APPLIES, BASELINE, CASES, ITERATIONS, LIBS, PEERS
+from ._registry import APPLIES, BASELINE, CASES, LIB_ENV, LIBS, MIN_BLOCK_S, PEERS, SHOWN_FIRST, TIMING
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Set only where LIB_ENV says so: the `deltaprop` row always measures the default configuration.
+CLEARED_VARS = ("DELTAPROP_RECYCLE",)
 SKIP_STATUSES = ("not installed", "not applicable", "error")
 SPREAD_FLAG = 1.3  # max / min over rounds above this is flagged in the notes
 
@@ -120,11 +129,15 @@ def _short(res: dict) -> str:
 
 
 # --------------------------------------------------------------------------- workers
-def worker_env(threads: int, base: dict | None = None) -> dict[str, str]:
-    """The child's environment: the thread variables set, and this deltaprop importable."""
+def worker_env(threads: int, base: dict | None = None, lib: str | None = None) -> dict[str, str]:
+    """The child's environment: the thread variables set, this deltaprop importable, the
+    CLEARED_VARS removed, and the variables LIB_ENV lists for `lib` set."""
     env = dict(os.environ if base is None else base)
+    for var in CLEARED_VARS:
+        env.pop(var, None)
     for var in THREAD_VARS:
         env[var] = str(threads)
+    env.update(LIB_ENV.get(lib, {}) if lib else {})
     pkg_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     return env
@@ -138,13 +151,16 @@ PEER_BOOTSTRAP = (
 )
 
 
-def worker_command(python: str, lib: str, case: str, threads: int, quick: bool) -> list[str]:
+def worker_command(python: str, lib: str, case: str, threads: int, quick: bool,
+                   block: int | None = None) -> list[str]:
     """deltaprop: `python -m deltaprop.bench.worker LIB CASE ...`; a peer: the same worker via
-    PEER_BOOTSTRAP; the import case: IMPORT_SNIPPET in a fresh interpreter."""
+    PEER_BOOTSTRAP; the import case: IMPORT_SNIPPET in a fresh interpreter. `block`: iterations
+    per timed block (None: the worker calibrates it)."""
     if case == "import":
         module = LIBS[lib][1] or lib
         return [python, "-c", IMPORT_SNIPPET, lib, module]
-    args = [lib, case, "--threads", str(threads)] + (["--quick"] if quick else [])
+    args = [lib, case, "--threads", str(threads)] + (["--quick"] if quick else []) \
+        + (["--block", str(block)] if block else [])
     if lib == BASELINE or LIBS[lib][1] == "deltaprop":
         return [python, "-m", "deltaprop.bench.worker", *args]
     pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -165,11 +181,15 @@ def parse_worker_output(stdout: str, lib: str, case: str) -> dict:
 
 def subprocess_measure(python: str, threads: int, quick: bool, timeout: float,
                        command: Callable[..., list[str]] = worker_command) -> Measure:
-    """A Measure that runs each measurement in its own worker process."""
-    env = worker_env(threads)
+    """A Measure that runs each measurement in its own worker process, with worker_env(lib).
+    The block size a library's first worker of a case calibrated is passed to its later ones,
+    so every round of a library times the same number of iterations per block."""
+    envs: dict[str, dict[str, str]] = {}
+    blocks: dict[tuple[str, str], int] = {}
 
     def measure(lib: str, case: str, r: int) -> dict:
-        cmd = command(python, lib, case, threads, quick)
+        env = envs.get(lib) or envs.setdefault(lib, worker_env(threads, lib=lib))
+        cmd = command(python, lib, case, threads, quick, blocks.get((lib, case)))
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -183,6 +203,9 @@ def subprocess_measure(python: str, threads: int, quick: bool, timeout: float,
         res.setdefault("extra", {})
         if isinstance(res.get("extra"), dict):
             res["extra"]["process_wall_s"] = wall
+            block = res["extra"].get("block")
+            if res.get("status") == "ok" and isinstance(block, int) and block > 0:
+                blocks.setdefault((lib, case), block)
         return res
 
     return measure
@@ -198,7 +221,7 @@ def build_report(results: dict[str, dict[str, dict]], meta: dict) -> dict:
         if base is not None and all(v is None for v in base):
             base = None
         out_libs: dict[str, Any] = {}
-        for lib, entry in sorted(libs.items(), key=lambda kv: kv[0] != BASELINE):  # deltaprop first
+        for lib, entry in sorted(libs.items(), key=lambda kv: _shown_rank(kv[0])):  # deltaprop first
             item: dict[str, Any] = {"status": entry["status"]}
             if entry["status"] == "ok":
                 item.update(summarize_lib(entry["values"], base if lib != BASELINE else None))
@@ -211,6 +234,11 @@ def build_report(results: dict[str, dict[str, dict]], meta: dict) -> dict:
         cases[case] = {"description": CASES[case][0], "unit": CASES[case][1], "baseline": BASELINE,
                        "libraries": out_libs}
     return {"meta": meta, "cases": cases}
+
+
+def _shown_rank(lib: str) -> int:
+    """SHOWN_FIRST in its order, then every other library (a stable sort keeps the run order)."""
+    return SHOWN_FIRST.index(lib) if lib in SHOWN_FIRST else len(SHOWN_FIRST)
 
 
 def _merge_extra(runs: list[dict]) -> dict:
@@ -259,8 +287,12 @@ def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
     if ref_loss is not None and loss is not None and lib != "gemm":
         if abs(loss - ref_loss) > 1e-4 * max(1.0, abs(ref_loss)):
             notes.append(f"first loss {loss:.6g} != {ref_loss:.6g}")
-    if ex.get("warmup") is not None:
-        notes.append(f"{ex['warmup']:.0f}+{ex['iters']:.0f} it")
+    if lib in LIB_ENV:
+        notes.append(" ".join(f"{k}={v}" for k, v in LIB_ENV[lib].items())
+                     + {False: " (recycler off)", True: " (recycler on!)"}.get(ex.get("recycle"),
+                                                                                " (recycler state unknown)"))
+    if ex.get("block") is not None and ex.get("blocks") is not None:
+        notes.append(f"{ex['blocks']:.0f} x {ex['block']:.0f} it")
     lo, hi = item.get("min"), item.get("max")
     if case not in ("memory", "import") and lo and hi and hi / lo > SPREAD_FLAG:
         # rounds this far apart mean something else ran on the machine during the case
@@ -424,8 +456,11 @@ def format_markdown(report: dict) -> str:
         "```",
         "",
         f"{m['repeats']} rounds per case; each round runs every library once in its own process, "
-        "in the order listed. median/min/max are over rounds (a round's value is the median of "
-        "its timed iterations after warm-up); `deltaprop / lib` is the median over rounds of the "
+        "every other round in reverse order. A process warms up, then times blocks of consecutive "
+        "iterations, each block as a whole with the garbage collector on (notes: `blocks x "
+        f"iterations per block`; a block lasts at least {m.get('min_block_s', MIN_BLOCK_S[0]):g} s); "
+        "a round's value is the median over its blocks of block time / block size. "
+        "median/min/max are over rounds; `deltaprop / lib` is the median over rounds of the "
         "paired ratio (below 1: deltaprop is faster or smaller).",
         "",
         "## Results",
@@ -444,6 +479,18 @@ def format_markdown(report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- command line
+PROG = "deltaprop bench"
+
+
+class UsageError(Exception):
+    """A bad option: main prints `deltaprop bench: error: <message>` (one line) and returns 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own usage errors: one line, no usage block
+        raise UsageError(message.replace("\n", " ") + f" (see {PROG} --help)")
+
+
 def _csv(value: str, valid: list[str], what: str) -> list[str]:
     items = [v.strip() for v in value.split(",") if v.strip()]
     if items in (["all"], []):
@@ -452,8 +499,21 @@ def _csv(value: str, valid: list[str], what: str) -> list[str]:
         return []
     bad = [v for v in items if v not in valid]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(bad)} (valid: {', '.join(valid)})")
+        raise argparse.ArgumentTypeError(f"unknown {what}: {', '.join(bad)}; choose from: {', '.join(valid)}")
     return items
+
+
+def _positive(kind: type, wanted: str) -> Callable[[str], Any]:
+    def parse(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            x = None
+        if x is None or not 0 < x < float("inf"):
+            raise argparse.ArgumentTypeError(f"{value!r} is not allowed; give {wanted}")
+        return x
+
+    return parse
 
 
 def default_threads() -> int:
@@ -463,8 +523,8 @@ def default_threads() -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="deltaprop bench",
+    p = _Parser(
+        prog=PROG,
         description="Benchmark deltaprop side by side with the peers that are installed; each "
                     "measurement in its own process, libraries alternating, same thread count.",
     )
@@ -475,32 +535,136 @@ def build_parser() -> argparse.ArgumentParser:
                    type=lambda v: _csv(v, PEERS, "peer"),
                    help="comma-separated peers, 'all' (default) or 'none': " + ", ".join(PEERS))
     p.add_argument("--no-deltaprop", action="store_true", help="measure the peers only")
-    p.add_argument("--repeats", type=int, default=None,
+    p.add_argument("--repeats", type=_positive(int, "a whole number of 1 or more"), default=None,
                    help="rounds per case, one process per library per round (default 5; 2 with --quick)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=_positive(int, "a whole number of 1 or more"), default=None,
                    help=f"threads for every library (default: usable CPUs, here {default_threads()})")
-    p.add_argument("--quick", action="store_true", help="fewer rounds and iterations (a smoke run)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a smoke run: 2 rounds, fewer and shorter blocks ({MIN_BLOCK_S[1]:g} s, "
+                        f"not {MIN_BLOCK_S[0]:g} s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--markdown", metavar="PATH", help="also write the machine, command and table to PATH")
+    p.add_argument("--markdown", metavar="PATH", help="also write the machine, command and table to PATH "
+                   "(its directory must exist; written whole or not at all)")
     p.add_argument("--note", default=None, help="a note to put at the top of the --markdown file")
     p.add_argument("--python", default=sys.executable,
                    help="the interpreter that runs the workers (default: this one)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds allowed to one worker process")
+    p.add_argument("--timeout", type=_positive(float, "a number of seconds above 0"), default=900.0,
+                   help="seconds allowed to one worker process (default 900)")
     p.add_argument("--progress", action="store_true", help="one line per measurement on stderr")
     return p
 
 
+def check_markdown(path: str) -> str | None:
+    """Why `path` cannot take the Markdown report (None: it can): a directory, a missing or
+    unwritable directory. Checked by creating and removing a file beside it."""
+    if path == "" or os.path.isdir(path):
+        return f"--markdown {path!r} is a directory, not a file; give a file path such as " \
+               f"{os.path.join(path or '.', 'RESULTS.md')!r}"
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        return f"--markdown {path!r}: the directory {os.path.dirname(path) or folder!r} does not exist; " \
+               "create it first or give a path in an existing directory"
+    if os.path.exists(target) and not os.path.isfile(target):
+        return f"--markdown {path!r} exists and is not a regular file; give a file path"
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".deltaprop-bench-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"--markdown {path!r}: cannot write in {folder!r} ({e.strerror}); give a path in a writable directory"
+    return None
+
+
+PYTHON_CHECK = "import sys, numpy{extra}; print('deltaprop-bench-python', sys.version.split()[0])"
+
+
+def check_python(python: str, modules: tuple[str, ...], threads: int, timeout: float = 120.0) -> str | None:
+    """Why `python` cannot run the workers (None: it can): not found, not executable, not a
+    Python, or it cannot import NumPy and `modules` (with this deltaprop on its path)."""
+    needs = "NumPy" + (" and deltaprop's requirements" if modules else "")
+    hint = f"give a Python interpreter that has {needs} (such as {sys.executable}, the one running this)"
+    exe = python if os.sep in python or (os.altsep and os.altsep in python) else shutil.which(python)
+    if exe is None or not os.path.exists(exe):
+        return f"--python {python!r}: no such file; {hint}"
+    if os.path.isdir(exe) or not os.access(exe, os.X_OK):
+        return f"--python {python!r} is not an executable file; {hint}"
+    code = PYTHON_CHECK.format(extra="".join(f", {m}" for m in modules))
+    try:
+        proc = subprocess.run([exe, "-c", code], env=worker_env(threads), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"--python {python!r} did not finish `import numpy` within {timeout:g} s; {hint}"
+    except OSError as e:
+        return f"--python {python!r} cannot be run ({e.strerror}); {hint}"
+    if proc.returncode == 0 and "deltaprop-bench-python" in proc.stdout:
+        return None
+    if proc.returncode == 0:
+        return f"--python {python!r} ran but is not a Python interpreter; {hint}"
+    last = ((proc.stderr or "").strip().splitlines() or [f"exit code {proc.returncode}"])[-1].strip()
+    want = ", ".join(("numpy",) + modules)
+    return f"--python {python!r} cannot import {want} ({last[:200]}); {hint}"
+
+
+def check_options(args: argparse.Namespace, order: list) -> str | None:
+    """The first reason the run cannot go ahead, or None; run before any measurement."""
+    if not order:
+        return "nothing to measure: the --cases and --peers chosen (and --no-deltaprop) leave no " \
+               "library with a version of a case; choose other names"
+    if args.markdown is not None:
+        why = check_markdown(args.markdown)
+        if why:
+            return why
+    needs_deltaprop = any(LIBS[lib][1] == "deltaprop" for _, _, lib in order)
+    return check_python(args.python, ("deltaprop",) if needs_deltaprop else (), args.threads or default_threads())
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` whole or not at all: a temporary file beside it, then os.replace
+    (a symlink's target is replaced; an existing file keeps its permissions)."""
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    try:
+        mode = os.stat(target).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(target) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.stderr.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.repeats is not None and args.repeats < 1:
-        parser.error("--repeats must be at least 1")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
-    repeats = args.repeats or (2 if args.quick else 5)
-    threads = args.threads or default_threads()
-    libs = ([] if args.no_deltaprop else [BASELINE]) + args.peers
-    order = plan(args.cases, libs, repeats)
+    try:
+        args = parser.parse_args(argv)
+        repeats = args.repeats or (2 if args.quick else 5)
+        threads = args.threads or default_threads()
+        libs = ([] if args.no_deltaprop else [BASELINE]) + args.peers
+        order = plan(args.cases, libs, repeats)
+        why = check_options(args, order)
+        if why:
+            raise UsageError(why)
+    except UsageError as e:
+        _error(str(e))
+        return 2
     measure = subprocess_measure(args.python, threads, args.quick, args.timeout)
     progress = (lambda line: (sys.stderr.write(line + "\n"), sys.stderr.flush())) if args.progress else None
     started = time.time()
@@ -511,7 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = {
         "command": " ".join([shown] + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]),
         "threads": threads, "repeats": repeats, "quick": args.quick,
-        "iterations": {c: ITERATIONS[c][1 if args.quick else 0] for c in args.cases},
+        "timing": {c: dict(zip(("warmup", "blocks"), TIMING[c][1 if args.quick else 0])) for c in args.cases},
+        "min_block_s": MIN_BLOCK_S[1 if args.quick else 0],
         "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
         "duration_s": round(time.time() - started, 1),
         "loadavg_1min": {"start": load_before, "end": _loadavg()},
@@ -523,13 +688,16 @@ def main(argv: list[str] | None = None) -> int:
         meta["note"] = args.note
     report = build_report(results, meta)
     report["targets"] = [{"target": w, "limit": lim, "measured": m, "met": ok} for w, lim, m, ok in evaluate(report)]
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(format_markdown(report))
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
         print_table(report)
+    if args.markdown:
+        try:
+            write_atomic(args.markdown, format_markdown(report))
+        except OSError as e:  # checked before the run; the directory changed since
+            _error(f"--markdown {args.markdown!r}: {e.strerror or e}; the results above were not written")
+            return 1
     return 0
 
 

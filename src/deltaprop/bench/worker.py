@@ -3,20 +3,26 @@
 Prints exactly one JSON line on stdout:
   {"lib", "case", "status": "ok", "value", "unit", "times", "extra"}   (value: median of times)
   {"lib", "case", "status": "not installed" | "not applicable" | "error", "reason"}
-Warm-up iterations run first, then the timed ones (time.perf_counter). Only the library
-named is imported (besides NumPy): the deltaprop worker never imports torch.
+Warm-up iterations run first; then, unless --block gives the block size, `autorange` picks it
+(the first of 1, 2, 5, 10, 20, ... iterations lasting at least --min-block-time); then
+`time_blocks` times --blocks blocks of that many consecutive iterations, each as a whole
+(time.perf_counter around the block, the garbage collector left enabled as in a training
+loop, so the collections a few iterations trigger are in the time). `times` holds each block's
+time / block size; `value` is their median. Only the library named is imported (besides
+NumPy): the deltaprop worker never imports torch.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 import os
 import sys
 import time
 from importlib import import_module
 from importlib.util import find_spec
 
-from ._registry import APPLIES, CASES, ITERATIONS, LIBS
+from ._registry import APPLIES, CASES, LIB_ENV, LIBS, MIN_BLOCK_S, TIMING
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -39,8 +45,52 @@ def _as_float(x) -> float | None:
         return None
 
 
-def measure(lib: str, case: str, warmup: int, iters: int, threads: int) -> dict:
-    """Run one library's version of one case; return the JSON-ready result."""
+def autorange(step: Callable[[], object], min_time: float, timer: Callable[[], float] = time.perf_counter,
+              max_block: int = 10_000_000) -> int:
+    """The block size: the first of 1, 2, 5, 10, 20, 50, ... calls of `step` in a row that take at
+    least `min_time` seconds (timeit's autorange rule; the trials also warm up)."""
+    scale = 1
+    while True:
+        for mult in (1, 2, 5):
+            n = scale * mult
+            t0 = timer()
+            for _ in range(n):
+                step()
+            if timer() - t0 >= min_time or n >= max_block:
+                return n
+        scale *= 10
+
+
+def time_blocks(step: Callable[[], object], block: int, blocks: int,
+                timer: Callable[[], float] = time.perf_counter) -> tuple[list[float], object]:
+    """Time `blocks` blocks of `block` consecutive calls of `step`, each block as a whole; return
+    (per-iteration seconds of each block: block time / block, the last call's result). Nothing is
+    done to the garbage collector: a collection that lands in a block counts in its time."""
+    times = []
+    out = None
+    for _ in range(blocks):
+        t0 = timer()
+        for _ in range(block):
+            out = step()
+        times.append((timer() - t0) / block)
+    return times, out
+
+
+def _recycling(lib: str) -> bool | None:
+    """For a deltaprop library: whether its array recycler is on (None: no switch to ask)."""
+    if LIBS[lib][1] != "deltaprop":
+        return None
+    try:
+        memory = import_module("deltaprop.memory")
+        return bool(memory.enabled())
+    except Exception:
+        return None
+
+
+def measure(lib: str, case: str, warmup: int, blocks: int, threads: int, block: int | None = None,
+            min_block_time: float = MIN_BLOCK_S[0]) -> dict:
+    """Run one library's version of one case; return the JSON-ready result. `block` iterations
+    per timed block (None: chosen by `autorange` with `min_block_time`)."""
     head = {"lib": lib, "case": case}
     if lib not in LIBS or case not in CASES:
         return {**head, "status": "error", "reason": f"unknown library or case: {lib} {case}"}
@@ -59,47 +109,71 @@ def measure(lib: str, case: str, warmup: int, iters: int, threads: int) -> dict:
     except Exception as e:  # a broken install of a peer is reported, not raised
         return {**head, "status": "error", "reason": f"import: {type(e).__name__}: {e}"[:500]}
     unit = CASES[case][1]
+    recycle = _recycling(lib)
+    want = LIB_ENV.get(lib, {}).get("DELTAPROP_RECYCLE")
+    if want == "0" and recycle:
+        return {**head, "status": "error",
+                "reason": "the array recycler is on: run this worker with DELTAPROP_RECYCLE=0 in its "
+                          "environment (the runner does)"}
     try:
         if case in ("train", "memory"):
             result = make()
             value = result.pop("value")
+            if recycle is not None:
+                result["recycle"] = recycle
             return {**head, "status": "ok", "value": value, "unit": unit, "times": [value], "extra": result}
         step = make()
-        extra: dict = {"warmup": warmup, "iters": iters, "first_loss": _as_float(step())}
+        extra: dict = {"warmup": warmup, "first_loss": _as_float(step())}
         for _ in range(warmup):
             step()
-        times = []
-        out = None
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            out = step()
-            times.append(time.perf_counter() - t0)
+        if block is None:
+            block = autorange(step, min_block_time)
+            extra["calibrated"] = True
+        times, out = time_blocks(step, block, blocks)
+        extra.update(block=block, blocks=blocks, block_s=_median(times) * block)
         if case == "micro":
             from ._common import MICRO_OPS
 
             times = [t / MICRO_OPS for t in times]
         extra["last_loss"] = _as_float(out)
+        if recycle is not None:
+            extra["recycle"] = recycle
         return {**head, "status": "ok", "value": _median(times), "unit": unit, "times": times, "extra": extra}
     except Exception as e:
         return {**head, "status": "error", "reason": f"{type(e).__name__}: {e}"[:500]}
+
+
+def _positive(kind):
+    def parse(v: str):
+        x = kind(v)
+        if x <= 0:
+            raise argparse.ArgumentTypeError(f"{v!r} is not positive")
+        return x
+
+    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m deltaprop.bench.worker", description=__doc__.split("\n")[0])
     p.add_argument("lib", choices=sorted(LIBS))
     p.add_argument("case", choices=sorted(CASES))
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--iters", type=int)
+    p.add_argument("--warmup", type=int, help="warm-up iterations (default: the case's, _registry.TIMING)")
+    p.add_argument("--blocks", type=_positive(int), help="timed blocks (default: the case's)")
+    p.add_argument("--block", type=_positive(int), help="iterations per block (default: autorange)")
+    p.add_argument("--min-block-time", type=_positive(float),
+                   help=f"seconds a block lasts at least, when autorange picks its size "
+                        f"(default {MIN_BLOCK_S[0]:g}; {MIN_BLOCK_S[1]:g} with --quick)")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
-    (w, n), (qw, qn) = ITERATIONS[a.case]
+    (w, n), (qw, qn) = TIMING[a.case]
     warmup = a.warmup if a.warmup is not None else (qw if a.quick else w)
-    iters = a.iters if a.iters is not None else (qn if a.quick else n)
+    blocks = a.blocks if a.blocks is not None else (qn if a.quick else n)
+    min_block_time = a.min_block_time or MIN_BLOCK_S[1 if a.quick else 0]
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1)
     for var in THREAD_VARS:  # effective only where NumPy was not imported yet; the runner sets them
         os.environ.setdefault(var, str(threads))
-    result = measure(a.lib, a.case, warmup, iters, threads)
+    result = measure(a.lib, a.case, warmup, blocks, threads, block=a.block, min_block_time=min_block_time)
     result["threads"] = threads
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()

@@ -1,0 +1,138 @@
+"""The worker times blocks of iterations, not single ones; the runner reuses a calibrated block size.
+
+Every clock here is fake (a counter the fake step advances): nothing depends on how fast this
+machine is, and no test asserts a measured time.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import types
+
+import pytest
+
+from deltaprop.bench import runner, worker
+
+
+class FakeClock:
+    """A timer that only moves when the fake step runs: call i costs costs[i % len(costs)] s."""
+
+    def __init__(self, costs):
+        self.now = 0.0
+        self.costs = costs
+        self.calls = 0
+        self.reads = 0
+        self.gc_enabled = []
+
+    def timer(self):
+        self.reads += 1
+        return self.now
+
+    def step(self):
+        self.gc_enabled.append(gc.isenabled())
+        self.now += self.costs[self.calls % len(self.costs)]
+        self.calls += 1
+        return self.calls
+
+
+def test_time_blocks_times_each_block_as_a_whole():
+    clock = FakeClock([0.001, 0.002, 0.003, 0.010])  # one call in four is slow (a "collection")
+    times, last = worker.time_blocks(clock.step, block=4, blocks=3, timer=clock.timer)
+    assert clock.calls == 4 * 3  # block * blocks calls, nothing more
+    assert clock.reads == 2 * 3  # the clock is read around each block, never per iteration
+    assert times == pytest.approx([0.016 / 4] * 3)  # block time / block: the slow call is included
+    assert last == 12
+    assert all(clock.gc_enabled)  # the garbage collector stays on while blocks run
+
+
+def test_time_blocks_reports_block_time_over_block_size():
+    clock = FakeClock([0.5, 0.25, 0.25, 1.0, 2.0, 0.0])
+    times, _ = worker.time_blocks(clock.step, block=3, blocks=2, timer=clock.timer)
+    assert clock.calls == 6
+    assert times == pytest.approx([1.0 / 3, 3.0 / 3])
+
+
+def test_autorange_picks_the_first_size_that_lasts_long_enough():
+    clock = FakeClock([0.001])
+    # 1, 2, 5, 10, 20, 50, 100, 200 calls: 200 x 1 ms is the first block of at least 0.2 s
+    assert worker.autorange(clock.step, 0.2, timer=clock.timer) == 200
+    assert clock.calls == 1 + 2 + 5 + 10 + 20 + 50 + 100 + 200
+    slow = FakeClock([0.7])
+    assert worker.autorange(slow.step, 0.2, timer=slow.timer) == 1 and slow.calls == 1
+    free = FakeClock([0.0])  # a step that never takes any time stops at max_block
+    assert worker.autorange(free.step, 0.2, timer=free.timer, max_block=50) == 50
+
+
+@pytest.fixture
+def fake_lib(monkeypatch):
+    """A library 'fakelib' with a mazur case whose step counts its calls (module in sys.modules)."""
+    counter = {"calls": 0}
+    mod = types.ModuleType("deltaprop.bench.lib_fake")
+
+    def mazur():
+        def step():
+            counter["calls"] += 1
+            return 0.5
+
+        return step
+
+    mod.mazur = mazur
+    monkeypatch.setitem(sys.modules, "deltaprop.bench.lib_fake", mod)
+    monkeypatch.setitem(worker.LIBS, "fakelib", ("lib_fake", None))
+    monkeypatch.setitem(worker.APPLIES, "mazur", worker.APPLIES["mazur"] + ["fakelib"])
+    return counter
+
+
+def test_measure_runs_first_step_warmup_then_blocks(fake_lib):
+    res = worker.measure("fakelib", "mazur", warmup=2, blocks=3, threads=1, block=4)
+    assert res["status"] == "ok", res
+    assert fake_lib["calls"] == 1 + 2 + 4 * 3  # the first-loss call, warm-up, blocks x block
+    assert len(res["times"]) == 3
+    ex = res["extra"]
+    assert (ex["warmup"], ex["block"], ex["blocks"]) == (2, 4, 3)
+    assert "calibrated" not in ex and ex["first_loss"] == ex["last_loss"] == 0.5
+    assert res["value"] == sorted(res["times"])[1]  # the median over blocks
+    assert ex["block_s"] == pytest.approx(res["value"] * 4)
+
+
+def test_measure_calibrates_when_no_block_is_given(fake_lib):
+    res = worker.measure("fakelib", "mazur", warmup=0, blocks=2, threads=1, block=None, min_block_time=1e-12)
+    assert res["status"] == "ok", res
+    ex = res["extra"]
+    assert ex["calibrated"] is True and ex["block"] >= 1
+    assert fake_lib["calls"] >= 1 + 2 * ex["block"]
+
+
+def _block_echo_command(python, lib, case, threads, quick, block=None):
+    """A fake worker that calibrates 7 when given no block and otherwise echoes the one given."""
+    code = (
+        "import json, sys\n"
+        "given = None if sys.argv[3] == '-' else int(sys.argv[3])\n"
+        "print(json.dumps({'lib': sys.argv[1], 'case': sys.argv[2], 'status': 'ok', 'value': 1.0,"
+        " 'unit': 's', 'times': [1.0], 'extra': {'block': 7 if given is None else given,"
+        " 'blocks': 3, 'given': given}}))\n"
+    )
+    return [python, "-c", code, lib, case, "-" if block is None else str(block)]
+
+
+def test_runner_passes_the_calibrated_block_to_later_rounds():
+    measure = runner.subprocess_measure(sys.executable, 1, False, 60, command=_block_echo_command)
+    first = measure("torch", "mazur", 0)
+    assert first["extra"]["given"] is None  # round 1 calibrates
+    assert measure("torch", "mazur", 1)["extra"]["given"] == 7  # later rounds reuse its size
+    assert measure("deltaprop", "mazur", 0)["extra"]["given"] is None  # per library ...
+    assert measure("torch", "cnn", 0)["extra"]["given"] is None  # ... and per case
+
+
+def test_worker_command_line_takes_block_options(capsys):
+    assert worker.main(["numpy", "mazur", "--warmup", "0", "--block", "2", "--blocks", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["status"] == "ok" and len(res["times"]) == 3 and res["extra"]["block"] == 2
+    with pytest.raises(SystemExit):
+        worker.main(["numpy", "mazur", "--block", "0"])
+
+
+def test_block_timing_in_the_notes():
+    item = {"status": "ok", "min": 1.0, "max": 1.1, "extra": {"warmup": 20, "block": 2000, "blocks": 3}}
+    assert runner._notes("mazur", "numpy", item, None) == "3 x 2000 it"
