@@ -75,6 +75,10 @@ def test_markdown_that_is_a_directory(capsys, fake_run, tmp_path):
     _fails_fast(capsys, fake_run, SMALL + ["--markdown", str(tmp_path)], "is a directory", "RESULTS.md")
 
 
+def test_markdown_path_empty(capsys, fake_run):
+    _fails_fast(capsys, fake_run, SMALL + ["--markdown", ""], "the path is empty")
+
+
 def test_markdown_in_an_unwritable_directory(capsys, fake_run, tmp_path, monkeypatch):
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")

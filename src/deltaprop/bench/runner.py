@@ -557,9 +557,11 @@ def build_parser() -> argparse.ArgumentParser:
 def check_markdown(path: str) -> str | None:
     """Why `path` cannot take the Markdown report (None: it can): a directory, a missing or
     unwritable directory. Checked by creating and removing a file beside it."""
-    if path == "" or os.path.isdir(path):
+    if not path.strip():
+        return "--markdown '': the path is empty; give a file path such as 'benchmarks/RESULTS.md'"
+    if os.path.isdir(path):
         return f"--markdown {path!r} is a directory, not a file; give a file path such as " \
-               f"{os.path.join(path or '.', 'RESULTS.md')!r}"
+               f"{os.path.join(path, 'RESULTS.md')!r}"
     target = os.path.realpath(path)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
