@@ -11,12 +11,12 @@ def _shapes(args) -> str:
 def checked_apply(op, args, kw):
     """Run op without NumPy warnings, then raise if its forward output holds a NaN."""
     from . import autograd
-    autograd._anomaly = False  # the op itself runs unchecked; re-enabled right after
+    autograd._state.anomaly = False  # the op itself runs unchecked; re-enabled right after
     try:
         with np.errstate(all="ignore"):
             out = autograd.apply(op, args, kw)
     finally:
-        autograd._anomaly = True
+        autograd._state.anomaly = True
     if out.data.dtype.kind == "f" and np.isnan(out.data).any():
         raise FloatingPointError(f"detect_anomaly: op '{op.name}' produced NaN in its forward "
                                  f"output {out.shape} from inputs of shapes {_shapes(args)}")

@@ -1,109 +1,200 @@
-"""The engine: graph nodes, grad/anomaly modes, the iterative backward pass.
+"""The engine: graph nodes, per-thread grad/anomaly modes, the iterative backward pass.
 
-An `Op` (ops/) has a forward on ndarrays, a VJP and a JVP; `apply` runs it and records a `Node`.
+The op contract. An `Op` (ops/) has a forward on ndarrays, one reference VJP written in NumPy
+calls (it also runs on Tensors, which dispatch those calls back to deltaprop ops: that is how
+create_graph gives differentiable gradients), optionally a fast first-order VJP, and a JVP.
+`apply` runs the forward and, when an input requires grad, records a `Node`: the op's context.
+It holds which inputs need gradients (`needs`), the inputs as the forward saw them, the output,
+what the forward chose to keep for its VJP (`extra`), and the versions of what the VJP will
+read, so that an in-place change made after the forward raises instead of giving a wrong number.
+Keyword arguments hold static settings only.
+
+A VJP is called as vjp(ctx, g, out, *inputs, **kw) and returns one gradient (or None) per
+input: g itself, a view of g, or an array it created; never an array the node saved.
 `run_backward` orders nodes without recursion and sums each tensor's incoming gradients before
-passing them on. First-order backward works on raw ndarrays; with create_graph=True the VJPs get
-Tensors, which dispatch their NumPy calls back to deltaprop ops: the gradient is differentiable.
+passing them on; it recycles (memory.py) only gradient arrays that VJPs created in this pass
+and that nothing else received.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
+import inspect
 import itertools
-import sys
+import threading
 
 import numpy as np
 
-from . import _pool, anomaly  # (anomaly imports this module lazily: no cycle at import time)
+from . import anomaly, memory  # (anomaly imports this module lazily: no cycle at import time)
 from .tensor import Tensor
 
-_grad_enabled = True
-_anomaly = False
 _seq = itertools.count()
-_donated = 0  # id of the incoming gradient a VJP may overwrite in place (0: none)
+REGISTRY: dict[str, "Op"] = {}  # every primitive, by name: the list that the op-contract tests walk
 
 
-def donated(g) -> bool:
-    """True if the VJP now running may write its result into g (saves a large temporary)."""
-    return id(g) == _donated
+class _State(threading.local):
+    """Grad and anomaly modes: per thread, as in PyTorch (a new thread starts with the defaults)."""
+    grad = True
+    anomaly = False
+
+
+_state = _State()
 
 
 class _Mode(contextlib.ContextDecorator):
-    """Context manager / decorator that sets a global mode and restores it on exit."""
+    """Context manager / decorator that sets a per-thread mode and restores it on exit. As a
+    decorator on a generator function, the mode holds inside the generator at every resume."""
 
     def __init__(self, name: str, value: bool):
-        self.name, self.value, self.saved = name, value, []
+        self.name, self.value = name, value
+        self.saved: list[bool] = []
 
     def __enter__(self):
-        self.saved.append(globals()[self.name])
-        globals()[self.name] = self.value
+        self.saved.append(getattr(_state, self.name))
+        setattr(_state, self.name, self.value)
 
     def __exit__(self, *exc):
-        globals()[self.name] = self.saved.pop()
+        setattr(_state, self.name, self.saved.pop())
+
+    def __call__(self, fn):
+        if not inspect.isgeneratorfunction(fn):
+            return super().__call__(fn)
+        mode = type(self)(self.name, self.value)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            sent = None
+            while True:
+                try:
+                    with mode:
+                        item = gen.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    gen.close()
+                    raise
+                except BaseException as exc:  # thrown in: pass it to the generator, under the mode
+                    with mode:
+                        item = gen.throw(exc)
+                    sent = yield item
+        return wrapper
 
 
 def no_grad() -> _Mode:
-    """Ops inside record no graph (use for updates and evaluation)."""
-    return _Mode("_grad_enabled", False)
+    """Ops inside record no graph (use for updates and evaluation). Per thread."""
+    return _Mode("grad", False)
 
 
 def enable_grad() -> _Mode:
-    """Ops inside record the graph again (e.g. within no_grad)."""
-    return _Mode("_grad_enabled", True)
+    """Ops inside record the graph again (e.g. within no_grad). Per thread."""
+    return _Mode("grad", True)
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops record the graph right now."""
-    return _grad_enabled
+    """Whether ops record the graph right now, in this thread."""
+    return _state.grad
 
 
 def detect_anomaly() -> _Mode:
     """NaN in a forward value, or NaN/Inf in a gradient, raises FloatingPointError naming the op."""
-    return _Mode("_anomaly", True)
+    return _Mode("anomaly", True)
 
 
 class Node:
-    """One recorded op application: what its VJP needs, and the tensors it came from."""
+    """One recorded op application, and the context its VJP receives."""
 
-    __slots__ = ("op", "args", "datas", "out", "kw", "hooks", "retained", "seq", "__weakref__")
+    __slots__ = ("op", "args", "datas", "out", "kw", "needs", "extra", "versions", "hooks", "retained", "seq",
+                 "__weakref__")
 
-    def __init__(self, op, args, datas, out, kw):  # datas: the args' arrays as the forward saw them
-        self.op, self.args, self.datas, self.out, self.kw = op, args, datas, out, kw
-        self.hooks = self.retained = None
+    def __init__(self, op, args, datas, kw, needs):  # datas: the args' arrays as the forward saw them
+        self.op, self.args, self.datas, self.kw, self.needs = op, args, datas, kw, needs
+        self.out = self.extra = self.versions = self.hooks = self.retained = None
         self.seq = next(_seq)  # creation order: a node is always newer than the nodes it consumes
 
 
 class Op:
-    """A primitive: forward on ndarrays, vjp(g, out, *xs, **kw) -> grads, jvp(ts, out, *xs, **kw)."""
+    """A primitive. fwd(*arrays, **kw) -> array (with keeps=True: fwd(ctx, *arrays, **kw), where
+    ctx is None when nothing is recorded, and it may set ctx.extra for its fast VJP);
+    vjp/fast(ctx, g, out, *xs, **kw) -> grads; jvp(ts, out, *xs, **kw) -> tangent.
+    saves: indices of the inputs the VJP reads (None: all), or a function of ctx.needs giving
+    them; saves_out: whether it reads the output. Only those are version-checked."""
 
-    __slots__ = ("name", "fwd", "vjp", "jvp")
+    __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out")
+    # (key: the registry's name for it when two ops share a display name, e.g. the two pow ops)
 
-    def __init__(self, name, fwd, vjp, jvp=None):
-        self.name, self.fwd, self.vjp, self.jvp = name, fwd, vjp, jvp
+    def __init__(self, name, fwd, vjp, jvp=None, *, fast=None, keeps=False, saves=None, saves_out=True,
+                 key=None, register=True):
+        self.name, self.fwd, self.vjp, self.jvp, self.fast = name, fwd, vjp, jvp, fast
+        self.keeps, self.saves, self.saves_out = keeps, saves, saves_out
+        key = key or name
+        if register:  # (a dp.Function's per-call op is not a primitive)
+            if key in REGISTRY:
+                raise ValueError(f"op {key!r} is registered twice")
+            REGISTRY[key] = self
 
     def __call__(self, *args, **kw):
         return apply(self, args, kw)
 
 
+def _counter(t: Tensor) -> list:
+    """t's version counter (shared with its views), created on first need."""
+    c = t._version
+    if c is None:
+        c = t._version = [0]
+    return c
+
+
 def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     """Run op's forward on the args' arrays; record a Node if any arg requires grad."""
-    datas, grad, tangent = [], False, False
+    datas, needs, grad, tangent = [], [], False, False
     for a in args:
         if isinstance(a, Tensor):
             datas.append(a.data)
-            grad = grad or a.requires_grad
+            r = a.requires_grad
+            needs.append(r)
+            grad = grad or r
             tangent = tangent or a._tangent is not None
         else:
             datas.append(a)
-    if _anomaly:  # checked and reported in anomaly.py; NumPy's warnings would only be noise
+            needs.append(False)
+    st = _state
+    if st.anomaly:  # checked and reported in anomaly.py; NumPy's warnings would only be noise
         return anomaly.checked_apply(op, args, kw)
-    out = Tensor(op.fwd(*datas, **kw))
-    if grad and _grad_enabled:
+    node = Node(op, args, datas, kw, tuple(needs)) if grad and st.grad else None
+    o = op.fwd(node, *datas, **kw) if op.keeps else op.fwd(*datas, **kw)
+    out = Tensor(o)
+    o = out.data
+    if o.base is not None:  # a view of an input shares that input's version counter
+        for a, d in zip(args, datas):
+            if isinstance(a, Tensor) and (o.base is d or o.base is d.base):
+                out._version = _counter(a)
+                break
+    elif o is not None:
+        for a, d in zip(args, datas):
+            if o is d and isinstance(a, Tensor):  # (an op that returns its input's array)
+                out._version = _counter(a)
+                break
+    if node is not None:
         out.requires_grad = True
-        out._node = Node(op, args, datas, out.data, kw)
+        out._node = node
+        node.out = o
+        saves = op.saves
+        if saves is None:
+            idx = range(len(args))
+        else:
+            idx = saves(node.needs) if callable(saves) else saves
+        vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (_counter(a),)]
+        if op.saves_out:
+            c = _counter(out)
+            vs.append((-1, c, c[0]))
+        node.versions = vs
     if tangent:  # forward mode: push the tangents through this op's JVP
         ts = [a._tangent if isinstance(a, Tensor) else None for a in args]
-        out._tangent = np.asarray(op.jvp(ts, out.data, *datas, **kw), dtype=out.data.dtype)
+        out._tangent = np.asarray(op.jvp(ts, o, *datas, **kw), dtype=o.dtype)
     return out
 
 
@@ -118,10 +209,73 @@ def sum_to(g, shape: tuple):
     return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _run_hooks(hooks, g, create_graph, handed):
+def _check_versions(node: Node) -> None:
+    for i, c, v in node.versions:
+        if c[0] != v:
+            what = "its output" if i < 0 else f"its input {i}"
+            shape = np.shape(node.out if i < 0 else node.datas[i])
+            raise RuntimeError(
+                f"backward: op '{node.op.name}' saved {what} (shape {shape}) for its gradient, and it has been "
+                f"modified by an in-place operation since: it was at version {v}, it is now at version {c[0]}. "
+                "Make the change after backward(), or write it out of place (x = x + c instead of x += c).")
+
+
+class _Owned:
+    """Gradient arrays this backward pass created and never handed out: how many pending slots
+    hold each (by its base array). One whose count drops to 0 goes back to memory.py."""
+
+    __slots__ = ("count", "arrays")
+
+    def __init__(self):
+        self.count: dict[int, int] = {}
+        self.arrays: dict[int, np.ndarray] = {}
+
+    def add(self, g, node, gin) -> None:
+        """Register a VJP output g of node (incoming gradient gin): an alias of gin, a saved
+        array (never owned), or new."""
+        if type(g) is not np.ndarray:
+            return
+        root = g if g.base is None else g.base
+        key = id(root)
+        if key in self.count:
+            self.count[key] += 1
+            return
+        if root is gin or root is getattr(gin, "base", None) or not root.flags.writeable:
+            return  # gin was not ours (or handed out): neither is its view
+        for d in node.datas:
+            if root is d or (type(d) is np.ndarray and root is d.base):
+                return
+        if root is node.out or root is getattr(node.out, "base", None):
+            return
+        self.count[key] = 1
+        self.arrays[key] = root
+
+    def drop(self, g) -> None:
+        """A pending slot holding g is gone; recycle g's array if that was the last one."""
+        if type(g) is not np.ndarray:
+            return
+        key = id(g if g.base is None else g.base)
+        n = self.count.get(key)
+        if n is not None:
+            if n > 1:
+                self.count[key] = n - 1
+            else:
+                del self.count[key]
+                memory.give(self.arrays.pop(key))
+
+    def hand_out(self, g) -> None:
+        """g leaves the engine (a hook, .grad, a retained grad): never recycled."""
+        if type(g) is np.ndarray:
+            key = id(g if g.base is None else g.base)
+            self.count.pop(key, None)
+            self.arrays.pop(key, None)
+
+
+def _run_hooks(hooks, g, create_graph, owned, handed):
     for fn in list(hooks.values()):
-        if not create_graph:
-            handed.add(id(g if g.base is None else g.base))  # the hook may keep it: no .grad shares it
+        if not create_graph:  # the hook may keep it: no .grad shares it, and it is never recycled
+            owned.hand_out(g)
+            handed[id(g if g.base is None else g.base)] = g
         r = fn(g if create_graph else Tensor(g))
         if r is not None:
             g = r if create_graph else np.asarray(r.data if isinstance(r, Tensor) else r, dtype=g.dtype)
@@ -132,9 +286,11 @@ def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
     """t.grad += g, out of place: an earlier .grad may be held by the user. Each .grad gets memory
     of its own (add's VJP passes one array to both inputs; a broadcast view is read-only)."""
     if not create_graph:
-        if not g.flags.writeable or id(g if g.base is None else g.base) in handed:
+        key = id(g if g.base is None else g.base)
+        if not g.flags.writeable or key in handed:
             g = g.copy()
-        handed.add(id(g if g.base is None else g.base))
+            key = id(g)
+        handed[key] = g  # (kept alive for the pass: an id is unique only while its object lives)
         g = Tensor(g)
     t.grad = g if t.grad is None else t.grad + g
 
@@ -143,12 +299,14 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
     """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
     (no .grad is touched); otherwise accumulate into the leaves' .grad. Nodes are popped newest
     first (a max-heap on creation order): a topological order, found without recursion."""
-    pending, heap, leaves, handed = {}, [], [], set()
+    pending, heap, leaves, handed = {}, [], [], {}
+    owned = _Owned()
     for r, g in zip(roots, grads):
-        _send(r._node or r, g, pending, heap, leaves)
+        _send(r._node or r, g, pending, heap, leaves, owned)
     want = None if inputs is None else {id(t._node or t): None for t in inputs}
-    global _grad_enabled
-    saved, _grad_enabled = _grad_enabled, create_graph  # VJPs record a graph only for create_graph
+    st = _state
+    saved, st.grad = st.grad, create_graph  # VJPs record a graph only for create_graph
+    check = st.anomaly
     try:
         while heap:
             node = heapq.heappop(heap)[1]
@@ -158,56 +316,60 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                     f"Trying to backward through the graph a second time (op '{node.op.name}'): its "
                     "saved values were freed by the first backward. Call backward(retain_graph=True) "
                     "the first time if you need to backward twice.")
+            if node.versions:
+                _check_versions(node)
             if want is not None and id(node) in want:
                 want[id(node)] = g
+                owned.hand_out(g)
             if node.hooks:
-                g = _run_hooks(node.hooks, g, create_graph, handed)
+                g = _run_hooks(node.hooks, g, create_graph, owned, handed)
             if want is None and node.retained is not None and (t := node.retained()) is not None:
+                owned.hand_out(g)
                 _accumulate(t, g, create_graph, handed)
             args = node.args
-            global _donated
-            # g may be overwritten by the VJP (see `donated`) when nothing else can see it: no
-            # other reference (refcount: this frame and getrefcount's argument) and no view.
-            _donated = id(g) if (not create_graph and not node.hooks and type(g) is np.ndarray
-                                 and g.base is None and sys.getrefcount(g) == 2) else 0
-            igs = (anomaly.checked_vjp if _anomaly else _call_vjp)(node, g, create_graph)
-            _donated = 0
+            igs = (anomaly.checked_vjp if check else _call_vjp)(node, g, create_graph)
             for a, ig in zip(args, igs):
                 if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
                     continue
+                if type(ig) is Tensor and not create_graph:
+                    ig = ig.data  # (a reference VJP that called ops)
                 d = a.data
                 if ig.shape != d.shape:
                     ig = sum_to(ig, d.shape)
                 if ig.dtype != d.dtype:
                     ig = ig.astype(d.dtype)
-                if _anomaly:
+                if check:
                     anomaly.check_grad(node, ig, args)
-                _send(a._node or a, ig, pending, heap, leaves)
-            if type(g) is np.ndarray and g.nbytes >= _pool.MIN_BYTES:  # (first-order only: arrays)
-                _pool.give(g, 1)  # reused for a later output if nothing else holds it
-            g = ig = igs = None  # drop this frame's references: the next g may then be donated
+                owned.add(ig, node, g)
+                _send(a._node or a, ig, pending, heap, leaves, owned)
+            owned.drop(g)
             if not retain_graph:
-                out, node.args, node.datas, node.out, node.kw = node.out, None, None, None, None
-                if out.nbytes >= _pool.MIN_BYTES:
-                    _pool.give(out, 1)
+                node.args = node.datas = node.out = node.kw = node.extra = None
         for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
             g = pending.pop(leaf)
+            owned.hand_out(g)
             if want is not None and id(leaf) in want:
                 want[id(leaf)] = g
             if leaf._hooks:
-                g = _run_hooks(leaf._hooks, g, create_graph, handed)
+                g = _run_hooks(leaf._hooks, g, create_graph, owned, handed)
             if want is None:
                 _accumulate(leaf, g, create_graph, handed)
     finally:
-        _grad_enabled = saved
+        st.grad = saved
     if want is not None:
         return [want[id(t._node or t)] for t in inputs]
 
 
-def _send(key, g, pending, heap, leaves) -> None:
+def _send(key, g, pending, heap, leaves, owned) -> None:
     """Add g to what a node (or leaf) has received; the first arrival queues it."""
     if key in pending:
-        pending[key] = pending[key] + g
+        old = pending[key]
+        s = pending[key] = old + g
+        if type(s) is np.ndarray:
+            owned.count[id(s)] = 1  # a new array of ours
+            owned.arrays[id(s)] = s
+        owned.drop(old)
+        owned.drop(g)
     else:
         pending[key] = g
         if type(key) is Node:
@@ -217,10 +379,10 @@ def _send(key, g, pending, heap, leaves) -> None:
 
 
 def _call_vjp(node, g, create_graph):
-    args = node.args
+    op = node.op
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
-        return node.op.vjp(g, apply(node.op, args, node.kw), *args, **node.kw)
-    return node.op.vjp(g, node.out, *node.datas, **node.kw)
+        return op.vjp(node, g, apply(op, node.args, node.kw), *node.args, **node.kw)
+    return (op.fast or op.vjp)(node, g, node.out, *node.datas, **node.kw)
 
 
 def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:

@@ -16,7 +16,7 @@ class Context:
         self.saved_tensors = tensors
 
 
-def _function_vjp(g, out, *xs, ctx, cls):
+def _function_vjp(node, g, out, *xs, ctx, cls):
     gt = g if isinstance(g, Tensor) else Tensor(g)
     grads = cls.backward(ctx, gt)
     grads = grads if isinstance(grads, tuple) else (grads,)
@@ -42,7 +42,7 @@ class Function:
             out = cls.forward(ctx, *args)
         out = out if isinstance(out, Tensor) else Tensor(np.asarray(out))
         op = Op(cls.__name__, lambda *xs, **kw: out.data, functools.partial(_function_vjp, cls=cls),
-                functools.partial(_function_jvp, cls=cls))
+                functools.partial(_function_jvp, cls=cls), register=False)
         return apply(op, args, {"ctx": ctx})
 
     @staticmethod

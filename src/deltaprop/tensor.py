@@ -16,13 +16,13 @@ from ._config import get_default_dtype
 class Tensor:
     """An n-dimensional array that can record the operations applied to it and backpropagate."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_version", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self.data = data if type(data) is np.ndarray else np.asarray(data)
         self.grad: Tensor | None = None
-        self._node = self._tangent = self._hooks = None
+        self._node = self._tangent = self._hooks = self._version = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -77,8 +77,23 @@ class Tensor:
         _autograd.backward(self, gradient, retain_graph, create_graph)
 
     def detach(self) -> Tensor:
-        """The same values, cut from the graph (shares memory)."""
-        return Tensor(self.data)
+        """The same values, cut from the graph (shares memory and the version counter)."""
+        t = Tensor(self.data)
+        t._version = _autograd._counter(self)
+        return t
+
+    @property
+    def _version_value(self) -> int:
+        """How many in-place changes this tensor's storage has seen (PyTorch's x._version)."""
+        return 0 if self._version is None else self._version[0]
+
+    def _bump(self) -> None:
+        """Record an in-place change of the storage (seen by every view sharing the counter)."""
+        c = self._version
+        if c is None:
+            self._version = [1]
+        else:
+            c[0] += 1
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -99,25 +114,56 @@ class Tensor:
             owner.hooks = hooks = owner.hooks or {}
         return _autograd.RemovableHandle(hooks, fn)
 
-    def _inplace(self, other, op, ufunc) -> Tensor:
-        if _autograd._grad_enabled and self.requires_grad:
-            raise RuntimeError(f"in-place {ufunc.__name__} on a tensor that requires grad would corrupt the "
-                               "graph; do the update under `with dp.no_grad():` or write x = x op y")
-        if _autograd._grad_enabled and isinstance(other, Tensor) and other.requires_grad:
-            res = op(self.detach(), other)  # self joins the graph, as in PyTorch (its old value is a constant)
-            self.data, self._node, self.requires_grad = res.data, res._node, True
-            return self
-        if not self.data.flags.writeable or _sys.getrefcount(self.data) > 2:  # (2: self.data and the call)
-            self.data = self.data.copy()  # copy-on-write: a recorded graph (or a view) keeps what it saw
-        ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+    def _check_inplace(self, what: str, recording: bool) -> None:
+        """In-place rules (PyTorch's): never on a leaf that requires grad while grad mode is on;
+        a change that must be recorded in the graph cannot go through a view."""
+        if recording and self.requires_grad and self._node is None:
+            raise RuntimeError(f"{what}: a leaf tensor that requires grad (shape {self.shape}) cannot be "
+                               "changed in place while gradients are recorded; do it under `with dp.no_grad():` "
+                               "or write x = x + c")
+        if recording and self.data.base is not None:
+            raise RuntimeError(f"{what}: this tensor (shape {self.shape}) is a view of another tensor's memory, "
+                               "and an in-place change to it cannot be recorded for backward; write it out of "
+                               "place (y = x + c) or change the base tensor")
+
+    def _alias_for_graph(self, copy: bool) -> Tensor:
+        """A Tensor standing for self's current value and history, input to the op that updates
+        self in place (a copy when that op's VJP reads it: self's memory is about to change)."""
+        old = Tensor(self.data.copy() if copy else self.data)
+        old._node, old.requires_grad = self._node, self.requires_grad
+        if not copy:
+            old._version = _autograd._counter(self)
+        return old
+
+    def _inplace(self, other, op, ufunc, reads_self: bool) -> Tensor:
+        """x op= y: writes into x's memory (views see it) and bumps its version; recorded in the
+        graph when x or y requires grad."""
+        recording = _autograd._state.grad and (self.requires_grad or isinstance(other, Tensor) and other.requires_grad)
+        self._check_inplace(f"in-place {ufunc.__name__}", recording)
+        if recording:
+            res = op(self._alias_for_graph(reads_self), other)
+            if res.shape != self.shape:
+                raise ValueError(f"in-place {ufunc.__name__}: the result has shape {res.shape}, which does not "
+                                 f"fit the tensor's shape {self.shape}")
+            np.copyto(self.data, res.data, casting="same_kind")
+            self._node, self.requires_grad = res._node, True
+        else:
+            ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
+        self._bump()
         return self
 
     def __setitem__(self, index, value):
-        if _autograd._grad_enabled and self.requires_grad:
-            raise RuntimeError("item assignment on a tensor that requires grad; do it under `with dp.no_grad():`")
-        if _sys.getrefcount(self.data) > 2:  # copy-on-write, as in _inplace
-            self.data = self.data.copy()
-        self.data[_ops.raw_index(index)] = value.data if isinstance(value, Tensor) else value
+        """x[index] = value, in place (views see it). Recorded in the graph when x or value
+        requires grad: value gets its gradient, the overwritten part of x none (as PyTorch)."""
+        recording = _autograd._state.grad and (self.requires_grad or isinstance(value, Tensor) and value.requires_grad)
+        self._check_inplace("item assignment", recording)
+        idx = _ops.raw_index(index)
+        if recording:
+            res = _ops.setitem(self._alias_for_graph(False), value, idx)
+            self._node, self.requires_grad = res._node, True
+        else:
+            self.data[idx] = value.data if isinstance(value, Tensor) else value
+        self._bump()
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         return _ops.array_ufunc(ufunc, method, inputs, kwargs)
@@ -127,7 +173,6 @@ class Tensor:
 
 
 from . import autograd as _autograd, ops as _ops  # noqa: E402  (ops need Tensor defined)
-import sys as _sys  # noqa: E402
 import weakref as _weakref  # noqa: E402
 
 # The operator table: each dunder is one op; the reflected form swaps operands.
@@ -136,7 +181,7 @@ for _n, _f, _uf in [("add", _ops.add, np.add), ("sub", _ops.subtract, np.subtrac
                     ("matmul", _ops.matmul, np.matmul)]:
     setattr(Tensor, f"__{_n}__", _f)
     setattr(Tensor, f"__r{_n}__", lambda a, b, f=_f: f(b, a))
-    setattr(Tensor, f"__i{_n}__", lambda a, b, f=_f, uf=_uf: a._inplace(b, f, uf))
+    setattr(Tensor, f"__i{_n}__", lambda a, b, f=_f, uf=_uf, r=_n not in ("add", "sub"): a._inplace(b, f, uf, r))
 for _n, _f in [("lt", _ops.less), ("le", _ops.less_equal), ("gt", _ops.greater), ("ge", _ops.greater_equal),
                ("eq", _ops.equal), ("ne", _ops.not_equal), ("neg", _ops.negative), ("abs", _ops.abs),
                ("getitem", _ops.getitem)]:

@@ -7,7 +7,7 @@ import pytest
 import deltaprop as dp
 from deltaprop import nn
 from deltaprop.nn import functional as F
-from deltaprop.nn._special import erf, erfc, ndtr, ndtr_single
+from deltaprop.ops._special import erf, erfc, ndtr, ndtr_single
 
 
 def t64(*shape, seed=0, scale=1.0):

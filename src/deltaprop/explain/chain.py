@@ -320,7 +320,7 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
             full[id(k)] = whole if len(whole[0]) <= 300 else (n.name, _ATOM)
             scalar = np.size(k.out) == 1
             with np.errstate(all="ignore"):
-                locs = k.op.vjp(np.ones_like(k.out), k.out, *datas, **k.kw) if scalar else None
+                locs = k.op.vjp(k, np.ones_like(k.out), k.out, *datas, **k.kw) if scalar else None
             for i, a in enumerate(args):
                 if not (isinstance(a, Tensor) and a.requires_grad and id(_key(a)) in on):
                     continue
@@ -355,7 +355,7 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
 
 def _kw_args(node) -> tuple:
     """Numeric parameters an op keeps in its keywords that read as operands (x ** p: p)."""
-    if node.op.name == "pow" and len(node.args) == 1 and "p" in (node.kw or {}):
+    if node.op.name == "pow" and len(node.args) == 1 and "p" in (node.kw or {}):  # (the scalar-exponent pow)
         return (node.kw["p"],)
     return ()
 

@@ -62,6 +62,7 @@ def _fill(tensor: Tensor, values: Any) -> Tensor:
         arr = np.empty(tensor.data.shape, tensor.data.dtype)
         arr[...] = values
         tensor.data = arr
+    tensor._bump()  # an in-place change: a graph that saved this tensor must not use it silently
     return tensor
 
 

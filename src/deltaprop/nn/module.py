@@ -310,6 +310,7 @@ class Module:
                 np.copyto(t.data, arr, casting="unsafe")
             else:
                 t.data = np.array(arr, dtype=t.data.dtype)
+            t._bump()  # written in place: a graph that saved it raises instead of using new values
         return IncompatibleKeys(missing, unexpected)
 
     # -- printing -------------------------------------------------------------------------------

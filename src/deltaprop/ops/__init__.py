@@ -12,8 +12,9 @@ from .elementwise import (abs, add, astype, clip, cos, divide, equal, exp, great
 from .nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss,
                  softmax)
 from .reduce import all, any, argmax, argmin, logsumexp, matmul, max, mean, min, prod, std, sum, var
-from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, raw_index, reshape, split, squeeze,
-                    stack, swapaxes, transpose, unsqueeze)
+from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, raw_index, reshape, setitem, split,
+                    squeeze, stack, swapaxes, transpose, unsqueeze)
+from . import activations, layers  # noqa: F401  (register the layer primitives)
 
 # Functions that become Tensor methods (x.exp(), x.sum(axis=0), x.reshape(2, 3), ...).
 METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "maximum",
@@ -69,6 +70,18 @@ _NONDIFF = {np.allclose, np.isclose, np.array_equal, np.array_equiv, np.shape, n
             np.iscomplexobj, np.isrealobj, np.zeros_like, np.ones_like, np.empty_like, np.full_like, np.copyto}
 
 
+def _copyto(dst, src, casting="same_kind", where=True):
+    """np.copyto into a Tensor: an in-place write like dst[...] = src (bumps its version; recorded
+    when src requires grad)."""
+    if where is not True:
+        raise TypeError("np.copyto(..., where=) into a deltaprop Tensor is not supported; use "
+                        "dst[...] = dp.where(mask, src, dst)")
+    s = raw(src)
+    if not np.can_cast(np.result_type(s), dst.dtype, casting=casting):
+        raise TypeError(f"np.copyto: cannot cast from {np.result_type(s)} to {dst.dtype} with casting={casting!r}")
+    dst[...] = src
+
+
 def _strip(obj):
     if isinstance(obj, Tensor):
         return obj.data
@@ -88,6 +101,8 @@ def _needs_grad(obj):
 def array_function(func, args, kwargs):
     """NumPy function on Tensors: the deltaprop op where one exists; plain arrays where no gradient
     is involved; otherwise a TypeError (never a silent ndarray that dropped the gradient)."""
+    if func is np.copyto and args and isinstance(args[0], Tensor):
+        return _copyto(*args, **kwargs)
     if func in _FUNCTIONS:
         if "out" in kwargs:
             raise TypeError(f"np.{func.__name__}(..., out=) is not supported on deltaprop Tensors; "

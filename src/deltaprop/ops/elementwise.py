@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _pool
-from ..autograd import Op, apply, donated
+from .. import memory
+from ..autograd import Op, apply
 from ..tensor import Tensor
 
 
@@ -27,31 +27,31 @@ def _t(ts, i, like):
     return np.zeros_like(like) if t is None else t
 
 
-def _times(g, d):
-    """g * d, written into g when the engine says no one else can see it (or a recycled array)."""
-    if isinstance(g, Tensor) or np.shape(d) not in ((), g.shape):
+def _times(g, d, fresh: bool):
+    """g * d on ndarrays (a fast VJP). `fresh`: d was made for this product alone, so the result
+    may overwrite it; otherwise a large result goes into a recycled array."""
+    if np.shape(d) not in ((), g.shape):
         return g * d
     dtype = np.result_type(g, d)
-    if donated(g) and dtype == g.dtype:
-        r = np.multiply(g, d, out=g)
-    else:
-        r = np.multiply(g, d, out=_pool.take(g.shape, dtype)) if g.nbytes >= _pool.MIN_BYTES else g * d
-    _pool.give(d, 1)  # a derivative made for this product alone is recycled (the count proves it)
-    return r
+    if fresh and type(d) is np.ndarray and d.dtype == dtype and d.flags.writeable:
+        return np.multiply(g, d, out=d)
+    return np.multiply(g, d, out=memory.take(g.shape, dtype)) if g.nbytes >= memory.MIN_BYTES else g * d
 
 
 def _new(x):
-    """Where a large float result goes: a recycled array (no page faults; see _pool), else None
+    """Where a large float result goes: a recycled array (no page faults; see memory.py), else None
     (NumPy allocates)."""
-    return _pool.take(x.shape, x.dtype) if x.dtype.kind == "f" and x.nbytes >= _pool.MIN_BYTES else None
+    return memory.take(x.shape, x.dtype) if x.dtype.kind == "f" and x.nbytes >= memory.MIN_BYTES else None
 
 
-def unary(name, fwd, deriv, doc):
-    """An elementwise op whose derivative is deriv(x, out): VJP g * d, JVP t * d. A ufunc forward
+def unary(name, fwd, deriv, doc, *, fresh=False, saves=(0,), saves_out=False):
+    """An elementwise op whose derivative is deriv(x, out): VJP g * d, JVP t * d. `fresh`: deriv
+    returns a new array of its own (the fast VJP writes the product into it). A ufunc forward
     writes a float result into a recycled array."""
     if isinstance(fwd, np.ufunc):
         fwd = (lambda uf: lambda x: uf(x, out=_new(x)))(fwd)
-    op = Op(name, fwd, lambda g, out, x: (_times(g, deriv(x, out)),), lambda ts, out, x: ts[0] * raw(deriv(x, out)))
+    op = Op(name, fwd, lambda ctx, g, out, x: (g * deriv(x, out),), lambda ts, out, x: ts[0] * raw(deriv(x, out)),
+            fast=lambda ctx, g, out, x: (_times(g, deriv(x, out), fresh),), saves=saves, saves_out=saves_out)
 
     def f(x):
         return apply(op, (x,), _NO_KW)
@@ -65,11 +65,11 @@ def _stable_sigmoid(x):
     e = np.asarray(np.abs(x, dtype=dt, out=_new(x) if x.dtype == dt else None))  # (0-d: scalars)
     np.negative(e, out=e)
     np.exp(e, out=e)  # e = exp(-|x|) lies in (0, 1]
-    num = np.greater_equal(x, 0, out=_pool.take(e.shape, dt))
+    num = np.greater_equal(x, 0, out=memory.take(e.shape, dt))
     np.maximum(num, e, out=num)  # 1 where x >= 0, else e (no np.where: a random mask is slow)
     e += 1
     r = np.divide(num, e, out=e)
-    _pool.give(num, 1)
+    memory.give(num)
     return r
 
 
@@ -90,20 +90,24 @@ def _dsigmoid(x, y):
     return d
 
 
-exp = unary("exp", np.exp, lambda x, y: y, "e**x. VJP: g * exp(x)")
-log = unary("log", np.log, lambda x, y: 1 / x, "Natural log. VJP: g / x")
-log1p = unary("log1p", np.log1p, lambda x, y: 1 / (1 + x), "log(1 + x), accurate near 0. VJP: g / (1 + x)")
-sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "Square root. VJP: g / (2 sqrt(x)) (inf at 0, as PyTorch)")
-sin = unary("sin", np.sin, lambda x, y: np.cos(x), "Sine. VJP: g * cos(x)")
-cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)")
-tanh = unary("tanh", np.tanh, _dtanh, "Hyperbolic tangent. VJP: g * (1 - y**2)")
-sigmoid = unary("sigmoid", _stable_sigmoid, _dsigmoid, "1 / (1 + e**-x). VJP: g * y (1 - y)")
-abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)")
-relu = unary("relu", lambda x: np.maximum(x, 0, out=_pool.take(x.shape, x.dtype)), lambda x, y: raw(x) > 0, "max(x, 0). VJP: g * (x > 0)")
-negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g")
+_OUT = {"saves": (), "saves_out": True}  # derivatives written in terms of the output
+exp = unary("exp", np.exp, lambda x, y: y, "e**x. VJP: g * exp(x)", **_OUT)
+log = unary("log", np.log, lambda x, y: 1 / x, "Natural log. VJP: g / x", fresh=True)
+log1p = unary("log1p", np.log1p, lambda x, y: 1 / (1 + x), "log(1 + x), accurate near 0. VJP: g / (1 + x)", fresh=True)
+sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "Square root. VJP: g / (2 sqrt(x)) (inf at 0, as PyTorch)",
+             fresh=True, **_OUT)
+sin = unary("sin", np.sin, lambda x, y: np.cos(x), "Sine. VJP: g * cos(x)", fresh=True)
+cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)", fresh=True)
+tanh = unary("tanh", np.tanh, _dtanh, "Hyperbolic tangent. VJP: g * (1 - y**2)", fresh=True, **_OUT)
+sigmoid = unary("sigmoid", _stable_sigmoid, _dsigmoid, "1 / (1 + e**-x). VJP: g * y (1 - y)", fresh=True, **_OUT)
+abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)", fresh=True)
+relu = unary("relu", lambda x: np.maximum(x, 0, out=memory.take(x.shape, x.dtype)), lambda x, y: raw(x) > 0,
+             "max(x, 0). VJP: g * (x > 0)")
+negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g", saves=())
 softplus = unary("softplus", lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
                  lambda x, y: sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x),
-                 "log(1 + e**x), computed stably. VJP: g * sigmoid(x)")
+                 "log(1 + e**x), computed stably. VJP: g * sigmoid(x)", fresh=True)
+
 
 def _leaky_fwd(x, slope):
     # max(x, slope x) for slope <= 1 and min(x, slope x) above: no np.where, whose branch on a
@@ -116,13 +120,14 @@ def _leaky_deriv(x, slope):
     """1 where x > 0, else slope, in x's dtype (a constant: computed on raw values)."""
     x = raw(x)
     if 0 <= slope <= 1 and x.dtype.kind == "f":  # max(x > 0, slope) is exactly 1 or slope
-        d = np.greater(x, 0, out=_pool.take(x.shape, x.dtype))
+        d = np.greater(x, 0, out=memory.take(x.shape, x.dtype))
         return np.maximum(d, slope, out=d)
     return np.where(x > 0, 1.0, slope).astype(x.dtype)
 
 
-_leaky = Op("leaky_relu", _leaky_fwd, lambda g, out, x, slope: (_times(g, _leaky_deriv(x, slope)),),
-            lambda ts, out, x, slope: ts[0] * _leaky_deriv(x, slope))
+_leaky = Op("leaky_relu", _leaky_fwd, lambda ctx, g, out, x, slope: (g * _leaky_deriv(x, slope),),
+            lambda ts, out, x, slope: ts[0] * _leaky_deriv(x, slope),
+            fast=lambda ctx, g, out, x, slope: (_times(g, _leaky_deriv(x, slope), True),), saves_out=False)
 
 
 def leaky_relu(x, negative_slope: float = 0.01):
@@ -141,8 +146,8 @@ def _clip_mask(x, lo, hi):
 
 
 _clip = Op("clip", lambda x, lo, hi: np.clip(x, lo, hi),
-           lambda g, out, x, lo, hi: (g * _clip_mask(x, lo, hi),),
-           lambda ts, out, x, lo, hi: ts[0] * _clip_mask(x, lo, hi))
+           lambda ctx, g, out, x, lo, hi: (g * _clip_mask(x, lo, hi),),
+           lambda ts, out, x, lo, hi: ts[0] * _clip_mask(x, lo, hi), saves_out=False)
 
 
 def clip(x, a_min=None, a_max=None, *, min=None, max=None):
@@ -153,14 +158,14 @@ def clip(x, a_min=None, a_max=None, *, min=None, max=None):
     return _clip(x, lo=raw(lo), hi=raw(hi))
 
 
-def _binop(name, ufunc, vjp, jvp, doc):
+def _binop(name, ufunc, vjp, jvp, doc, saves=None):
     def fwd(a, b):
         try:
             return ufunc(a, b)
         except ValueError:
             raise ValueError(f"{name}: shapes {np.shape(a)} and {np.shape(b)} cannot be broadcast together; "
                              "make them equal or size 1 in each axis (aligned from the right)") from None
-    op = Op(name, fwd, vjp, jvp)
+    op = Op(name, fwd, vjp, jvp, saves=saves, saves_out=False)
 
     def f(a, b):
         return apply(op, (a, b), _NO_KW)  # (apply directly: this is the hottest call there is)
@@ -171,16 +176,19 @@ def _binop(name, ufunc, vjp, jvp, doc):
 _NUM = (int, float)  # a Python number operand is a constant: its gradient is never needed
 
 
-add = _binop("add", np.add, lambda g, out, a, b: (g, g),
-             lambda ts, out, a, b: _t(ts, 0, a) + _t(ts, 1, b), "a + b (broadcasting). VJP: g, g")
-subtract = _binop("sub", np.subtract, lambda g, out, a, b: (g, None if isinstance(b, _NUM) else -g),
-                  lambda ts, out, a, b: _t(ts, 0, a) - _t(ts, 1, b), "a - b. VJP: g, -g")
-multiply = _binop("mul", np.multiply, lambda g, out, a, b: (None if isinstance(a, _NUM) else g * b,
+add = _binop("add", np.add, lambda ctx, g, out, a, b: (g, g),
+             lambda ts, out, a, b: _t(ts, 0, a) + _t(ts, 1, b), "a + b (broadcasting). VJP: g, g",
+             saves=())
+subtract = _binop("sub", np.subtract, lambda ctx, g, out, a, b: (g, None if isinstance(b, _NUM) else -g),
+                  lambda ts, out, a, b: _t(ts, 0, a) - _t(ts, 1, b), "a - b. VJP: g, -g", saves=())
+multiply = _binop("mul", np.multiply, lambda ctx, g, out, a, b: (None if isinstance(a, _NUM) else g * b,
                                                              None if isinstance(b, _NUM) else g * a),
-                  lambda ts, out, a, b: _t(ts, 0, a) * b + a * _t(ts, 1, b), "a * b. VJP: g * b, g * a")
-divide = _binop("div", np.divide, lambda g, out, a, b: (None if isinstance(a, _NUM) else g / b,
+                  lambda ts, out, a, b: _t(ts, 0, a) * b + a * _t(ts, 1, b), "a * b. VJP: g * b, g * a",
+                  saves=lambda needs: ((1,) if needs[0] else ()) + ((0,) if needs[1] else ()))
+divide = _binop("div", np.divide, lambda ctx, g, out, a, b: (None if isinstance(a, _NUM) else g / b,
                                                        None if isinstance(b, _NUM) else -g * a / (b * b)),
-                lambda ts, out, a, b: (_t(ts, 0, a) - out * _t(ts, 1, b)) / b, "a / b. VJP: g / b, -g a / b**2")
+                lambda ts, out, a, b: (_t(ts, 0, a) - out * _t(ts, 1, b)) / b, "a / b. VJP: g / b, -g a / b**2",
+                saves=lambda needs: (1,) + ((0,) if needs[1] else ()))
 
 
 def _safe_log(a):
@@ -208,10 +216,10 @@ def _pow_jvp(ts, out, a, b):
     return r
 
 
-power_tensor = Op("pow", np.power, lambda g, out, a, b: (g * _dpow(a, b), g * out * _safe_log(a)), _pow_jvp)
+power_tensor = Op("pow", np.power, lambda ctx, g, out, a, b: (g * _dpow(a, b), g * out * _safe_log(a)), _pow_jvp)
 # A constant exponent (a number or an array that is not a Tensor) needs no log(a) term.
-power_const = Op("pow", lambda a, p: np.power(a, p), lambda g, out, a, p: (g * _dpow(a, p),),
-                 lambda ts, out, a, p: ts[0] * _dpow(a, p))
+power_const = Op("pow", lambda a, p: np.power(a, p), lambda ctx, g, out, a, p: (g * _dpow(a, p),),
+                 lambda ts, out, a, p: ts[0] * _dpow(a, p), saves_out=False, key="pow_scalar")
 
 
 def power(a, b):
@@ -232,11 +240,11 @@ def _tie_mask(a, b, greater):
 
 
 maximum = _binop("maximum", np.maximum,
-                 lambda g, out, a, b: (g * _tie_mask(a, b, True), g * _tie_mask(b, a, True)),
+                 lambda ctx, g, out, a, b: (g * _tie_mask(a, b, True), g * _tie_mask(b, a, True)),
                  lambda ts, out, a, b: _t(ts, 0, a) * _tie_mask(a, b, True) + _t(ts, 1, b) * _tie_mask(b, a, True),
                  "Elementwise max. VJP: g to the larger input (half each at ties, as PyTorch)")
 minimum = _binop("minimum", np.minimum,
-                 lambda g, out, a, b: (g * _tie_mask(a, b, False), g * _tie_mask(b, a, False)),
+                 lambda ctx, g, out, a, b: (g * _tie_mask(a, b, False), g * _tie_mask(b, a, False)),
                  lambda ts, out, a, b: _t(ts, 0, a) * _tie_mask(a, b, False) + _t(ts, 1, b) * _tie_mask(b, a, False),
                  "Elementwise min. VJP: g to the smaller input (half each at ties, as PyTorch)")
 
@@ -249,8 +257,8 @@ def _where_fwd(c, a, b):
 
 
 _where = Op("where", _where_fwd,
-            lambda g, out, c, a, b: (None, np.where(raw(c), g, 0), np.where(raw(c), 0, g)),
-            lambda ts, out, c, a, b: np.where(c, _t(ts, 1, a), _t(ts, 2, b)))
+            lambda ctx, g, out, c, a, b: (None, np.where(raw(c), g, 0), np.where(raw(c), 0, g)),
+            lambda ts, out, c, a, b: np.where(c, _t(ts, 1, a), _t(ts, 2, b)), saves=(), saves_out=False)
 
 
 def where(condition, x, y):
@@ -259,7 +267,8 @@ def where(condition, x, y):
 
 
 _cast = Op("astype", lambda x, dtype: x.astype(dtype),
-           lambda g, out, x, dtype: (g.astype(raw(x).dtype),), lambda ts, out, x, dtype: ts[0].astype(dtype))
+           lambda ctx, g, out, x, dtype: (g.astype(raw(x).dtype),), lambda ts, out, x, dtype: ts[0].astype(dtype),
+           saves=(), saves_out=False)
 
 
 def astype(x, dtype):

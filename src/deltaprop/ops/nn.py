@@ -9,7 +9,7 @@ import numpy as np
 
 from ..autograd import Op
 from ..tensor import Tensor
-from .. import _pool
+from .. import memory
 from .elementwise import _new, _stable_sigmoid, raw, sigmoid
 from .reduce import _lse
 
@@ -28,10 +28,13 @@ def _softmax_fwd(x, axis):
     return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e)
 
 
-def _softmax_vjp(g, out, x, axis):
-    """y * (g - sum(g * y)): the usual expression, written in place on ndarrays."""
-    if isinstance(out, Tensor):
-        return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+def _softmax_vjp(ctx, g, out, x, axis):
+    """y * (g - sum(g * y))."""
+    return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
+
+
+def _softmax_fast(ctx, g, out, x, axis):
+    """_softmax_vjp written in place on ndarrays."""
     t = np.multiply(g, out, out=_new(out))
     np.subtract(g, np.sum(t, axis=axis, keepdims=True), out=t)
     t *= out
@@ -39,7 +42,8 @@ def _softmax_vjp(g, out, x, axis):
 
 
 _softmax = Op("softmax", _softmax_fwd, _softmax_vjp,
-              lambda ts, out, x, axis: out * (ts[0] - (ts[0] * out).sum(axis=axis, keepdims=True)))
+              lambda ts, out, x, axis: out * (ts[0] - (ts[0] * out).sum(axis=axis, keepdims=True)),
+              fast=_softmax_fast, saves=())
 
 
 def softmax(x, axis: int = -1, *, dim=None):
@@ -59,21 +63,24 @@ def _log_softmax_fwd(x, axis):
     s = np.subtract(x, m, out=_new(x))
     e = np.exp(s, out=_new(x))
     lse = np.log(np.sum(e, axis=axis, keepdims=True))
-    _pool.give(e, 1)
+    memory.give(e)
     return np.subtract(s, lse, out=s)
 
 
-def _log_softmax_vjp(g, out, x, axis):
+def _log_softmax_vjp(ctx, g, out, x, axis):
     """g - softmax(x) * sum(g), softmax(x) = exp(out)."""
-    if isinstance(out, Tensor):
-        return (g - _exp(out) * g.sum(axis=axis, keepdims=True),)
+    return (g - _exp(out) * g.sum(axis=axis, keepdims=True),)
+
+
+def _log_softmax_fast(ctx, g, out, x, axis):
     r = np.exp(out, out=_new(out))
     r *= np.sum(g, axis=axis, keepdims=True)
     return (np.subtract(g, r, out=r),)
 
 
 _log_softmax = Op("log_softmax", _log_softmax_fwd, _log_softmax_vjp,
-                  lambda ts, out, x, axis: ts[0] - (ts[0] * np.exp(out)).sum(axis=axis, keepdims=True))
+                  lambda ts, out, x, axis: ts[0] - (ts[0] * np.exp(out)).sum(axis=axis, keepdims=True),
+                  fast=_log_softmax_fast, saves=())
 
 
 def log_softmax(x, axis: int = -1, *, dim=None):
@@ -101,22 +108,22 @@ def _expand_loss_grad(g, n, reduction):
     return g / n if reduction == "mean" else g
 
 
-def _ce_fwd(x, labels, pick, reduction, cache):
-    """Mean/sum/per-sample of logsumexp(x) - x[label]; keeps softmax(x) in `cache` for the VJP.
-    `pick` holds the flat positions of the label logits, row * C + label (one cheap gather)."""
+def _ce_fwd(ctx, x, labels, pick, reduction):
+    """Mean/sum/per-sample of logsumexp(x) - x[label], as log(sum(exp(x - m))) - (x[label] - m)
+    (m the row's max: subtracting before adding keeps float16/float32 exact); keeps softmax(x)
+    in ctx.extra for the fast VJP. `pick`: the flat positions row * C + label (one gather)."""
     n = x.shape[0]
     picked = x.reshape(-1).take(pick)
     m = np.maximum.reduce(x, axis=1, keepdims=True) if x.size else np.zeros((n, 1), x.dtype)
     if not np.isfinite(m).all():  # a row of -inf or an inf logit: the careful general path
-        cache[0] = None
         nll = _lse(x, 1, False) - picked
     else:
         e = np.exp(x - m)
         s = np.add.reduce(e, axis=1, keepdims=True)
-        nll = np.log(s)
-        nll += m
-        nll = nll[:, 0] - picked
-        cache[0] = np.divide(e, s, out=e)  # softmax, for the VJP
+        nll = np.log(s)[:, 0]
+        nll -= picked - m[:, 0]
+        if ctx is not None:
+            ctx.extra = np.divide(e, s, out=e)  # softmax, for the fast VJP
     if reduction == "mean":
         return np.add.reduce(nll) / n if n else nll.mean()
     return np.add.reduce(nll) if reduction == "sum" else nll
@@ -128,23 +135,28 @@ def _onehot(labels, like):
     return oh
 
 
-def _ce_vjp(g, out, x, labels, pick, reduction, cache):
-    n = raw(x).shape[0]
-    scale = _expand_loss_grad(g, n, reduction)
-    if isinstance(x, Tensor) or cache[0] is None:  # differentiable (create_graph) or careful path
-        p = softmax(x) if isinstance(x, Tensor) else _softmax_fwd(x, 1)
-        return scale * (p - _onehot(labels, x)), None
-    d = cache[0] * scale  # (softmax - onehot) * g / N, without building the one-hot matrix
+def _ce_vjp(ctx, g, out, x, labels, pick, reduction):
+    """(softmax(x) - onehot) * g (/ N for the mean)."""
+    scale = _expand_loss_grad(g, raw(x).shape[0], reduction)
+    return scale * (softmax(x, 1) - _onehot(labels, x)), None
+
+
+def _ce_fast(ctx, g, out, x, labels, pick, reduction):
+    """_ce_vjp from the forward's softmax, without building the one-hot matrix."""
+    p = ctx.extra if ctx.extra is not None else _softmax_fwd(x, 1)
+    scale = _expand_loss_grad(g, x.shape[0], reduction)
+    d = p * scale
     d.reshape(-1)[pick] -= scale if np.ndim(scale) == 0 else scale[:, 0]  # (d is new: reshape is a view)
     return d, None
 
 
-def _ce_jvp(ts, out, x, labels, pick, reduction, cache):
+def _ce_jvp(ts, out, x, labels, pick, reduction):
     per = np.sum(ts[0] * (_softmax_fwd(x, 1) - _onehot(labels, x)), axis=1)
     return _reduce(per, reduction)
 
 
-_cross_entropy = Op("cross_entropy", _ce_fwd, _ce_vjp, _ce_jvp)
+_cross_entropy = Op("cross_entropy", _ce_fwd, _ce_vjp, _ce_jvp, fast=_ce_fast, keeps=True, saves=(0,),
+                    saves_out=False)
 
 
 def cross_entropy(logits, labels, reduction: str = "mean"):
@@ -163,13 +175,14 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
         bad = lab[(lab < 0) | (lab >= shape[1])][0]
         raise ValueError(f"cross_entropy: label {bad} is out of range for {shape[1]} classes (valid: 0..{shape[1] - 1})")
     pick = np.arange(0, lab.size * shape[1], shape[1]) + lab
-    return _cross_entropy(logits, labels=lab, pick=pick, reduction=reduction, cache=[None])
+    return _cross_entropy(logits, labels=lab, pick=pick, reduction=reduction)
 
 
-def _mse_fwd(x, t, reduction, nt, cache):
-    """mean/sum/per-element of (x - t)**2; keeps d = x - t for the VJP."""
+def _mse_fwd(ctx, x, t, reduction):
+    """mean/sum/per-element of (x - t)**2; keeps d = x - t (ctx.extra) for the fast VJP."""
     d = np.subtract(x, t, out=_new(x) if np.result_type(x, t) == x.dtype else None)
-    cache[0] = d
+    if ctx is not None:
+        ctx.extra = d
     if reduction == "none":
         return d * d
     flat = d.reshape(-1)
@@ -177,21 +190,26 @@ def _mse_fwd(x, t, reduction, nt, cache):
     return total / d.size if reduction == "mean" else total
 
 
-def _mse_vjp(g, out, x, t, reduction, nt, cache):
+def _mse_vjp(ctx, g, out, x, t, reduction):
     """2 (x - t) g (/ N for the mean); the target's gradient, its negative, only when it needs one."""
-    d = cache[0] if cache[0] is not None and not isinstance(x, Tensor) and not isinstance(t, Tensor) else x - t
+    d = x - t
+    gx = d * (2 * g / raw(d).size if reduction == "mean" else 2 * g)
+    return gx, -gx if ctx.needs[1] else None
+
+
+def _mse_fast(ctx, g, out, x, t, reduction):
+    """_mse_vjp on ndarrays, scaling the forward's x - t in place."""
+    d, ctx.extra = ctx.extra, None  # (owned by this op; a retained graph's second backward recomputes)
+    if d is None:
+        d = x - t
     scale = 2 * g / d.size if reduction == "mean" else 2 * g
-    if d is cache[0]:
-        cache[0] = None  # (owned by this op: scaled in place)
-        gx = np.multiply(d, scale, out=d) if np.result_type(d, scale) == d.dtype else d * scale
-    else:
-        gx = d * scale
-    return gx, -gx if nt else None
+    gx = np.multiply(d, scale, out=d) if np.result_type(d, scale) == d.dtype else d * scale
+    return gx, -gx if ctx.needs[1] else None
 
 
-_mse = Op("mse_loss", _mse_fwd, _mse_vjp, lambda ts, out, x, t, reduction, nt, cache:
+_mse = Op("mse_loss", _mse_fwd, _mse_vjp, lambda ts, out, x, t, reduction:
           _reduce(2 * (x - t) * ((ts[0] if ts[0] is not None else 0) - (ts[1] if ts[1] is not None else 0)),
-                  reduction))
+                  reduction), fast=_mse_fast, keeps=True, saves_out=False)
 
 
 def mse_loss(input, target, reduction: str = "mean"):
@@ -199,8 +217,7 @@ def mse_loss(input, target, reduction: str = "mean"):
     _check_reduction("mse_loss", reduction)
     if raw(input).shape != raw(target).shape:
         raise ValueError(f"mse_loss: input shape {raw(input).shape} and target shape {raw(target).shape} differ")
-    nt = isinstance(target, Tensor) and target.requires_grad
-    return _mse(input, target, reduction=reduction, nt=nt, cache=[None])
+    return _mse(input, target, reduction=reduction)
 
 
 def _bce_fwd(p, y, reduction):
@@ -209,7 +226,7 @@ def _bce_fwd(p, y, reduction):
     return _reduce(loss, reduction)
 
 
-def _bce_vjp(g, out, p, y, reduction):
+def _bce_vjp(ctx, g, out, p, y, reduction):
     """PyTorch's rule: g (p - y) / max(p (1 - p), 1e-12)."""
     gg = g / raw(p).size if reduction == "mean" else g
     gp = gg * (p - y) / np.maximum(p * (1 - p), 1e-12)
@@ -244,7 +261,7 @@ def binary_cross_entropy(input, target, reduction: str = "mean"):
     return _bce(input, target, reduction=reduction)
 
 
-def _bcel_fwd(x, y, reduction, ny):
+def _bcel_fwd(x, y, reduction):
     """max(x, 0) - x y + log(1 + e**-|x|) per element, in place when the dtypes allow."""
     if x.dtype.kind != "f" or x.ndim == 0 or np.result_type(x, y) != x.dtype:
         return _reduce(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x))), reduction)
@@ -255,20 +272,24 @@ def _bcel_fwd(x, y, reduction, ny):
     t = np.maximum(x, 0, out=_new(x))
     loss += t
     loss -= np.multiply(x, y, out=t)
-    _pool.give(t, 1)
+    memory.give(t)
     if reduction == "none":
         return loss
     total = np.add.reduce(loss, axis=None) / (loss.size if reduction == "mean" else 1)
-    _pool.give(loss, 1)
+    memory.give(loss)
     return total
 
 
-def _bcel_vjp(g, out, x, y, reduction, ny):
+def _bcel_vjp(ctx, g, out, x, y, reduction):
     """g (sigmoid(x) - y) for the logits; -g x for the target (only when it needs a gradient)."""
     gg = g / raw(x).size if reduction == "mean" else g
-    gy = gg * -x if ny else None
-    if isinstance(x, Tensor) or isinstance(y, Tensor) or isinstance(gg, Tensor):
-        return gg * (sigmoid(x) - y), gy
+    return gg * (sigmoid(x) - y), gg * -x if ctx.needs[1] else None
+
+
+def _bcel_fast(ctx, g, out, x, y, reduction):
+    """_bcel_vjp on ndarrays, in place on the sigmoid."""
+    gg = g / x.size if reduction == "mean" else g
+    gy = gg * -x if ctx.needs[1] else None
     s = _stable_sigmoid(x)
     if np.result_type(s, y, gg) != s.dtype:
         return gg * (s - y), gy
@@ -278,9 +299,9 @@ def _bcel_vjp(g, out, x, y, reduction, ny):
 
 
 _bce_logits = Op("binary_cross_entropy_with_logits", _bcel_fwd, _bcel_vjp,
-                 lambda ts, out, x, y, reduction, ny: _reduce(
+                 lambda ts, out, x, y, reduction: _reduce(
                      (0 if ts[0] is None else ts[0] * (_stable_sigmoid(x) - y))
-                     - (0 if ts[1] is None else ts[1] * x), reduction))
+                     - (0 if ts[1] is None else ts[1] * x), reduction), fast=_bcel_fast, saves_out=False)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction: str = "mean"):
@@ -289,5 +310,4 @@ def binary_cross_entropy_with_logits(input, target, reduction: str = "mean"):
     if raw(target).shape != raw(input).shape:
         raise ValueError(f"binary_cross_entropy_with_logits: input shape {raw(input).shape} and target shape "
                          f"{raw(target).shape} differ")
-    ny = isinstance(target, Tensor) and target.requires_grad
-    return _bce_logits(input, target, reduction=reduction, ny=ny)
+    return _bce_logits(input, target, reduction=reduction)

@@ -40,8 +40,8 @@ def _pick(axis, dim):
     return dim if axis is None else axis
 
 
-def _reduction(name, fwd, vjp, jvp, doc):
-    op = Op(name, fwd, vjp, jvp)
+def _reduction(name, fwd, vjp, jvp, doc, **contract):
+    op = Op(name, fwd, vjp, jvp, **contract)
 
     def f(x, axis=None, keepdims: bool = False, *, dim=None):
         axis = _pick(axis, dim)
@@ -51,13 +51,13 @@ def _reduction(name, fwd, vjp, jvp, doc):
 
 
 sum = _reduction("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
-                 lambda g, out, x, axis, keepdims: (expand(g, x.shape, axis, keepdims),),
+                 lambda ctx, g, out, x, axis, keepdims: (expand(g, x.shape, axis, keepdims),),
                  lambda ts, out, x, axis, keepdims: np.sum(ts[0], axis=axis, keepdims=keepdims),
-                 "Sum over axis. VJP: g broadcast back over the summed axes")
+                 "Sum over axis. VJP: g broadcast back over the summed axes", saves=(), saves_out=False)
 mean = _reduction("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
-                  lambda g, out, x, axis, keepdims: (expand(g / _count(x.shape, axis), x.shape, axis, keepdims),),
+                  lambda ctx, g, out, x, axis, keepdims: (expand(g / _count(x.shape, axis), x.shape, axis, keepdims),),
                   lambda ts, out, x, axis, keepdims: np.mean(ts[0], axis=axis, keepdims=keepdims),
-                  "Mean over axis. VJP: g / n broadcast back")
+                  "Mean over axis. VJP: g / n broadcast back", saves=(), saves_out=False)
 
 
 def _extreme_mask(x, out, axis, keepdims):
@@ -67,7 +67,7 @@ def _extreme_mask(x, out, axis, keepdims):
     return (hit / hit.sum(axis=_axes(axis, rx.ndim), keepdims=True)).astype(rx.dtype)
 
 
-def _extreme_vjp(g, out, x, axis, keepdims):
+def _extreme_vjp(ctx, g, out, x, axis, keepdims):
     return (expand(g, x.shape, axis, keepdims) * _extreme_mask(x, out, axis, keepdims),)
 
 
@@ -86,10 +86,11 @@ def _centered(x, axis):
 
 
 _var = Op("var", lambda x, axis, keepdims, ddof: np.var(x, axis=axis, keepdims=keepdims, ddof=ddof),
-          lambda g, out, x, axis, keepdims, ddof: (
+          lambda ctx, g, out, x, axis, keepdims, ddof: (
               expand(g, x.shape, axis, keepdims) * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),),
           lambda ts, out, x, axis, keepdims, ddof: np.sum(ts[0] * _centered(x, axis), axis=axis,
-                                                          keepdims=keepdims) * (2.0 / (_count(x.shape, axis) - ddof)))
+                                                          keepdims=keepdims) * (2.0 / (_count(x.shape, axis) - ddof)),
+          saves_out=False)
 
 
 def var(x, axis=None, ddof: int = 0, keepdims: bool = False, *, dim=None):
@@ -115,7 +116,7 @@ def _others_product(x, axis):
     return np.moveaxis((left * right).reshape(moved.shape), tuple(range(-len(axes), 0)), axes)
 
 
-def _prod_vjp(g, out, x, axis, keepdims):
+def _prod_vjp(ctx, g, out, x, axis, keepdims):
     if isinstance(x, Tensor):
         if (raw(x) != 0).all():
             return (expand(g * out, x.shape, axis, keepdims) / x,)
@@ -145,7 +146,7 @@ def _softmax_of(x, out, axis, keepdims):
 
 
 logsumexp = _reduction("logsumexp", _lse,
-                       lambda g, out, x, axis, keepdims: (expand(g, x.shape, axis, keepdims)
+                       lambda ctx, g, out, x, axis, keepdims: (expand(g, x.shape, axis, keepdims)
                                                           * _softmax_of(x, out, axis, keepdims),),
                        lambda ts, out, x, axis, keepdims: np.sum(ts[0] * _softmax_of(x, out, axis, keepdims),
                                                                  axis=axis, keepdims=keepdims),
@@ -187,7 +188,7 @@ def _swap(x):
     return x.swapaxes(-1, -2)
 
 
-def _mm_vjp(g, out, a, b):
+def _mm_vjp(ctx, g, out, a, b):
     """VJP: g @ b.T and a.T @ g, with 1-D operands treated as row/column vectors."""
     ra, rb = a.ndim == 1, b.ndim == 1
     if ra and rb:
@@ -206,7 +207,8 @@ def _mm_vjp(g, out, a, b):
 
 _matmul = Op("matmul", _mm_fwd, _mm_vjp,
              lambda ts, out, a, b: (0 if ts[0] is None else np.matmul(ts[0], b))
-             + (0 if ts[1] is None else np.matmul(a, ts[1])))
+             + (0 if ts[1] is None else np.matmul(a, ts[1])),
+             saves=lambda needs: ((1,) if needs[0] else ()) + ((0,) if needs[1] else ()), saves_out=False)
 
 
 def matmul(a, b):

@@ -27,8 +27,8 @@ def _reshape_fwd(x, shape):
                          f"into shape {shape}") from None
 
 
-_reshape = Op("reshape", _reshape_fwd, lambda g, out, x, shape: (g.reshape(x.shape),),
-              lambda ts, out, x, shape: ts[0].reshape(shape))
+_reshape = Op("reshape", _reshape_fwd, lambda ctx, g, out, x, shape: (g.reshape(x.shape),),
+              lambda ts, out, x, shape: ts[0].reshape(shape), saves=(), saves_out=False)
 
 
 def reshape(x, *shape):
@@ -46,8 +46,8 @@ def flatten(x, start_dim: int = 0, end_dim: int = -1):
 
 
 _transpose = Op("transpose", lambda x, axes: np.transpose(x, axes),
-                lambda g, out, x, axes: (g.transpose(np.argsort(axes) if axes is not None else None),),
-                lambda ts, out, x, axes: np.transpose(ts[0], axes))
+                lambda ctx, g, out, x, axes: (g.transpose(np.argsort(axes) if axes is not None else None),),
+                lambda ts, out, x, axes: np.transpose(ts[0], axes), saves=(), saves_out=False)
 
 
 def transpose(x, *axes):
@@ -77,8 +77,8 @@ def _bcast_fwd(x, shape):
         raise ValueError(f"broadcast_to: shape {x.shape} cannot be broadcast to {shape}") from None
 
 
-_broadcast = Op("broadcast_to", _bcast_fwd, lambda g, out, x, shape: (sum_to(g, x.shape),),
-                lambda ts, out, x, shape: np.broadcast_to(ts[0], shape))
+_broadcast = Op("broadcast_to", _bcast_fwd, lambda ctx, g, out, x, shape: (sum_to(g, x.shape),),
+                lambda ts, out, x, shape: np.broadcast_to(ts[0], shape), saves=(), saves_out=False)
 
 
 def broadcast_to(x, shape):
@@ -141,13 +141,51 @@ def _scatter(g, index, shape):
     return out
 
 
-_unindex = Op("scatter_add", _scatter, lambda g, out, g0, index, shape: (g[index],),
-              lambda ts, out, g0, index, shape: _scatter(ts[0], index, shape))
+_unindex = Op("scatter_add", _scatter, lambda ctx, g, out, g0, index, shape: (g[index],),
+              lambda ts, out, g0, index, shape: _scatter(ts[0], index, shape), saves=(), saves_out=False)
 
 
-def _getitem_vjp(g, out, x, index):
+def _getitem_vjp(ctx, g, out, x, index):
+    """VJP: g scattered (added, for repeated integer indices) into zeros of x's shape."""
     shape = raw(x).shape
     return (_unindex(g, index=index, shape=shape) if isinstance(g, Tensor) else _scatter(g, index, shape),)
+
+
+# -- setitem: buf[index] = v as an op (the engine's in-place write, recorded) -------------------
+def _setitem_fwd(a, v, index):
+    a[index] = v  # in place: `a` is the tensor's own memory (Tensor.__setitem__ bumps its version)
+    return a
+
+
+def _setitem_vjp(ctx, g, out, a, v, index):
+    """VJP: g with the overwritten part zeroed for the old buffer; g[index] for the value."""
+    keep = np.ones(raw(a).shape, bool)
+    keep[index] = False
+    return g * keep, g[index] if ctx.needs[1] else None
+
+
+def _setitem_fast(ctx, g, out, a, v, index):
+    ga = g.copy()
+    ga[index] = 0
+    return ga, g[index] if ctx.needs[1] else None
+
+
+def _setitem_jvp(ts, out, a, v, index):
+    r = np.array(_t0(ts[0], a), copy=True)
+    r[index] = 0 if ts[1] is None else ts[1]
+    return r
+
+
+def _t0(t, like):
+    return np.zeros(np.shape(like), np.result_type(like)) if t is None else t
+
+
+setitem_op = Op("setitem", _setitem_fwd, _setitem_vjp, _setitem_jvp, fast=_setitem_fast, saves=(), saves_out=False)
+
+
+def setitem(buf, value, index):
+    """The recorded form of buf[index] = value (Tensor.__setitem__ calls it while recording)."""
+    return setitem_op(buf, value, index=index)
 
 
 def _getitem_fwd(x, index):
@@ -157,7 +195,8 @@ def _getitem_fwd(x, index):
         raise IndexError(f"getitem: {e} (tensor shape {x.shape})") from None
 
 
-_getitem = Op("getitem", _getitem_fwd, _getitem_vjp, lambda ts, out, x, index: ts[0][index])
+_getitem = Op("getitem", _getitem_fwd, _getitem_vjp, lambda ts, out, x, index: ts[0][index], saves=(),
+              saves_out=False)
 
 
 def getitem(x, index):
@@ -174,7 +213,7 @@ def _cat_fwd(*xs, axis):
         raise ValueError(f"concatenate: shapes {shapes} must match on every axis except axis {axis}") from None
 
 
-def _cat_vjp(g, out, *xs, axis):
+def _cat_vjp(ctx, g, out, *xs, axis):
     ends = np.cumsum([raw(x).shape[axis] for x in xs])
     lead = (slice(None),) * (axis % raw(g).ndim)
     return tuple(g[lead + (slice(e - raw(x).shape[axis], e),)] for x, e in zip(xs, ends))
@@ -182,7 +221,8 @@ def _cat_vjp(g, out, *xs, axis):
 
 _concatenate = Op("concatenate", _cat_fwd, _cat_vjp,
                   lambda ts, out, *xs, axis: np.concatenate(
-                      [np.zeros_like(x) if t is None else t for t, x in zip(ts, xs)], axis=axis))
+                      [np.zeros_like(x) if t is None else t for t, x in zip(ts, xs)], axis=axis),
+                  saves=(), saves_out=False)
 
 
 def concatenate(tensors, axis: int = 0, *, dim=None):
@@ -198,9 +238,9 @@ def _stack_fwd(*xs, axis):
 
 
 _stack = Op("stack", _stack_fwd,
-            lambda g, out, *xs, axis: tuple(g[(slice(None),) * (axis % raw(g).ndim) + (i,)] for i in range(len(xs))),
+            lambda ctx, g, out, *xs, axis: tuple(g[(slice(None),) * (axis % raw(g).ndim) + (i,)] for i in range(len(xs))),
             lambda ts, out, *xs, axis: np.stack([np.zeros_like(x) if t is None else t for t, x in zip(ts, xs)],
-                                                axis=axis))
+                                                axis=axis), saves=(), saves_out=False)
 
 
 def stack(tensors, axis: int = 0, *, dim=None):

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from .. import memory
 from ..autograd import enable_grad
 from ..tensor import Tensor
 
@@ -45,8 +46,7 @@ class Optimizer:
         self._check_options(self.defaults)
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
         self.param_groups: list[dict[str, Any]] = []
-        self._scratch_pool: dict[np.dtype, list[np.ndarray]] = {}
-        self._scratch_views: dict[tuple, list[np.ndarray]] = {}
+        self._work = memory.Workspace()
         if isinstance(params, Tensor):
             raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
                             f"but got {type(params).__name__}")
@@ -124,27 +124,17 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             self._update_group(group)
+            for p in group["params"]:  # the update wrote p.data in place: a graph that saved p sees it
+                if p.grad is not None:
+                    p._bump()
         return loss
 
     def _update_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError
 
     def _scratch(self, like: np.ndarray, n: int) -> list[np.ndarray]:
-        """``n`` work arrays shaped like ``like``: views into buffers reused across parameters.
-
-        The views are cached per shape (making them costs more than a small parameter's update)."""
-        key = (like.shape, like.dtype, n)
-        views = self._scratch_views.get(key)
-        if views is None:
-            pool = self._scratch_pool.get(like.dtype)
-            size = like.size
-            if pool is None or len(pool) < n or pool[0].size < size:
-                have = pool[0].size if pool else 0
-                pool = [np.empty(max(size, have), like.dtype) for _ in range(max(n, len(pool or ())))]
-                self._scratch_pool[like.dtype] = pool
-                self._scratch_views.clear()  # views of the old, smaller buffers
-            views = self._scratch_views[key] = [b[:size].reshape(like.shape) for b in pool[:n]]
-        return views
+        """``n`` work arrays shaped like ``like`` (memory.Workspace: reused across parameters)."""
+        return self._work.get(like, n)
 
     # -- state_dict ------------------------------------------------------------------------
     def _validate_state(self, group: Mapping[str, Any], index: int, entry: Mapping[str, Any]) -> None:

@@ -1,9 +1,14 @@
-"""The engine recycles large freed arrays (deltaprop._pool) only when nothing else holds them:
-arrays the library handed out, and arrays the user still references, keep their values."""
+"""Array recycling (deltaprop.memory) rests on ownership the engine knows by construction, never on
+reference counts: arrays the library handed out, and arrays the user still references, keep
+their values; recycling changes no number; DELTAPROP_RECYCLE=0 turns it off; free lists are
+per thread."""
+import sys
+import threading
+
 import numpy as np
 
 import deltaprop as dp
-from deltaprop import _pool
+from deltaprop import memory
 from deltaprop.nn import functional as F
 
 
@@ -13,22 +18,53 @@ def _cnn():
                             dp.nn.Flatten(), dp.nn.Linear(256, 10))
 
 
-def test_give_refuses_held_arrays_and_views():
-    _pool.clear()
+def test_take_returns_what_was_given_and_never_a_view():
+    if not memory.enabled():
+        return
+    memory.clear()
     a = np.ones((256, 256), np.float32)       # 256 KB
-    keep = a                                  # a second reference: must not be recycled
-    _pool.give(a, 1)
-    assert _pool.take((256, 256), np.float32) is not a
-    del keep
-    v = a[:128]                               # a view keeps a reference to a
-    _pool.give(a, 1)
-    assert _pool.take((256, 256), np.float32) is not a
-    _pool.give(v, 1)                          # and a view is never recycled itself
-    assert _pool.take((128, 256), np.float32) is not v
-    del v
-    _pool.give(a, 1)                          # now only this frame holds it
-    assert _pool.take((256, 256), np.float32) is a
-    _pool.clear()
+    memory.give(a)
+    assert memory.take((256, 256), np.float32) is a
+    v = np.ones((256, 512), np.float32)[:, :256]
+    memory.give(v)                            # a view is never kept
+    assert memory.take((256, 256), np.float32) is not v
+    small = np.ones(4)
+    memory.give(small)                        # small arrays are left to NumPy and malloc
+    assert memory.take((4,), np.float64) is not small
+    memory.clear()
+
+
+def test_the_switch_turns_recycling_off():
+    was = memory.enabled()
+    try:
+        memory.set_enabled(False)
+        a = np.ones((256, 256), np.float32)
+        memory.give(a)
+        assert memory.take((256, 256), np.float32) is not a
+    finally:
+        memory.set_enabled(was)
+
+
+def test_free_lists_are_per_thread():
+    if not memory.enabled():
+        return
+    memory.clear()
+    a = np.ones((256, 256), np.float32)
+    memory.give(a)
+    got = []
+    t = threading.Thread(target=lambda: got.append(memory.take((256, 256), np.float32)))
+    t.start()
+    t.join()
+    assert got[0] is not a                    # another thread never receives this thread's array
+    assert memory.take((256, 256), np.float32) is a
+    memory.clear()
+
+
+def test_no_reference_counts_anywhere_in_the_library():
+    import pathlib
+    src = pathlib.Path(dp.__file__).parent
+    for f in src.rglob("*.py"):
+        assert "getrefcount" not in f.read_text(), f
 
 
 def test_training_steps_never_overwrite_what_the_user_holds():
@@ -63,16 +99,15 @@ def test_recycling_gives_the_same_numbers_as_fresh_arrays():
     for recycle in (False, True):
         model = _cnn()
         opt = dp.optim.SGD(model.parameters(), lr=0.1)
-        saved = _pool._MAX_BYTES
-        _pool._MAX_BYTES = saved if recycle else 0  # 0: the cache never holds anything
-        _pool.clear()
+        was = memory.enabled()
+        memory.set_enabled(recycle)
         try:
             for _ in range(5):
                 opt.zero_grad()
                 F.cross_entropy(model(x), y).backward()
                 opt.step()
         finally:
-            _pool._MAX_BYTES = saved
+            memory.set_enabled(was)
         results.append([p.numpy() for p in model.parameters()])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _pool
+from .. import memory
 
 # erf(x) = x * P(x^2) / Q(x^2) for |x| <= 0.46875
 _A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
@@ -31,9 +31,9 @@ _THRESH = 0.46875
 
 
 def _tmp(like: np.ndarray) -> np.ndarray:
-    """A float64 work array shaped like `like`, recycled between calls (deltaprop._pool): a fresh
+    """A float64 work array shaped like `like`, recycled between calls (deltaprop.memory): a fresh
     large array costs a page fault per 4 KB, which here took longer than all the arithmetic."""
-    return _pool.take(like.shape, np.float64)
+    return memory.take(like.shape, np.float64)
 
 
 def _ratio(z, lead, num_c, den_c):
@@ -49,7 +49,7 @@ def _ratio(z, lead, num_c, den_c):
     num += num_c[-1]
     den += den_c[-1]
     num /= den
-    _pool.give(den, 1)
+    memory.give(den)
     return num
 
 
@@ -57,7 +57,7 @@ def _erf_small(x):
     """erf(x) for |x| <= 0.46875."""
     z = np.multiply(x, x, out=_tmp(x))
     r = _ratio(z, _A[4], _A[:4], _B)
-    _pool.give(z, 1)
+    memory.give(z)
     r *= x
     return r
 
@@ -71,16 +71,16 @@ def _times_exp_neg_sq(r, y):
     d = np.subtract(y, t, out=_tmp(y))
     e = np.add(y, t, out=_tmp(y))
     d *= e
-    _pool.give(e, 1)
+    memory.give(e)
     np.negative(d, out=d)
     np.exp(d, out=d)
     r *= d
-    _pool.give(d, 1)
+    memory.give(d)
     np.multiply(t, t, out=t)
     np.negative(t, out=t)
     np.exp(t, out=t)
     r *= t
-    _pool.give(t, 1)
+    memory.give(t)
     return r
 
 
@@ -95,7 +95,7 @@ def _erfc_big(y):
     np.reciprocal(z, out=z)
     r = _ratio(z, _P[5], _P[:5], _Q)
     r *= z
-    _pool.give(z, 1)
+    memory.give(z)
     np.subtract(_INV_SQRT_PI, r, out=r)
     r /= y
     with np.errstate(under="ignore"):
@@ -106,7 +106,7 @@ def _erf_erfc(x, complement: bool, scale: float = 1.0) -> np.ndarray:
     """erf(scale * x) or erfc(scale * x) in float64. Each of Cody's three approximations runs on
     the whole array (its input clipped to its range), and the right one is kept per entry: this
     costs fewer passes than gathering and scattering each range's entries."""
-    u = np.multiply(x, scale, out=_pool.take(np.shape(x), np.float64))
+    u = np.multiply(x, scale, out=memory.take(np.shape(x), np.float64))
     a = np.abs(u, out=_tmp(u))
     c = np.clip(a, _THRESH, 4.0, out=_tmp(u))
     tail = _erfc_mid(c)  # erfc(|u|), kept where |u| > 0.46875
@@ -114,7 +114,7 @@ def _erf_erfc(x, complement: bool, scale: float = 1.0) -> np.ndarray:
         np.maximum(a, 4.0, out=c)
         big = _erfc_big(c)
         np.copyto(tail, big, where=a > 4.0)
-        _pool.give(big, 1)
+        memory.give(big)
     np.clip(u, -_THRESH, _THRESH, out=c)
     small = _erf_small(c)  # erf(u), kept where |u| <= 0.46875
     inner = a <= _THRESH
@@ -128,7 +128,7 @@ def _erf_erfc(x, complement: bool, scale: float = 1.0) -> np.ndarray:
         np.copysign(out, u, out=out)
     np.copyto(out, small, where=inner)
     for w in (u, a, c, tail, small):
-        _pool.give(w, 3)  # (the name, the tuple and w hold it)
+        memory.give(w)
     return out
 
 
@@ -178,5 +178,5 @@ def ndtr_single(x: np.ndarray) -> np.ndarray:
     np.copysign(p, x, out=p)
     out = np.subtract(x >= 0, p, out=np.empty(x.shape, x.dtype))
     for w in (a, t, p):
-        _pool.give(w, 3)  # (the name, the tuple and w hold it)
+        memory.give(w)
     return out

@@ -1,0 +1,107 @@
+"""Array recycling: the one module that decides when a large array is reused.
+
+Arrays of a few hundred KB come from mmap, or from a heap that glibc trims when they are freed,
+so a training step that allocates the same activations and gradients every time pays about one
+page fault per 4 KB, every step. Ops ask `take` for large work and output arrays; `give` takes
+back an array for a later `take` of the same shape and dtype.
+
+Ownership rests on what the caller knows by construction, never on reference counts (CPython
+3.14 counts borrowed references differently): only the engine's backward pass and an op's own
+scratch arrays are ever given back, and only arrays created there and never handed out
+(`.data`, `.numpy()`, `.grad`, hook arguments and forward outputs are never given back). Free
+lists are per thread, so a thread never receives an array another thread still uses.
+
+`DELTAPROP_RECYCLE=0` in the environment (or `set_enabled(False)`) turns recycling off:
+`take` then allocates and `give` drops. `DELTAPROP_RECYCLE=check` poisons every array given
+back with NaN (or a sentinel), so a wrong give shows up as a wrong number in the tests.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+MIN_BYTES = 64 << 10  # smaller arrays are cheap: NumPy and malloc cache them already
+_MAX_BYTES = 32 << 20  # the most one thread's free lists ever hold
+_PER_KEY = 8
+
+_mode = os.environ.get("DELTAPROP_RECYCLE", "1").strip().lower()
+_enabled = _mode not in ("0", "off", "false", "no")
+_poison = _mode == "check"
+
+
+class _FreeLists(threading.local):
+    def __init__(self) -> None:
+        self.free: dict[tuple, list[np.ndarray]] = {}
+        self.held = 0
+
+
+_local = _FreeLists()
+
+
+def enabled() -> bool:
+    """Whether recycling is on (DELTAPROP_RECYCLE=0 turns it off)."""
+    return _enabled
+
+
+def set_enabled(flag: bool) -> None:
+    """Turn recycling on or off for the whole process (off also drops what is cached)."""
+    global _enabled
+    _enabled = bool(flag)
+    if not _enabled:
+        clear()
+
+
+def take(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised array of this shape and dtype: a recycled one when there is one."""
+    if _enabled:
+        stack = _local.free.get((shape, np.dtype(dtype)))
+        if stack:
+            a = stack.pop()
+            _local.held -= a.nbytes
+            return a
+    return np.empty(shape, dtype)
+
+
+def give(a: np.ndarray) -> None:
+    """Keep `a` for a later `take`. The caller guarantees that it created `a` (or took it from
+    here), never handed it out, and that nothing refers to it or to a view of it any more."""
+    if (_enabled and type(a) is np.ndarray and a.nbytes >= MIN_BYTES and a.base is None
+            and a.flags.writeable and a.flags.c_contiguous and _local.held + a.nbytes <= _MAX_BYTES):
+        stack = _local.free.setdefault((a.shape, a.dtype), [])
+        if len(stack) < _PER_KEY and not any(s is a for s in stack):
+            if _poison:
+                a.fill(np.nan if a.dtype.kind in "fc" else 123)
+            stack.append(a)
+            _local.held += a.nbytes
+
+
+def clear() -> None:
+    """Release every cached array of this thread."""
+    _local.free.clear()
+    _local.held = 0
+
+
+class Workspace:
+    """Work arrays owned by one object (an optimizer): `n` arrays shaped like `like`, as views
+    into a few flat buffers that grow to the largest size asked for. Views are cached per shape
+    (making them costs more than a small parameter's update). Not shared between threads."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[np.dtype, list[np.ndarray]] = {}
+        self._views: dict[tuple, list[np.ndarray]] = {}
+
+    def get(self, like: np.ndarray, n: int) -> list[np.ndarray]:
+        key = (like.shape, like.dtype, n)
+        views = self._views.get(key)
+        if views is None:
+            bufs = self._buffers.get(like.dtype)
+            size = like.size
+            if bufs is None or len(bufs) < n or bufs[0].size < size:
+                have = bufs[0].size if bufs else 0
+                bufs = [np.empty(max(size, have), like.dtype) for _ in range(max(n, len(bufs or ())))]
+                self._buffers[like.dtype] = bufs
+                self._views.clear()  # views of the old, smaller buffers
+            views = self._views[key] = [b[:size].reshape(like.shape) for b in bufs[:n]]
+        return views

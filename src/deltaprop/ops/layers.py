@@ -1,0 +1,396 @@
+"""Layer primitives: linear, conv2d, max_pool2d and batch_norm, each one fused op (forward,
+VJP and JVP side by side). nn/functional.py checks the arguments and calls these.
+
+Their fast VJPs run on raw ndarrays in an ordinary backward; the reference VJPs are built from
+ops whose own VJPs close the set (conv2d <-> its input and weight gradients, max-pool scatter
+<-> gather), so higher-order gradients work too.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from .. import memory
+from ..autograd import Op
+from ..tensor import Tensor
+from .elementwise import _new, raw
+from .shape import reshape
+
+# -- linear ---------------------------------------------------------------------------------------
+def _linear_fwd(x, w, b=None):
+    try:
+        if x.ndim and x.shape[-1] != w.shape[1]:
+            raise ValueError
+        dtype = x.dtype if x.dtype == w.dtype else np.result_type(x, w)
+        out = np.matmul(x, w.T, out=memory.take(x.shape[:-1] + w.shape[:1], dtype))
+    except ValueError:
+        raise ValueError(f"linear: input of shape {np.shape(x)} does not fit weight of shape {w.shape} "
+                         f"(the input's last axis must be in_features = {w.shape[-1]})") from None
+    if b is not None:
+        if b.dtype == out.dtype or out.dtype == np.result_type(out, b):
+            out += b  # (out is our own new array)
+        else:
+            out = out + b
+    return out
+
+
+def _linear_vjp(ctx, g, out, x, w, b=None):
+    """VJP: g @ W, g.T @ x (leading axes summed), g summed over leading axes."""
+    nx, nw = ctx.needs[0], ctx.needs[1]
+    gx = g @ w if nx else None
+    g2 = g if g.ndim == 2 else g.reshape((-1, w.shape[0]))
+    gw = g2.T @ (x if x.ndim == 2 else x.reshape((-1, w.shape[1]))) if nw else None
+    return (gx, gw) if b is None else (gx, gw, g2.sum(axis=0))
+
+
+def _linear_fast(ctx, g, out, x, w, b=None):
+    """_linear_vjp on ndarrays: the input gradient into a recycled array, the bias's by one reduce."""
+    nx, nw = ctx.needs[0], ctx.needs[1]
+    gx = np.matmul(g, w, out=memory.take(g.shape[:-1] + w.shape[1:], np.result_type(g, w))) if nx else None
+    g2 = g if g.ndim == 2 else g.reshape((-1, w.shape[0]))
+    gw = g2.T @ (x if x.ndim == 2 else x.reshape((-1, w.shape[1]))) if nw else None
+    return (gx, gw) if b is None else (gx, gw, np.add.reduce(g2, axis=0))
+
+
+def _linear_jvp(ts, out, x, w, b=None):
+    r = np.zeros_like(out)
+    if ts[0] is not None:
+        r = r + np.matmul(ts[0], w.T)
+    if ts[1] is not None:
+        r = r + np.matmul(x, ts[1].T)
+    if len(ts) > 2 and ts[2] is not None:
+        r = r + ts[2]
+    return r
+
+
+def _reads_x_w(needs):
+    """Inputs a product's VJP reads: x when W needs a gradient, W when x does."""
+    return ((1,) if needs[0] else ()) + ((0,) if needs[1] else ())
+
+
+linear = Op("linear", _linear_fwd, _linear_vjp, _linear_jvp, fast=_linear_fast, saves=_reads_x_w, saves_out=False)
+
+
+# -- conv2d ---------------------------------------------------------------------------------------
+def _pad(x, padding, value=0.0):
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    out = np.full(x.shape[:2] + (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), value, x.dtype)
+    out[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x  # (much faster than np.pad)
+    return out
+
+
+def _windows(xp, kh, kw, stride):
+    """im2col as a view: (N, C, Ho, Wo, kh, kw), no copy."""
+    return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
+
+
+def _im2col(x, kh, kw, stride, padding):
+    """The patches as (N, C*kh*kw, Ho*Wo), one copy, ordered (c, i, j) like W.reshape(O, -1)."""
+    win = _windows(_pad(x, padding), kh, kw, stride)
+    n, c, ho, wo = win.shape[:4]
+    cols = memory.take((n, c * kh * kw, ho * wo), win.dtype)
+    cols.reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
+    return cols, ho, wo
+
+
+def _conv_raw(x, w, b=None, *, stride, padding, keep=None):
+    """The convolution; `keep` (a node) keeps the patches for the weight's gradient."""
+    cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding)
+    w2 = w.reshape(w.shape[0], -1)
+    out = memory.take((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))
+    np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
+    if keep is not None:
+        keep.extra = cols  # the weight's gradient needs the same patches: kept, not rebuilt
+    else:
+        memory.give(cols)  # the patches are no longer needed
+    if b is not None:
+        b4 = b.reshape(1, -1, 1, 1)
+        out = out + b4 if out.dtype != np.result_type(out, b4) else np.add(out, b4, out=out)
+    return out
+
+
+def _conv_fwd(ctx, x, w, b=None, *, stride, padding):
+    return _conv_raw(x, w, b, stride=stride, padding=padding,
+                     keep=ctx if ctx is not None and ctx.needs[1] else None)
+
+
+def _conv_input_grad(g, w, x_shape, stride, padding):
+    """Adjoint of conv in x (col2im): for each kernel offset, W[:, :, i, j].T @ g per image, added
+    at that offset. One offset at a time keeps the work array small (the full column matrix would
+    be kh*kw times the input's size)."""
+    n, c, h, wd = x_shape
+    o, kh, kw = w.shape[0], w.shape[2], w.shape[3]
+    sh, sw = stride
+    ho, wo = g.shape[2], g.shape[3]
+    g2 = g.reshape(n, o, ho * wo)
+    gxp = memory.take((n, c, h + 2 * padding[0], wd + 2 * padding[1]), np.result_type(w, g))
+    gxp.fill(0)
+    part = memory.take((n, c, ho * wo), gxp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            np.matmul(w[:, :, i, j].T, g2, out=part)
+            gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += part.reshape(n, c, ho, wo)
+    memory.give(part)
+    return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd]
+
+
+def _conv_weight_grad(x, g, w_shape, stride, padding, cols=None):
+    """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch
+    (`cols`: the forward's patches of x, when it kept them)."""
+    if cols is None:
+        cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
+    else:
+        ho, wo = g.shape[2], g.shape[3]
+    n, o = g.shape[0], g.shape[1]
+    # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
+    gw = np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
+    memory.give(cols)
+    return gw
+
+
+def _any_tensor(*xs) -> bool:
+    return any(isinstance(x, Tensor) for x in xs)
+
+
+def _conv_any(x, w, stride, padding):
+    if _any_tensor(x, w):
+        return conv2d(x, w, stride=stride, padding=padding)
+    return _conv_raw(x, w, stride=stride, padding=padding)
+
+
+def _convx_any(g, w, x_shape, stride, padding):
+    if _any_tensor(g, w):
+        return _convx_op(g, w, x_shape=x_shape, stride=stride, padding=padding)
+    return _conv_input_grad(g, w, x_shape, stride, padding)
+
+
+def _convw_any(x, g, w_shape, stride, padding):
+    if _any_tensor(x, g):
+        return _convw_op(x, g, w_shape=w_shape, stride=stride, padding=padding)
+    return _conv_weight_grad(x, g, w_shape, stride, padding)
+
+
+def _conv_vjp(ctx, g, out, x, w, b=None, *, stride, padding):
+    """VJP: conv's adjoints in x (col2im of W.T g) and in W (g times the patches), sum(g) for b;
+    built from ops, so it is differentiable."""
+    gx = _convx_op(g, w, x_shape=raw(x).shape, stride=stride, padding=padding) if ctx.needs[0] else None
+    gw = _convw_op(x, g, w_shape=raw(w).shape, stride=stride, padding=padding) if ctx.needs[1] else None
+    return (gx, gw) if b is None else (gx, gw, g.sum(axis=(0, 2, 3)))
+
+
+def _conv_fast(ctx, g, out, x, w, b=None, *, stride, padding):
+    """_conv_vjp on ndarrays, reusing the forward's patches for the weight's gradient."""
+    gx = _conv_input_grad(g, w, x.shape, stride, padding) if ctx.needs[0] else None
+    gw = None
+    if ctx.needs[1]:
+        cols, ctx.extra = ctx.extra, None  # (used once: a retained graph's second backward rebuilds them)
+        gw = _conv_weight_grad(x, g, w.shape, stride, padding, cols)
+    return (gx, gw) if b is None else (gx, gw, np.add.reduce(g, axis=(0, 2, 3)))
+
+
+def _conv_jvp(ts, out, x, w, b=None, *, stride, padding):
+    r = np.zeros_like(out)
+    if ts[0] is not None:
+        r = r + _conv_raw(ts[0], w, stride=stride, padding=padding)
+    if ts[1] is not None:
+        r = r + _conv_raw(x, ts[1], stride=stride, padding=padding)
+    if len(ts) > 2 and ts[2] is not None:
+        r = r + ts[2].reshape(1, -1, 1, 1)
+    return r
+
+
+conv2d = Op("conv2d", _conv_fwd, _conv_vjp, _conv_jvp, fast=_conv_fast, keeps=True, saves=_reads_x_w,
+            saves_out=False)
+# T(g, W) = conv's adjoint in x; <a, T(g, W)> = <conv(a, W), g> gives both VJPs below.
+_convx_op = Op("conv2d_input_grad", lambda g, w, *, x_shape, stride, padding: _conv_input_grad(
+    g, w, x_shape, stride, padding),
+    lambda ctx, gg, out, g, w, *, x_shape, stride, padding: (
+        _conv_any(gg, w, stride, padding), _convw_any(gg, g, raw(w).shape, stride, padding)),
+    lambda ts, out, g, w, *, x_shape, stride, padding: (
+        (0 if ts[0] is None else _conv_input_grad(ts[0], w, x_shape, stride, padding))
+        + (0 if ts[1] is None else _conv_input_grad(g, ts[1], x_shape, stride, padding))))
+# Wg(x, g) = conv's adjoint in W; <V, Wg(x, g)> = <conv(x, V), g>.
+_convw_op = Op("conv2d_weight_grad", lambda x, g, *, w_shape, stride, padding: _conv_weight_grad(
+    x, g, w_shape, stride, padding),
+    lambda ctx, gv, out, x, g, *, w_shape, stride, padding: (
+        _convx_any(g, gv, raw(x).shape, stride, padding), _conv_any(x, gv, stride, padding)),
+    lambda ts, out, x, g, *, w_shape, stride, padding: (
+        (0 if ts[0] is None else _conv_weight_grad(ts[0], g, w_shape, stride, padding))
+        + (0 if ts[1] is None else _conv_weight_grad(x, ts[1], w_shape, stride, padding))))
+
+
+# -- max_pool2d -----------------------------------------------------------------------------------
+def _pool_positions(kernel, stride, ho, wo):
+    """(k, rows, cols): for each kernel offset, the strided slice of the padded input it reads."""
+    kh, kw = kernel
+    sh, sw = stride
+    return [(i * kw + j, slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw))
+            for i in range(kh) for j in range(kw)]
+
+
+def _pool_out_hw(shape, kernel, stride, padding):
+    return ((shape[2] + 2 * padding[0] - kernel[0]) // stride[0] + 1,
+            (shape[3] + 2 * padding[1] - kernel[1]) // stride[1] + 1)
+
+
+def _pool_fwd(x, *, kernel, stride, padding):
+    xp = _pad(x, padding, -np.inf)
+    ho, wo = _pool_out_hw(x.shape, kernel, stride, padding)
+    out = None
+    for _, si, sj in _pool_positions(kernel, stride, ho, wo):
+        v = xp[:, :, si, sj]
+        out = v.copy() if out is None else np.maximum(out, v, out=out)
+    return out
+
+
+def _pool_argmax(x, out, kernel, stride, padding):
+    """Kernel offset of each window's maximum `out` (the first one at ties, as PyTorch)."""
+    xp = _pad(x, padding, -np.inf)
+    pos = _pool_positions(kernel, stride, out.shape[2], out.shape[3])
+    arg = np.full(out.shape, len(pos) - 1, np.int16)
+    step = np.empty(out.shape, np.int16)
+    for k, si, sj in reversed(pos[:-1]):  # earlier offsets overwrite later ones: the first max wins
+        # arg = where(x == max, k, arg) without np.where (a data-dependent branch per element):
+        # arg -= (arg - k) * (x == max)
+        np.subtract(arg, np.int16(k), out=step)
+        step *= xp[:, :, si, sj] == out
+        arg -= step
+    return arg
+
+
+def _pool_scatter(g, arg, x_shape, kernel, stride, padding):
+    """Send each window's gradient to its argmax position, one kernel offset at a time. Windows
+    that do not overlap (stride >= kernel) write their slots directly; overlapping ones add."""
+    n, c, h, w = x_shape
+    gxp = memory.take((n, c, h + 2 * padding[0], w + 2 * padding[1]), g.dtype)
+    ho, wo = g.shape[2], g.shape[3]
+    disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
+    if not (disjoint and stride == kernel and gxp.shape[2] == ho * stride[0] and gxp.shape[3] == wo * stride[1]):
+        gxp.fill(0)  # some slots lie in no window, or receive from several
+    for k, si, sj in _pool_positions(kernel, stride, ho, wo):
+        if disjoint:
+            np.multiply(g, arg == k, out=gxp[:, :, si, sj])
+        else:
+            gxp[:, :, si, sj] += g * (arg == k)
+    return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + w]
+
+
+def _pool_gather(y, arg, kernel, stride, padding):
+    """Read y at each window's argmax position (the adjoint of _pool_scatter)."""
+    yp = _pad(y, padding)
+    out = np.zeros(arg.shape, y.dtype)
+    for k, si, sj in _pool_positions(kernel, stride, arg.shape[2], arg.shape[3]):
+        np.copyto(out, yp[:, :, si, sj], where=arg == k)
+    return out
+
+
+_pool_scatter_op = Op(
+    "max_pool2d_backward",
+    lambda g, *, arg, x_shape, kernel, stride, padding: _pool_scatter(g, arg, x_shape, kernel, stride, padding),
+    lambda ctx, gg, out, g, *, arg, x_shape, kernel, stride, padding: (
+        _pool_gather_op(gg, arg=arg, x_shape=x_shape, kernel=kernel, stride=stride, padding=padding),),
+    lambda ts, out, g, *, arg, x_shape, kernel, stride, padding: _pool_scatter(
+        ts[0], arg, x_shape, kernel, stride, padding))
+_pool_gather_op = Op(
+    "max_pool2d_gather",
+    lambda y, *, arg, x_shape, kernel, stride, padding: _pool_gather(y, arg, kernel, stride, padding),
+    lambda ctx, gg, out, y, *, arg, x_shape, kernel, stride, padding: (
+        _pool_scatter_op(gg, arg=arg, x_shape=x_shape, kernel=kernel, stride=stride, padding=padding),),
+    lambda ts, out, y, *, arg, x_shape, kernel, stride, padding: _pool_gather(ts[0], arg, kernel, stride, padding))
+
+
+def _pool_vjp(ctx, g, out, x, *, kernel, stride, padding):
+    """VJP: g to each window's argmax (the first at ties), as an op (differentiable)."""
+    rx = raw(x)
+    arg = _pool_argmax(rx, raw(out), kernel, stride, padding)
+    return (_pool_scatter_op(g, arg=arg, x_shape=rx.shape, kernel=kernel, stride=stride, padding=padding),)
+
+
+def _pool_fast(ctx, g, out, x, *, kernel, stride, padding):
+    return (_pool_scatter(g, _pool_argmax(x, out, kernel, stride, padding), x.shape, kernel, stride, padding),)
+
+
+max_pool2d = Op("max_pool2d", _pool_fwd, _pool_vjp,
+                lambda ts, out, x, *, kernel, stride, padding: _pool_gather(
+                    ts[0], _pool_argmax(x, out, kernel, stride, padding), kernel, stride, padding), fast=_pool_fast)
+
+
+# -- batch norm ------------------------------------------------------------------------------------
+def _bn_stats(x, axes, eps):
+    """Batch mean, biased variance, 1/sqrt(var + eps) and xhat = (x - mean) / sqrt(var + eps)."""
+    mean = np.mean(x, axis=axes, keepdims=True)
+    xhat = np.subtract(x, mean, out=_new(x))
+    sq = np.multiply(xhat, xhat, out=_new(x))
+    var = np.mean(sq, axis=axes, keepdims=True)
+    memory.give(sq)
+    inv = 1.0 / np.sqrt(var + eps)
+    xhat *= inv
+    return mean, var, inv, xhat
+
+
+def _bn_fwd(ctx, x, w, b, *, axes, shape, eps):
+    """Training-mode batch norm, one op: keeps the batch statistics and xhat (ctx.extra) for the
+    fast VJP and for the running statistics."""
+    mean, var, inv, xhat = stats = _bn_stats(x, axes, eps)
+    if ctx is not None:
+        ctx.extra = stats
+    y = xhat if w is None else np.multiply(xhat, w.reshape(shape), out=_new(x))
+    if b is not None:
+        y = y + b.reshape(shape) if y is xhat else np.add(y, b.reshape(shape), out=y)
+    return y
+
+
+def _bn_vjp(ctx, g, out, x, w, b, *, axes, shape, eps):
+    """dx = inv / n (n gx - sum(gx) - xhat sum(gx xhat)) with gx = g w; dw = sum(g xhat); db = sum(g)."""
+    n = raw(x).size // raw(x).shape[1]
+    mean = x.mean(axis=axes, keepdims=True)
+    xc = x - mean
+    inv = ((xc * xc).mean(axis=axes, keepdims=True) + eps) ** -0.5
+    xhat = xc * inv
+    gx = g if w is None else g * reshape(w, shape)
+    dx = (inv / n) * (n * gx - gx.sum(axis=axes, keepdims=True) - xhat * (gx * xhat).sum(axis=axes, keepdims=True))
+    dw = None if w is None else reshape((g * xhat).sum(axis=axes), raw(w).shape)
+    db = None if b is None else reshape(g.sum(axis=axes), raw(b).shape)
+    return dx, dw, db
+
+
+def _bn_fast(ctx, g, out, x, w, b, *, axes, shape, eps):
+    """_bn_vjp on ndarrays, in place, from the forward's statistics."""
+    n = x.size // x.shape[1]
+    inv, xhat = ctx.extra[2], ctx.extra[3]
+    t = np.multiply(g, xhat, out=_new(xhat))
+    dw = None if w is None else np.sum(t, axis=axes).reshape(w.shape)
+    db = None if b is None else np.sum(g, axis=axes).reshape(b.shape)
+    if w is None:
+        np.copyto(t, g)
+    else:
+        np.multiply(g, w.reshape(shape), out=t)  # t = gx
+    s1 = np.sum(t, axis=axes, keepdims=True)
+    u = np.multiply(t, xhat, out=_new(xhat))
+    np.multiply(xhat, np.sum(u, axis=axes, keepdims=True), out=u)
+    t *= n
+    t -= s1
+    t -= u
+    t *= inv / n
+    memory.give(u)
+    return t, dw, db
+
+
+def _bn_jvp(ts, out, x, w, b, *, axes, shape, eps):
+    """dy = w inv (dx - mean(dx) - xhat mean(xhat dx)) + xhat dw + db."""
+    _, _, inv, xhat = _bn_stats(x, axes, eps)
+    r = np.zeros_like(out)
+    if ts[0] is not None:
+        tx = ts[0]
+        dxhat = inv * (tx - tx.mean(axis=axes, keepdims=True) - xhat * (xhat * tx).mean(axis=axes, keepdims=True))
+        r = r + (dxhat if w is None else dxhat * w.reshape(shape))
+    if len(ts) > 1 and ts[1] is not None:
+        r = r + xhat * ts[1].reshape(shape)
+    if len(ts) > 2 and ts[2] is not None:
+        r = r + ts[2].reshape(shape)
+    return r
+
+
+batch_norm_train = Op("batch_norm", _bn_fwd, _bn_vjp, _bn_jvp, fast=_bn_fast, keeps=True)
