@@ -220,57 +220,6 @@ def _check_versions(node: Node) -> None:
                 "Make the change after backward(), or write it out of place (x = x + c instead of x += c).")
 
 
-class _Owned:
-    """Gradient arrays this backward pass created and never handed out: how many pending slots
-    hold each (by its base array). One whose count drops to 0 goes back to memory.py."""
-
-    __slots__ = ("count", "arrays")
-
-    def __init__(self):
-        self.count: dict[int, int] = {}
-        self.arrays: dict[int, np.ndarray] = {}
-
-    def add(self, g, node, gin) -> None:
-        """Register a VJP output g of node (incoming gradient gin): an alias of gin, a saved
-        array (never owned), or new."""
-        if type(g) is not np.ndarray:
-            return
-        root = g if g.base is None else g.base
-        key = id(root)
-        if key in self.count:
-            self.count[key] += 1
-            return
-        if root is gin or root is getattr(gin, "base", None) or not root.flags.writeable:
-            return  # gin was not ours (or handed out): neither is its view
-        for d in node.datas:
-            if root is d or (type(d) is np.ndarray and root is d.base):
-                return
-        if root is node.out or root is getattr(node.out, "base", None):
-            return
-        self.count[key] = 1
-        self.arrays[key] = root
-
-    def drop(self, g) -> None:
-        """A pending slot holding g is gone; recycle g's array if that was the last one."""
-        if type(g) is not np.ndarray:
-            return
-        key = id(g if g.base is None else g.base)
-        n = self.count.get(key)
-        if n is not None:
-            if n > 1:
-                self.count[key] = n - 1
-            else:
-                del self.count[key]
-                memory.give(self.arrays.pop(key))
-
-    def hand_out(self, g) -> None:
-        """g leaves the engine (a hook, .grad, a retained grad): never recycled."""
-        if type(g) is np.ndarray:
-            key = id(g if g.base is None else g.base)
-            self.count.pop(key, None)
-            self.arrays.pop(key, None)
-
-
 def _run_hooks(hooks, g, create_graph, owned, handed):
     for fn in list(hooks.values()):
         if not create_graph:  # the hook may keep it: no .grad shares it, and it is never recycled
@@ -300,7 +249,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
     (no .grad is touched); otherwise accumulate into the leaves' .grad. Nodes are popped newest
     first (a max-heap on creation order): a topological order, found without recursion."""
     pending, heap, leaves, handed = {}, [], [], {}
-    owned = _Owned()
+    owned = memory.Owned()
     for r, g in zip(roots, grads):
         _send(r._node or r, g, pending, heap, leaves, owned)
     want = None if inputs is None else {id(t._node or t): None for t in inputs}
@@ -365,9 +314,7 @@ def _send(key, g, pending, heap, leaves, owned) -> None:
     if key in pending:
         old = pending[key]
         s = pending[key] = old + g
-        if type(s) is np.ndarray:
-            owned.count[id(s)] = 1  # a new array of ours
-            owned.arrays[id(s)] = s
+        owned.new(s)  # a new array of ours
         owned.drop(old)
         owned.drop(g)
     else:

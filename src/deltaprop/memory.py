@@ -83,6 +83,63 @@ def clear() -> None:
     _local.held = 0
 
 
+class Owned:
+    """Gradient arrays this backward pass created and never handed out: how many pending slots
+    hold each (by its base array). One whose count drops to 0 is given back (`give`)."""
+
+    __slots__ = ("count", "arrays")
+
+    def __init__(self):
+        self.count: dict[int, int] = {}
+        self.arrays: dict[int, np.ndarray] = {}
+
+    def add(self, g, node, gin) -> None:
+        """Register a VJP output g of node (incoming gradient gin): an alias of gin (counted
+        if gin is ours), a view of an array the node saved (never ours), or new (ours)."""
+        if type(g) is not np.ndarray:
+            return
+        root = g if g.base is None else g.base
+        key = id(root)
+        if key in self.count:
+            self.count[key] += 1
+            return
+        if root is gin or root is getattr(gin, "base", None) or not root.flags.writeable:
+            return  # gin was not ours (or handed out): neither is its view
+        for d in node.datas:
+            if root is d or (type(d) is np.ndarray and root is d.base):
+                return
+        if root is node.out or root is getattr(node.out, "base", None):
+            return
+        self.count[key] = 1
+        self.arrays[key] = root
+
+    def new(self, a) -> None:
+        """a is an array the engine just made (a sum of two gradients): ours, in one slot."""
+        if type(a) is np.ndarray:
+            self.count[id(a)] = 1
+            self.arrays[id(a)] = a
+
+    def drop(self, g) -> None:
+        """A pending slot holding g is gone; recycle g's array if that was the last one."""
+        if type(g) is not np.ndarray:
+            return
+        key = id(g if g.base is None else g.base)
+        n = self.count.get(key)
+        if n is not None:
+            if n > 1:
+                self.count[key] = n - 1
+            else:
+                del self.count[key]
+                give(self.arrays.pop(key))
+
+    def hand_out(self, g) -> None:
+        """g leaves the engine (a hook, .grad, a retained grad): never recycled."""
+        if type(g) is np.ndarray:
+            key = id(g if g.base is None else g.base)
+            self.count.pop(key, None)
+            self.arrays.pop(key, None)
+
+
 class Workspace:
     """Work arrays owned by one object (an optimizer): `n` arrays shaped like `like`, as views
     into a few flat buffers that grow to the largest size asked for. Views are cached per shape
