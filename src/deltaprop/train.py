@@ -19,6 +19,7 @@ import numpy as np
 __all__ = [
     "ACTIVATIONS",
     "NonFiniteLossError",
+    "NonFiniteInputError",
     "History",
     "activation_module",
     "build_mlp",
@@ -26,6 +27,8 @@ __all__ = [
     "accuracy",
     "evaluate",
     "fit",
+    "check_finite",
+    "mlp_parameter_count",
 ]
 
 #: Activation names accepted by `build_mlp` (and `deltaprop train --activation`).
@@ -41,6 +44,45 @@ class NonFiniteLossError(FloatingPointError):
             f"the {what} became {value} at epoch {epoch}, step {step} of {steps}; "
             "lower the learning rate (--lr) or try another optimizer"
         )
+
+
+class NonFiniteInputError(ValueError):
+    """The data holds NaN or Inf: the message names the array, the count and the first position."""
+
+    def __init__(self, name: str, count: int, index: tuple[int, ...], value: float) -> None:
+        self.name, self.count, self.index, self.value = name, count, index, value
+        if len(index) == 1:
+            where = f"row {index[0]}"
+        elif len(index) == 2:
+            where = f"row {index[0]}, column {index[1]}"
+        else:
+            where = f"index {index}"
+        values = "value" if count == 1 else "values"
+        super().__init__(
+            f"{name} hold {count} non-finite {values} (the first: {value} at {where}); remove or "
+            "replace them before training (the data is at fault here, not the learning rate)"
+        )
+
+
+def check_finite(name: str, array: Any) -> None:
+    """Raise NonFiniteInputError naming `name`, the count and the first (row, column) if the
+    floating-point `array` holds NaN or Inf; integer and boolean arrays always pass."""
+    a = np.asarray(array)
+    if a.dtype.kind not in "fc":
+        return
+    ok = np.isfinite(a)
+    if ok.all():
+        return
+    bad = ~ok
+    first = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape)) if a.ndim else ()
+    raise NonFiniteInputError(name, int(bad.sum()), first, a[first].item())
+
+
+def mlp_parameter_count(sizes: Sequence[int]) -> int:
+    """Number of parameters of `build_mlp(sizes)`: sum of in*out + out over the Linear layers
+    (exact Python integer arithmetic, so absurd sizes never overflow)."""
+    sizes = [int(s) for s in sizes]
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 @dataclass
@@ -156,6 +198,20 @@ def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | No
     return result
 
 
+def _loader_arrays(loader: Any) -> tuple[Any, ...]:
+    """The arrays behind a DataLoader over a TensorDataset (empty for other loaders)."""
+    arrays = getattr(getattr(loader, "dataset", None), "arrays", None)
+    return tuple(arrays) if isinstance(arrays, tuple) else ()
+
+
+def _batch_nonfinite(batch: Sequence[Any], epoch: int, step: int) -> None:
+    """Raise NonFiniteInputError if an array of the batch (inputs, targets) is not finite."""
+    for i, part in enumerate(batch):
+        what = "inputs" if i == 0 else "targets" if i == 1 else f"array {i}"
+        check_finite(f"the {what} of batch {step} of epoch {epoch} (rows counted within the batch)",
+                     np.asarray(part))
+
+
 def _params_finite(model: Any) -> bool:
     for p in model.parameters():
         if not np.isfinite(np.asarray(p)).all():
@@ -186,11 +242,19 @@ def fit(
     ``on_epoch(epoch, record)`` (epoch 1-based). ``on_batch(epoch, step, loss)`` (1-based) is
     called after each step if given. A NaN/Inf loss, or non-finite parameters at the end of an
     epoch, raise NonFiniteLossError naming the epoch and step; the optimizer does not step on
-    a non-finite loss.
+    a non-finite loss. Non-finite data raises NonFiniteInputError instead, naming the array,
+    row and column: the arrays of a TensorDataset loader and of `eval_sets` are checked before
+    the first step, any other loader's batch when its loss is not finite.
     """
     history = History() if history is None else history
     epochs = int(epochs)
     eval_sets = dict(eval_sets or {})
+    for i, arr in enumerate(_loader_arrays(loader)):
+        what = "inputs" if i == 0 else "targets" if i == 1 else f"array {i}"
+        check_finite(f"the training {what} (array {i} of the loader's dataset)", arr)
+    for name, pair in eval_sets.items():
+        for what, arr in zip(("inputs", "targets"), pair):
+            check_finite(f"the {what} of evaluation set {name!r}", arr)
     set_epoch = getattr(loader, "set_epoch", None)
     for epoch in range(int(start_epoch), epochs):
         if set_epoch is not None:
@@ -209,6 +273,7 @@ def fit(
             loss = loss_fn(model(xb), yb)
             value = loss.item()
             if not math.isfinite(value):
+                _batch_nonfinite((xb, yb), epoch + 1, step)  # the data's fault, not the optimizer's
                 raise NonFiniteLossError(epoch + 1, step, max(steps, step), value)
             loss.backward()
             optimizer.step()
