@@ -64,6 +64,17 @@ def test_autorange_picks_the_first_size_that_lasts_long_enough():
     assert worker.autorange(free.step, 0.2, timer=free.timer, max_block=50) == 50
 
 
+def test_autorange_starts_from_the_size_it_is_given():
+    clock = FakeClock([0.001])
+    assert worker.autorange(clock.step, 0.2, timer=clock.timer, start=200) == 200
+    assert clock.calls == 200  # long enough at once: one trial
+    clock = FakeClock([0.001])
+    assert worker.autorange(clock.step, 0.2, timer=clock.timer, start=500) == 500  # never goes down
+    clock = FakeClock([0.001])  # too short (the round it came from was slow): up the ladder from there
+    assert worker.autorange(clock.step, 0.2, timer=clock.timer, start=30) == 200
+    assert clock.calls == 30 + 50 + 100 + 200
+
+
 @pytest.fixture
 def fake_lib(monkeypatch):
     """A library 'fakelib' with a mazur case whose step counts its calls (module in sys.modules)."""
@@ -104,31 +115,40 @@ def test_measure_calibrates_when_no_block_is_given(fake_lib):
     assert fake_lib["calls"] >= 1 + 2 * ex["block"]
 
 
-def _block_echo_command(python, lib, case, threads, quick, block=None):
-    """A fake worker that calibrates 7 when given no block and otherwise echoes the one given."""
+def _block_echo_command(python, lib, case, threads, quick, start_block=None):
+    """A fake worker whose calibration ends at the block size of its round (7, 20, 10, ...)."""
     code = (
         "import json, sys\n"
         "given = None if sys.argv[3] == '-' else int(sys.argv[3])\n"
+        "block = int(sys.argv[4])\n"
         "print(json.dumps({'lib': sys.argv[1], 'case': sys.argv[2], 'status': 'ok', 'value': 1.0,"
-        " 'unit': 's', 'times': [1.0], 'extra': {'block': 7 if given is None else given,"
-        " 'blocks': 3, 'given': given}}))\n"
+        " 'unit': 's', 'times': [1.0], 'extra': {'block': block, 'blocks': 3, 'given': given}}))\n"
     )
-    return [python, "-c", code, lib, case, "-" if block is None else str(block)]
+    return [python, "-c", code, lib, case, "-" if start_block is None else str(start_block)]
 
 
-def test_runner_passes_the_calibrated_block_to_later_rounds():
-    measure = runner.subprocess_measure(sys.executable, 1, False, 60, command=_block_echo_command)
-    first = measure("torch", "mazur", 0)
-    assert first["extra"]["given"] is None  # round 1 calibrates
-    assert measure("torch", "mazur", 1)["extra"]["given"] == 7  # later rounds reuse its size
-    assert measure("deltaprop", "mazur", 0)["extra"]["given"] is None  # per library ...
-    assert measure("torch", "cnn", 0)["extra"]["given"] is None  # ... and per case
+def test_runner_starts_each_calibration_from_the_largest_block_so_far():
+    sizes = iter([7, 20, 10, 10, 5])
+
+    def command(*args, **kw):
+        return _block_echo_command(*args, **kw) + [str(next(sizes))]
+
+    measure = runner.subprocess_measure(sys.executable, 1, False, 60, command=command)
+    assert measure("torch", "mazur", 0)["extra"]["given"] is None  # round 1 starts from 1
+    assert measure("torch", "mazur", 1)["extra"]["given"] == 7  # then from round 1's size
+    assert measure("torch", "mazur", 2)["extra"]["given"] == 20  # a larger size raises the start
+    assert measure("torch", "mazur", 3)["extra"]["given"] == 20  # a smaller one never lowers it
+    assert measure("deltaprop", "mazur", 0)["extra"]["given"] is None  # per library and case
 
 
 def test_worker_command_line_takes_block_options(capsys):
     assert worker.main(["numpy", "mazur", "--warmup", "0", "--block", "2", "--blocks", "3"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["status"] == "ok" and len(res["times"]) == 3 and res["extra"]["block"] == 2
+    assert worker.main(["numpy", "mazur", "--warmup", "0", "--start-block", "3", "--blocks", "1",
+                        "--min-block-time", "1e-9"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["extra"]["calibrated"] is True and res["extra"]["block"] >= 3
     with pytest.raises(SystemExit):
         worker.main(["numpy", "mazur", "--block", "0"])
 

@@ -36,7 +36,7 @@ def test_norecycle_command_is_the_deltaprop_worker():
     assert cmd == ["py", "-m", "deltaprop.bench.worker", NR, "cnn", "--threads", "2"]
 
 
-def _env_echo_command(python, lib, case, threads, quick, block=None):
+def _env_echo_command(python, lib, case, threads, quick, start_block=None):
     code = ("import json, os, sys\n"
             "print(json.dumps({'lib': sys.argv[1], 'case': sys.argv[2], 'status': 'ok', 'value': 1.0,"
             " 'unit': 's', 'times': [1.0], 'extra': {'recycle_env': os.environ.get('DELTAPROP_RECYCLE')}}))\n")

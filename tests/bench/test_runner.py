@@ -164,7 +164,7 @@ def test_parse_worker_output_takes_last_json_line():
     assert bad["status"] == "error" and bad["lib"] == "torch"
 
 
-def _fake_command(python, lib, case, threads, quick, block=None):
+def _fake_command(python, lib, case, threads, quick, start_block=None):
     """A tiny worker: reports its thread variables, or 'not installed' for lib 'ghost'."""
     code = (
         "import json, os, sys\n"
@@ -191,7 +191,7 @@ def test_subprocess_measure_runs_each_measurement_in_a_process():
 
 
 def test_subprocess_measure_reports_a_crash_as_error():
-    def crash(python, lib, case, threads, quick, block=None):
+    def crash(python, lib, case, threads, quick, start_block=None):
         return [python, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"]
 
     res = runner.subprocess_measure(sys.executable, 1, True, 60, command=crash)("torch", "cnn", 0)
@@ -216,8 +216,8 @@ def test_worker_commands():
     assert peer[4:] == ["torch", "cnn", "--threads", "2"]
     imp = runner.worker_command("py", "deltaprop", "import", 2, False)
     assert imp[:2] == ["py", "-c"] and imp[-2:] == ["deltaprop", "deltaprop"]
-    pinned = runner.worker_command("py", "torch", "cnn", 2, False, 500)
-    assert pinned[-4:] == ["--threads", "2", "--block", "500"]
+    hinted = runner.worker_command("py", "torch", "cnn", 2, False, 500)
+    assert hinted[-4:] == ["--threads", "2", "--start-block", "500"]
 
 
 def test_peer_worker_runs_without_deltaprop_init():

@@ -2,9 +2,9 @@
 
 For each case, round r runs every library once, in a fixed order (A B C, then C B A, ...), each
 in a fresh `python -m deltaprop.bench.worker` process with the same thread count. A worker times
-blocks of consecutive iterations (garbage collector on; the block size is calibrated in round 1
-and reused in the later rounds), and a library's round value is the median over its blocks of
-block time / block size; per library the report gives the median, min and max over rounds and
+blocks of consecutive iterations (garbage collector on; each worker calibrates its block size,
+starting from the size the library's previous round of the case used), and a library's round
+value is the median over its blocks of block time / block size; per library the report gives the median, min and max over rounds and
 the median over rounds of deltaprop / library (paired by round, so a machine that drifts
 between rounds moves both sides of each ratio together).
 
@@ -152,15 +152,15 @@ PEER_BOOTSTRAP = (
 
 
 def worker_command(python: str, lib: str, case: str, threads: int, quick: bool,
-                   block: int | None = None) -> list[str]:
+                   start_block: int | None = None) -> list[str]:
     """deltaprop: `python -m deltaprop.bench.worker LIB CASE ...`; a peer: the same worker via
-    PEER_BOOTSTRAP; the import case: IMPORT_SNIPPET in a fresh interpreter. `block`: iterations
-    per timed block (None: the worker calibrates it)."""
+    PEER_BOOTSTRAP; the import case: IMPORT_SNIPPET in a fresh interpreter. `start_block`: the
+    block size the worker's calibration tries first (None: 1)."""
     if case == "import":
         module = LIBS[lib][1] or lib
         return [python, "-c", IMPORT_SNIPPET, lib, module]
     args = [lib, case, "--threads", str(threads)] + (["--quick"] if quick else []) \
-        + (["--block", str(block)] if block else [])
+        + (["--start-block", str(start_block)] if start_block else [])
     if lib == BASELINE or LIBS[lib][1] == "deltaprop":
         return [python, "-m", "deltaprop.bench.worker", *args]
     pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -182,8 +182,10 @@ def parse_worker_output(stdout: str, lib: str, case: str) -> dict:
 def subprocess_measure(python: str, threads: int, quick: bool, timeout: float,
                        command: Callable[..., list[str]] = worker_command) -> Measure:
     """A Measure that runs each measurement in its own worker process, with worker_env(lib).
-    The block size a library's first worker of a case calibrated is passed to its later ones,
-    so every round of a library times the same number of iterations per block."""
+    The largest block size a library's workers of a case have used so far is where its next
+    worker's calibration starts: on a steady machine every round times the same number of
+    iterations per block, and a round calibrated while the machine was slow cannot leave the
+    later rounds with blocks shorter than the minimum (the calibration still goes up from there)."""
     envs: dict[str, dict[str, str]] = {}
     blocks: dict[tuple[str, str], int] = {}
 
@@ -205,7 +207,7 @@ def subprocess_measure(python: str, threads: int, quick: bool, timeout: float,
             res["extra"]["process_wall_s"] = wall
             block = res["extra"].get("block")
             if res.get("status") == "ok" and isinstance(block, int) and block > 0:
-                blocks.setdefault((lib, case), block)
+                blocks[(lib, case)] = max(block, blocks.get((lib, case), 0))
         return res
 
     return measure

@@ -4,7 +4,8 @@ Prints exactly one JSON line on stdout:
   {"lib", "case", "status": "ok", "value", "unit", "times", "extra"}   (value: median of times)
   {"lib", "case", "status": "not installed" | "not applicable" | "error", "reason"}
 Warm-up iterations run first; then, unless --block gives the block size, `autorange` picks it
-(the first of 1, 2, 5, 10, 20, ... iterations lasting at least --min-block-time); then
+(the first of 1, 2, 5, 10, 20, ... iterations lasting at least --min-block-time, trying
+--start-block first: the runner passes the size of the library's previous round); then
 `time_blocks` times --blocks blocks of that many consecutive iterations, each as a whole
 (time.perf_counter around the block, the garbage collector left enabled as in a training
 loop, so the collections a few iterations trigger are in the time). `times` holds each block's
@@ -46,19 +47,21 @@ def _as_float(x) -> float | None:
 
 
 def autorange(step: Callable[[], object], min_time: float, timer: Callable[[], float] = time.perf_counter,
-              max_block: int = 10_000_000) -> int:
-    """The block size: the first of 1, 2, 5, 10, 20, 50, ... calls of `step` in a row that take at
-    least `min_time` seconds (timeit's autorange rule; the trials also warm up)."""
+              max_block: int = 10_000_000, start: int = 1) -> int:
+    """The block size: the first of `start`, then 1, 2, 5, 10, 20, 50, ... above it, whose calls of
+    `step` in a row take at least `min_time` seconds (timeit's autorange rule; the trials also
+    warm up). `start` above 1 skips the trials below it."""
+    n = max(1, start)
     scale = 1
     while True:
-        for mult in (1, 2, 5):
-            n = scale * mult
-            t0 = timer()
-            for _ in range(n):
-                step()
-            if timer() - t0 >= min_time or n >= max_block:
-                return n
-        scale *= 10
+        t0 = timer()
+        for _ in range(n):
+            step()
+        if timer() - t0 >= min_time or n >= max_block:
+            return n
+        while scale * 5 <= n:
+            scale *= 10
+        n = next(scale * mult for mult in (1, 2, 5, 10) if scale * mult > n)
 
 
 def time_blocks(step: Callable[[], object], block: int, blocks: int,
@@ -88,9 +91,9 @@ def _recycling(lib: str) -> bool | None:
 
 
 def measure(lib: str, case: str, warmup: int, blocks: int, threads: int, block: int | None = None,
-            min_block_time: float = MIN_BLOCK_S[0]) -> dict:
+            min_block_time: float = MIN_BLOCK_S[0], start_block: int = 1) -> dict:
     """Run one library's version of one case; return the JSON-ready result. `block` iterations
-    per timed block (None: chosen by `autorange` with `min_block_time`)."""
+    per timed block (None: chosen by `autorange` with `min_block_time`, from `start_block` up)."""
     head = {"lib": lib, "case": case}
     if lib not in LIBS or case not in CASES:
         return {**head, "status": "error", "reason": f"unknown library or case: {lib} {case}"}
@@ -127,7 +130,7 @@ def measure(lib: str, case: str, warmup: int, blocks: int, threads: int, block: 
         for _ in range(warmup):
             step()
         if block is None:
-            block = autorange(step, min_block_time)
+            block = autorange(step, min_block_time, start=start_block)
             extra["calibrated"] = True
         times, out = time_blocks(step, block, blocks)
         extra.update(block=block, blocks=blocks, block_s=_median(times) * block)
@@ -160,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, help="warm-up iterations (default: the case's, _registry.TIMING)")
     p.add_argument("--blocks", type=_positive(int), help="timed blocks (default: the case's)")
     p.add_argument("--block", type=_positive(int), help="iterations per block (default: autorange)")
+    p.add_argument("--start-block", type=_positive(int), default=1,
+                   help="the block size autorange tries first (default 1; the runner passes the size "
+                        "the library's previous round used)")
     p.add_argument("--min-block-time", type=_positive(float),
                    help=f"seconds a block lasts at least, when autorange picks its size "
                         f"(default {MIN_BLOCK_S[0]:g}; {MIN_BLOCK_S[1]:g} with --quick)")
@@ -173,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     threads = a.threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or (os.cpu_count() or 1)
     for var in THREAD_VARS:  # effective only where NumPy was not imported yet; the runner sets them
         os.environ.setdefault(var, str(threads))
-    result = measure(a.lib, a.case, warmup, blocks, threads, block=a.block, min_block_time=min_block_time)
+    result = measure(a.lib, a.case, warmup, blocks, threads, block=a.block, min_block_time=min_block_time,
+                     start_block=a.start_block)
     result["threads"] = threads
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
