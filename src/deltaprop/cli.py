@@ -24,6 +24,10 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 DTYPES = ("float32", "float64")
 FORMAT = 1  # version of the model-file metadata written by `deltaprop train`
 TEST_SIZE = 0.2
+MEMORY_FALLBACK = 1 << 40  # bytes assumed when the machine's memory cannot be read (1 TiB)
+# --plot extensions matplotlib always writes (checked without importing it; others ask matplotlib)
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "pgf", "jpg", "jpeg", "tif", "tiff", "webp", "raw",
+                "rgba")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,19 @@ TINY = ("xor", "mazur")  # train = test, full batch, inputs used as they are
 
 class UsageError(Exception):
     """A bad combination of options (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: 'deltaprop train: error: ...; see ... --help' (exit 2).
+
+    The usage block argparse prints by default is left out: the line names the problem, the
+    message of every option type says what a valid value looks like, and --help lists the rest.
+    """
+
+    commands: dict[str, argparse.ArgumentParser]  # the top-level parser's subcommand parsers
+
+    def error(self, message: str) -> Any:  # noqa: D102 (argparse API)
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
 class CommandError(Exception):
@@ -124,12 +141,61 @@ def _per_dataset(field: str, fmt=str) -> str:
     return "; ".join(f"{name} {fmt(getattr(d, field))}" for name, d in DEFAULTS.items())
 
 
+# ----------------------------------------------------------------------------- memory
+
+def _memory_bytes() -> int:
+    """The machine's physical memory (page size x pages), or MEMORY_FALLBACK if unknown."""
+    try:
+        n = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return MEMORY_FALLBACK
+    return n if n > 0 else MEMORY_FALLBACK
+
+
+def _fmt_bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB"):
+        if value < 1024:
+            return f"{value:.0f} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.3g} YiB"
+
+
+def _copies(task: str, optimizer: str | None = None, momentum: float | None = None) -> tuple[int, str]:
+    """How many arrays the size of all the weights a command holds at once, and what they are."""
+    if task == "evaluate":
+        return 2, "to evaluate it (the network and the file's weights)"
+    slots = {"adam": 2, "adamw": 2, "rmsprop": 1}.get(optimizer or "", 1 if momentum else 0)
+    state = f", {optimizer}'s state" if slots else ""
+    return 3 + slots, f"to train it with {optimizer} (weights, gradients{state}, the last finite epoch's copy)"
+
+
+def _too_big(sizes: Sequence[int], dtype: Any, copies: tuple[int, str]) -> str | None:
+    """None if the MLP with layer `sizes` fits in memory; else why not, naming sizes and bytes.
+
+    Counted from the sizes alone (exact integers), so nothing is allocated to find out.
+    """
+    from deltaprop import train as tr
+
+    params = tr.mlp_parameter_count(sizes)
+    dt = np.dtype(dtype)
+    weights = params * dt.itemsize
+    n, purpose = copies
+    need = weights * n
+    memory = _memory_bytes()
+    if need <= memory:
+        return None
+    arch = "-".join(str(int(v)) for v in sizes)
+    return (f"the network {arch} has {params:,} parameters: {_fmt_bytes(weights)} of {dt.name} weights and "
+            f"about {_fmt_bytes(need)} {purpose}, more than this machine's {_fmt_bytes(memory)} of memory")
+
+
 # ----------------------------------------------------------------------------- parser
 
 def build_parser() -> argparse.ArgumentParser:
     from deltaprop import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Backpropagation you can see: train and evaluate networks on built-in data, "
                     "explain the chain rule step by step, benchmark against peers.",
@@ -201,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(deltaprop explain --help)")
     sub.add_parser("bench", add_help=False, help="benchmark against the installed peers "
                    "(deltaprop bench --help)")
+    parser.commands = {"train": t, "evaluate": e}
     return parser
 
 
@@ -232,9 +299,11 @@ def _raw_data(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _split(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from deltaprop import data
+    from deltaprop import data, train as tr
 
     X, y = _raw_data(dataset, seed)
+    tr.check_finite(f"the features of dataset {dataset!r}", X)
+    tr.check_finite(f"the targets of dataset {dataset!r}", y)
     if dataset in TINY:
         return X, X, y, y
     return data.train_test_split(X, y, test_size=TEST_SIZE, seed=seed, stratify=True)
@@ -291,6 +360,8 @@ REQUIRED_META = ("dataset", "sizes", "activation", "output_activation", "loss", 
 
 def _check_meta(path: str, meta: dict[str, Any], resume: bool = False) -> None:
     """Raise CommandError unless `meta` holds what rebuilding the run needs, naming the bad key."""
+    from deltaprop import train as tr
+
     needed = REQUIRED_META + (("optimizer", "lr") if resume else ())
     missing = [k for k in needed if k not in meta]
     if missing:
@@ -328,11 +399,18 @@ def _check_meta(path: str, meta: dict[str, Any], resume: bool = False) -> None:
             for k in ("mean", "std"))
         if not ok:
             raise bad("normalize", f"not {{'mean': [...], 'std': [...]}} with {sizes[0]} numbers each")
+        for k in ("mean", "std"):  # a NaN here would make every input NaN (JSON allows NaN)
+            for i, v in enumerate(norm[k]):
+                if not math.isfinite(v) or (k == "std" and v <= 0):
+                    want = "a positive number" if k == "std" else "a finite number"
+                    raise CommandError(f"{path!r}: metadata key 'normalize' has {k}[{i}] = {v!r} (input "
+                                       f"column {i}), not {want}; the file is damaged: re-create it with "
+                                       "'deltaprop train'")
     if resume:
         if meta["optimizer"] not in OPTIMIZERS:
             raise bad("optimizer", f"not one of {', '.join(OPTIMIZERS)}")
         lr = meta["lr"]
-        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
             raise bad("lr", "not a positive number")
         bs = meta.get("batch_size_option", meta.get("batch_size"))
         if not (isinstance(bs, int) and not isinstance(bs, bool) and bs >= 0):
@@ -340,6 +418,24 @@ def _check_meta(path: str, meta: dict[str, Any], resume: bool = False) -> None:
         mom = meta.get("momentum")
         if mom is not None and not (isinstance(mom, (int, float)) and 0 <= mom < 1):
             raise bad("momentum", "not a number in [0, 1) or null")
+        epochs = meta.get("epochs", 0)
+        if not (isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 0):
+            raise bad("epochs", "not a non-negative integer")
+        try:
+            tr.History.from_dict(meta.get("history"))
+        except (TypeError, ValueError, AttributeError):
+            raise CommandError(f"{path!r}: metadata key 'history' is not {{'epochs': [...], 'train_loss': [...], "
+                               "...} with a list of numbers each; the file is damaged: re-create it with "
+                               "'deltaprop train'") from None
+    copies = _copies("train", meta["optimizer"], meta.get("momentum")) if resume else _copies("evaluate")
+    too_big = _too_big(sizes, meta["dtype"], copies)
+    if too_big:
+        raise CommandError(_file_too_big(path, too_big))
+
+
+def _file_too_big(path: str, why: str) -> str:
+    return (f"{path!r}: metadata key 'sizes' describes a network this machine cannot hold: {why}; the file "
+            "is damaged, or it needs a machine with more memory")
 
 
 def _check_state(path: str, state: dict[str, np.ndarray], model: Any) -> None:
@@ -361,12 +457,20 @@ def _check_state(path: str, state: dict[str, np.ndarray], model: Any) -> None:
             f"{', '.join(map(repr, extra))} (shapes {', '.join(str(tuple(state[k].shape)) for k in extra)})")
 
 
+def _check_readable(path: str, what: str) -> None:
+    """Raise CommandError unless `path` is an existing file (not a directory)."""
+    if not os.path.exists(path):
+        raise CommandError(f"no such file: {path!r}")
+    if os.path.isdir(path):
+        raise CommandError(f"{path!r} is a directory, not a {what}; give the path of a file written by "
+                           "'deltaprop train'")
+
+
 def _read_model_file(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(state dict, metadata) of a model file or a checkpoint written by `deltaprop train`."""
     from deltaprop import io
 
-    if not os.path.exists(path):
-        raise CommandError(f"no such file: {path!r}")
+    _check_readable(path, "model file")
     meta = io.load_metadata(path)
     if meta.get("file") == "checkpoint":
         ckpt = io.read_checkpoint(path)
@@ -457,14 +561,16 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
         return cfg, None
     if not os.path.exists(args.resume):
         raise CommandError(f"no such checkpoint: {args.resume!r}")
+    _check_readable(args.resume, "checkpoint")
     meta_plain = io.load_metadata(args.resume)
     if "deltaprop.checkpoint" in meta_plain or meta_plain.get("file") != "model":
         ckpt = io.read_checkpoint(args.resume)
+        _check_meta(args.resume, ckpt.metadata, resume=True)
     else:  # a model file of `deltaprop train`: weights, epochs and history; the optimizer restarts
+        _check_meta(args.resume, meta_plain, resume=True)
         ckpt = io.Checkpoint(model_state=io.load(args.resume), optimizer_state=None,
-                             epoch=int(meta_plain.get("epochs", 0)), metadata=meta_plain)
+                             epoch=meta_plain.get("epochs", 0), metadata=meta_plain)
     meta = ckpt.metadata
-    _check_meta(args.resume, meta, resume=True)
     cfg = {
         "dataset": meta["dataset"],
         "hidden": list(meta["sizes"][1:-1]),
@@ -493,6 +599,48 @@ def _resolve_train_config(args: argparse.Namespace) -> tuple[dict[str, Any], Any
     return cfg, ckpt
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: every path the run will write is a file name in an existing directory."""
+    if not args.out:
+        raise UsageError(f"--out {args.out!r} is not a file path; give one such as model.safetensors")
+    plot = None if args.no_plot else args.plot
+    for opt, path in (("--out", args.out), ("--checkpoint", args.checkpoint), ("--plot", plot)):
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise CommandError(f"cannot write {path!r} ({opt}): it is a directory; give a file name such as "
+                               f"{os.path.join(path, 'training.png' if opt == '--plot' else 'model.safetensors')}")
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise CommandError(f"cannot write {path!r}: directory {d!r} does not exist; create it first")
+    ext = os.path.splitext(plot or "")[1].lstrip(".").lower()
+    if ext and ext not in PLOT_FORMATS:  # ask matplotlib only about the unusual ones (importing it is slow)
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError:
+            return  # no plot is written; the run says so at the end
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if ext not in formats:
+            raise UsageError(f"--plot {plot!r}: matplotlib cannot write .{ext} files; use one of "
+                             f"{', '.join('.' + f for f in sorted(formats))}")
+
+
+def _check_inputs(dataset: str, dtype: np.dtype, Xtr: np.ndarray, Xte: np.ndarray, ytr: np.ndarray,
+                  yte: np.ndarray) -> None:
+    """Raise NonFiniteInputError (exit 1) naming the array, row and column of a NaN/Inf in the data
+    as the network sees it (normalized, in `dtype`), so a NaN loss is never blamed on --lr."""
+    from deltaprop import train as tr
+
+    if dataset in TINY:  # train = test, inputs as they are
+        sets = [("", Xtr, ytr, f"as {dtype.name}")]
+    else:
+        how = f"normalized, as {dtype.name}"
+        sets = [("training ", Xtr, ytr, how), ("test ", Xte, yte, how)]
+    for split, X, y, how in sets:
+        tr.check_finite(f"the {split}features of dataset {dataset!r} ({how})", X)
+        tr.check_finite(f"the {split}targets of dataset {dataset!r}", y)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     import deltaprop as dp
     from deltaprop import io
@@ -502,18 +650,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg, ckpt = _resolve_train_config(args)
     dataset, seed = cfg["dataset"], cfg["seed"]
     dtype = np.dtype(cfg["dtype"])
-    for path in (args.out, args.checkpoint, None if args.no_plot else args.plot):
-        if path:
-            d = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(d):
-                raise CommandError(f"cannot write {path!r}: directory {d!r} does not exist; create it first")
+    _check_outputs(args)
 
     Xtr_raw, Xte_raw, ytr, yte = _split(dataset, seed)
     norm = _normalization(dataset, Xtr_raw)
     Xtr, Xte = _normalize(Xtr_raw, norm, dtype), _normalize(Xte_raw, norm, dtype)
     if dataset == "mazur":
         ytr, yte = ytr.astype(dtype), yte.astype(dtype)
+    _check_inputs(dataset, dtype, Xtr, Xte, ytr, yte)
     task = _task(dataset, ytr, Xtr.shape[1], cfg["hidden"])
+    too_big = _too_big(task["sizes"], dtype, _copies("train", cfg["optimizer"], cfg["momentum"]))
+    if too_big and ckpt is not None:
+        raise CommandError(_file_too_big(args.resume, too_big))
+    if too_big:
+        raise UsageError(f"--hidden {_fmt_hidden(cfg['hidden'])} is too big: {too_big}; use smaller hidden sizes")
     batch_size = cfg["batch_size"] or len(Xtr)
     batch_size = min(batch_size, len(Xtr))
     meta: dict[str, Any] = {
@@ -699,6 +849,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     Xtr, Xte = _normalize(Xtr_raw, norm, dtype), _normalize(Xte_raw, norm, dtype)
     if dataset == "mazur":
         ytr, yte = ytr.astype(dtype), yte.astype(dtype)
+    _check_inputs(dataset, dtype, Xtr, Xte, ytr, yte)
     if sizes[0] != Xtr.shape[1]:
         raise CommandError(f"{path!r}: metadata key 'sizes' starts with {sizes[0]} inputs but dataset "
                            f"{dataset!r} has {Xtr.shape[1]} features")
@@ -769,7 +920,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # name the command's options too (DESIGN: the message lists the valid ones)
+            which = parser.commands.get(args.command, parser)
+            opts = [o for a in which._actions for o in a.option_strings if o.startswith("--")]
+            which.error(f"unrecognized argument(s): {' '.join(extra)} (the options are: {', '.join(opts)})")
     except SystemExit as exc:  # --help, --version, usage errors (argparse printed the message)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
@@ -779,11 +934,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return sub(args)
     except UsageError as exc:
-        _print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        _print(f"{PROG} {args.command}: error: {exc}; see '{PROG} {args.command} --help'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         _print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as exc:  # the size checks come first; this is the rest (e.g. a huge batch)
+        why = f" ({exc})" if str(exc) else ""
+        todo = ("use a smaller network (--hidden) or --batch-size" if args.command == "train"
+                else "free some memory or use a machine with more")
+        _print(f"{PROG}: error: out of memory{why}; {todo}", file=sys.stderr)
+        return 1
     except (CommandError, ValueError, OSError, FloatingPointError) as exc:
         msg = str(exc)
         if isinstance(exc, OSError) and exc.filename and exc.strerror:
