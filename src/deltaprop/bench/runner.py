@@ -4,9 +4,9 @@ For each case, round r runs every library once, in a fixed order (A B C, then C 
 in a fresh `python -m deltaprop.bench.worker` process with the same thread count. A worker times
 blocks of consecutive iterations (garbage collector on; each worker calibrates its block size,
 starting from the size the library's previous round of the case used), and a library's round
-value is the median over its blocks of block time / block size; per library the report gives the median, min and max over rounds and
-the median over rounds of deltaprop / library (paired by round, so a machine that drifts
-between rounds moves both sides of each ratio together).
+value is the median over its blocks of block time / block size. Per library the report gives
+the median, min and max over rounds and the median over rounds of deltaprop / library (paired
+by round, so a machine that drifts between rounds moves both sides of each ratio together).
 
 Options are checked before anything runs (`check_options`): a bad one is one line on stderr
 and exit code 2.

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 import os
 import sys
 import time
+from collections.abc import Callable
 from importlib import import_module
 from importlib.util import find_spec
 
