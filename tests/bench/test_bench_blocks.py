@@ -156,3 +156,11 @@ def test_worker_command_line_takes_block_options(capsys):
 def test_block_timing_in_the_notes():
     item = {"status": "ok", "min": 1.0, "max": 1.1, "extra": {"warmup": 20, "block": 2000, "blocks": 3}}
     assert runner._notes("mazur", "numpy", item, None) == "3 x 2000 it"
+
+
+def test_block_sizes_that_differ_between_rounds_show_as_a_range():
+    runs = [{"extra": {"block": b, "blocks": 3}} for b in (2, 5, 5)]
+    ex = runner._merge_extra(runs)
+    assert ex["block_range"] == [2, 5]
+    item = {"status": "ok", "min": 1.0, "max": 1.1, "extra": ex}
+    assert runner._notes("cnn", "numpy", item, None) == "3 x 2-5 it"

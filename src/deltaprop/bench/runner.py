@@ -244,13 +244,16 @@ def _shown_rank(lib: str) -> int:
 
 
 def _merge_extra(runs: list[dict]) -> dict:
-    """Per-process extras: numbers become medians over rounds, the rest is kept from the last."""
+    """Per-process extras: numbers become medians over rounds, the rest is kept from the last;
+    the block sizes also as [smallest, largest] in `block_range`."""
     extras = [r.get("extra") or {} for r in runs]
     merged: dict[str, Any] = {}
     for key in {k for e in extras for k in e}:
         vals = [e[key] for e in extras if key in e]
         nums = [v for v in vals if isinstance(v, (int, float)) and not isinstance(v, bool)]
         merged[key] = median(nums) if nums and len(nums) == len(vals) else vals[-1]
+        if key == "block" and nums:
+            merged["block_range"] = [min(nums), max(nums)]
     return merged
 
 
@@ -294,7 +297,9 @@ def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
                      + {False: " (recycler off)", True: " (recycler on!)"}.get(ex.get("recycle"),
                                                                                 " (recycler state unknown)"))
     if ex.get("block") is not None and ex.get("blocks") is not None:
-        notes.append(f"{ex['blocks']:.0f} x {ex['block']:.0f} it")
+        lo, hi = ex.get("block_range") or (ex["block"], ex["block"])
+        notes.append(f"{ex['blocks']:.0f} x {lo:.0f} it" if lo == hi else
+                     f"{ex['blocks']:.0f} x {lo:.0f}-{hi:.0f} it")
     lo, hi = item.get("min"), item.get("max")
     if case not in ("memory", "import") and lo and hi and hi / lo > SPREAD_FLAG:
         # rounds this far apart mean something else ran on the machine during the case
