@@ -1,4 +1,4 @@
-"""The engine: graph nodes, per-thread grad/anomaly modes, the iterative backward pass.
+"""The engine: graph nodes, the op contract, the iterative backward pass (modes: modes.py).
 
 The op contract. An `Op` (ops/) has a forward on ndarrays, one reference VJP written in NumPy
 calls (it also runs on Tensors, which dispatch those calls back to deltaprop ops: that is how
@@ -17,91 +17,17 @@ and that nothing else received.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
 import heapq
-import inspect
 import itertools
-import threading
 
 import numpy as np
 
 from . import anomaly, memory  # (anomaly imports this module lazily: no cycle at import time)
+from .modes import _state, detect_anomaly, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (re-exported)
 from .tensor import Tensor
 
 _seq = itertools.count()
 REGISTRY: dict[str, "Op"] = {}  # every primitive, by name: the list that the op-contract tests walk
-
-
-class _State(threading.local):
-    """Grad and anomaly modes: per thread, as in PyTorch (a new thread starts with the defaults)."""
-    grad = True
-    anomaly = False
-
-
-_state = _State()
-
-
-class _Mode(contextlib.ContextDecorator):
-    """Context manager / decorator that sets a per-thread mode and restores it on exit. As a
-    decorator on a generator function, the mode holds inside the generator at every resume."""
-
-    def __init__(self, name: str, value: bool):
-        self.name, self.value = name, value
-        self.saved: list[bool] = []
-
-    def __enter__(self):
-        self.saved.append(getattr(_state, self.name))
-        setattr(_state, self.name, self.value)
-
-    def __exit__(self, *exc):
-        setattr(_state, self.name, self.saved.pop())
-
-    def __call__(self, fn):
-        if not inspect.isgeneratorfunction(fn):
-            return super().__call__(fn)
-        mode = type(self)(self.name, self.value)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            gen = fn(*args, **kwargs)
-            sent = None
-            while True:
-                try:
-                    with mode:
-                        item = gen.send(sent)
-                except StopIteration as stop:
-                    return stop.value
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    gen.close()
-                    raise
-                except BaseException as exc:  # thrown in: pass it to the generator, under the mode
-                    with mode:
-                        item = gen.throw(exc)
-                    sent = yield item
-        return wrapper
-
-
-def no_grad() -> _Mode:
-    """Ops inside record no graph (use for updates and evaluation). Per thread."""
-    return _Mode("grad", False)
-
-
-def enable_grad() -> _Mode:
-    """Ops inside record the graph again (e.g. within no_grad). Per thread."""
-    return _Mode("grad", True)
-
-
-def is_grad_enabled() -> bool:
-    """Whether ops record the graph right now, in this thread."""
-    return _state.grad
-
-
-def detect_anomaly() -> _Mode:
-    """NaN in a forward value, or NaN/Inf in a gradient, raises FloatingPointError naming the op."""
-    return _Mode("anomaly", True)
 
 
 class Node:

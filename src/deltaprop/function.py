@@ -38,6 +38,7 @@ class Function:
     @classmethod
     def apply(cls, *args):
         ctx = Context()
+        ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)  # (PyTorch's name)
         with no_grad():
             out = cls.forward(ctx, *args)
         out = out if isinstance(out, Tensor) else Tensor(np.asarray(out))
