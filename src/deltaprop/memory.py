@@ -24,7 +24,7 @@ import numpy as np
 
 MIN_BYTES = 64 << 10  # smaller arrays are cheap: NumPy and malloc cache them already
 _MAX_BYTES = 32 << 20  # the most one thread's free lists ever hold
-_PER_KEY = 8
+_PER_KEY = 24  # (a scratch scope may hold a dozen work arrays of one shape)
 
 _mode = os.environ.get("DELTAPROP_RECYCLE", "1").strip().lower()
 _enabled = _mode not in ("0", "off", "false", "no")
@@ -75,6 +75,40 @@ def give(a: np.ndarray) -> None:
                 a.fill(np.nan if a.dtype.kind in "fc" else 123)
             stack.append(a)
             _local.held += a.nbytes
+
+
+class Scratch:
+    """Work arrays for one computation: `take` them here (or `adopt` one the computation owns
+    outright, e.g. what its forward kept for it); all go back to the free lists when the `with`
+    block ends. Ops ask for buffers this way and never give arrays back themselves; a scratch
+    array must not outlive its block (DELTAPROP_RECYCLE=check poisons it at the end)."""
+
+    __slots__ = ("_arrays",)
+
+    def __init__(self) -> None:
+        self._arrays: list[np.ndarray] = []
+
+    def take(self, shape: tuple, dtype) -> np.ndarray:
+        a = take(shape, dtype)
+        self._arrays.append(a)
+        return a
+
+    def adopt(self, a) -> None:
+        if type(a) is np.ndarray:
+            self._arrays.append(a)
+
+    def __enter__(self) -> "Scratch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for a in self._arrays:
+            give(a)
+        self._arrays.clear()
+
+
+def scratch() -> Scratch:
+    """A scope for work arrays: `with memory.scratch() as s: t = s.take(shape, dtype)`."""
+    return Scratch()
 
 
 def clear() -> None:

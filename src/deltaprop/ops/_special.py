@@ -30,16 +30,16 @@ _INV_SQRT_PI = 5.6418958354775628695e-1
 _THRESH = 0.46875
 
 
-def _tmp(like: np.ndarray) -> np.ndarray:
-    """A float64 work array shaped like `like`, recycled between calls (deltaprop.memory): a fresh
-    large array costs a page fault per 4 KB, which here took longer than all the arithmetic."""
-    return memory.take(like.shape, np.float64)
+def _tmp(s: memory.Scratch, like: np.ndarray) -> np.ndarray:
+    """A float64 work array shaped like `like`, from the scratch scope `s` (deltaprop.memory): a
+    fresh large array costs a page fault per 4 KB, which here took longer than all the arithmetic."""
+    return s.take(np.shape(like), np.float64)
 
 
-def _ratio(z, lead, num_c, den_c):
+def _ratio(s, z, lead, num_c, den_c):
     """(lead z^n + num_c[0] z^(n-1) + ...) / (z^n + den_c[0] z^(n-1) + ...), Horner, in place."""
-    num = np.multiply(z, lead, out=_tmp(z))
-    den = _tmp(z)
+    num = np.multiply(z, lead, out=_tmp(s, z))
+    den = _tmp(s, z)
     np.copyto(den, z)
     for i in range(len(den_c) - 1):
         num += num_c[i]
@@ -49,87 +49,79 @@ def _ratio(z, lead, num_c, den_c):
     num += num_c[-1]
     den += den_c[-1]
     num /= den
-    memory.give(den)
     return num
 
 
-def _erf_small(x):
+def _erf_small(s, x):
     """erf(x) for |x| <= 0.46875."""
-    z = np.multiply(x, x, out=_tmp(x))
-    r = _ratio(z, _A[4], _A[:4], _B)
-    memory.give(z)
+    z = np.multiply(x, x, out=_tmp(s, x))
+    r = _ratio(s, z, _A[4], _A[:4], _B)
     r *= x
     return r
 
 
-def _times_exp_neg_sq(r, y):
+def _times_exp_neg_sq(s, r, y):
     """r * exp(-y^2) in place, as exp(-t^2) exp(-(y-t)(y+t)) with t = y truncated to 1/16 (Cody's
     trick: forming y^2 directly would lose the low bits that matter in the tail)."""
-    t = np.multiply(y, 16.0, out=_tmp(y))
+    t = np.multiply(y, 16.0, out=_tmp(s, y))
     np.trunc(t, out=t)
     t /= 16.0
-    d = np.subtract(y, t, out=_tmp(y))
-    e = np.add(y, t, out=_tmp(y))
+    d = np.subtract(y, t, out=_tmp(s, y))
+    e = np.add(y, t, out=_tmp(s, y))
     d *= e
-    memory.give(e)
     np.negative(d, out=d)
     np.exp(d, out=d)
     r *= d
-    memory.give(d)
     np.multiply(t, t, out=t)
     np.negative(t, out=t)
     np.exp(t, out=t)
     r *= t
-    memory.give(t)
     return r
 
 
-def _erfc_mid(y):
+def _erfc_mid(s, y):
     """erfc(y) for 0.46875 <= y <= 4."""
-    return _times_exp_neg_sq(_ratio(y, _C[8], _C[:8], _D), y)
+    return _times_exp_neg_sq(s, _ratio(s, y, _C[8], _C[:8], _D), y)
 
 
-def _erfc_big(y):
+def _erfc_big(s, y):
     """erfc(y) for y >= 4."""
-    z = np.multiply(y, y, out=_tmp(y))
+    z = np.multiply(y, y, out=_tmp(s, y))
     np.reciprocal(z, out=z)
-    r = _ratio(z, _P[5], _P[:5], _Q)
+    r = _ratio(s, z, _P[5], _P[:5], _Q)
     r *= z
-    memory.give(z)
     np.subtract(_INV_SQRT_PI, r, out=r)
     r /= y
     with np.errstate(under="ignore"):
-        return _times_exp_neg_sq(r, y)
+        return _times_exp_neg_sq(s, r, y)
 
 
 def _erf_erfc(x, complement: bool, scale: float = 1.0) -> np.ndarray:
     """erf(scale * x) or erfc(scale * x) in float64. Each of Cody's three approximations runs on
     the whole array (its input clipped to its range), and the right one is kept per entry: this
     costs fewer passes than gathering and scattering each range's entries."""
-    u = np.multiply(x, scale, out=memory.take(np.shape(x), np.float64))
-    a = np.abs(u, out=_tmp(u))
-    c = np.clip(a, _THRESH, 4.0, out=_tmp(u))
-    tail = _erfc_mid(c)  # erfc(|u|), kept where |u| > 0.46875
-    if a.size and np.maximum.reduce(a, axis=None) > 4.0:
-        np.maximum(a, 4.0, out=c)
-        big = _erfc_big(c)
-        np.copyto(tail, big, where=a > 4.0)
-        memory.give(big)
-    np.clip(u, -_THRESH, _THRESH, out=c)
-    small = _erf_small(c)  # erf(u), kept where |u| <= 0.46875
-    inner = a <= _THRESH
-    out = np.empty(np.shape(x), np.float64)
-    if complement:  # erfc(u) = erfc(|u|) for u > 0, 2 - erfc(|u|) for u < 0, 1 - erf(u) inside
-        np.subtract(2.0, tail, out=out)
-        np.copyto(out, tail, where=u >= 0)
-        np.subtract(1.0, small, out=small)
-    else:  # erf(u) = sign(u) (1 - erfc(|u|)), erf(u) inside
-        np.subtract(1.0, tail, out=out)
-        np.copysign(out, u, out=out)
-    np.copyto(out, small, where=inner)
-    for w in (u, a, c, tail, small):
-        memory.give(w)
-    return out
+    with memory.scratch() as s:
+        u = np.multiply(x, scale, out=_tmp(s, x))
+        a = np.abs(u, out=_tmp(s, u))
+        c = np.clip(a, _THRESH, 4.0, out=_tmp(s, u))
+        tail = _erfc_mid(s, c)  # erfc(|u|), kept where |u| > 0.46875
+        if a.size and np.maximum.reduce(a, axis=None) > 4.0:
+            np.maximum(a, 4.0, out=c)
+            big = _erfc_big(s, c)
+            np.copyto(tail, big, where=a > 4.0)
+        np.clip(u, -_THRESH, _THRESH, out=c)
+        small = _erf_small(s, c)  # erf(u), kept where |u| <= 0.46875
+        inner = a <= _THRESH
+        out = np.empty(np.shape(x), np.float64)
+        if complement:  # erfc(u) = erfc(|u|) for u > 0, 2 - erfc(|u|) for u < 0, 1 - erf(u) inside
+            np.subtract(2.0, tail, out=out)
+            np.copyto(out, tail, where=u >= 0)
+            np.subtract(1.0, small, out=small)
+        else:  # erf(u) = sign(u) (1 - erfc(|u|)), erf(u) inside
+            np.subtract(1.0, tail, out=out)
+            np.copysign(out, u, out=out)
+        np.copyto(out, small, where=inner)
+        return out
 
 
 def erf(x) -> np.ndarray:
@@ -159,24 +151,23 @@ _NR = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
 def ndtr_single(x: np.ndarray) -> np.ndarray:
     """Phi(x) for float32/float16 x, in x's dtype: relative error below 2e-7 (measured against
     math.erfc on a dense grid over [-14, 14]), computed in float64."""
-    a = np.abs(x, out=_tmp(x))
-    a *= 0.7071067811865476  # z = |x| / sqrt(2)
-    t = np.multiply(a, 0.5, out=_tmp(x))
-    t += 1.0
-    np.reciprocal(t, out=t)
-    p = np.multiply(t, _NR[9], out=_tmp(x))
-    for c in _NR[8:0:-1]:
-        p += c
+    with memory.scratch() as s:
+        a = np.abs(x, out=_tmp(s, x))
+        a *= 0.7071067811865476  # z = |x| / sqrt(2)
+        t = np.multiply(a, 0.5, out=_tmp(s, x))
+        t += 1.0
+        np.reciprocal(t, out=t)
+        p = np.multiply(t, _NR[9], out=_tmp(s, x))
+        for c in _NR[8:0:-1]:
+            p += c
+            p *= t
+        p += _NR[0]
+        a *= a
+        p -= a
+        np.exp(p, out=p)
         p *= t
-    p += _NR[0]
-    a *= a
-    p -= a
-    np.exp(p, out=p)
-    p *= t
-    p *= 0.5  # Phi(-|x|) = erfc(z) / 2
-    # Phi(x) = Phi(-|x|) for x < 0 and 1 - Phi(-|x|) for x >= 0, in one pass: (x >= 0) - copysign
-    np.copysign(p, x, out=p)
-    out = np.subtract(x >= 0, p, out=np.empty(x.shape, x.dtype))
-    for w in (a, t, p):
-        memory.give(w)
-    return out
+        p *= 0.5  # Phi(-|x|) = erfc(z) / 2
+        # Phi(x) = Phi(-|x|) for x < 0 and 1 - Phi(-|x|) for x >= 0, in one pass: (x >= 0) - copysign
+        np.copysign(p, x, out=p)
+        out = np.subtract(x >= 0, p, out=np.empty(x.shape, x.dtype))
+        return out
