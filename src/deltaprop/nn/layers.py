@@ -165,9 +165,9 @@ class BatchNorm1d(Module):
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self.running_mean.data[...] = 0
-            self.running_var.data[...] = 1
-            self.num_batches_tracked.data[...] = 0
+            for buf, value in ((self.running_mean, 0), (self.running_var, 1), (self.num_batches_tracked, 0)):
+                buf.data[...] = value
+                buf._bump()
 
     def forward(self, x: Any) -> Tensor:
         shape = np.shape(x.data if isinstance(x, Tensor) else x)

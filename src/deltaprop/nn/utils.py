@@ -57,4 +57,5 @@ def vector_to_parameters(vec: Any, parameters: Iterable[Tensor]) -> None:
     for p in parameters:
         n = p.data.size
         p.data[...] = v[i:i + n].reshape(p.data.shape)
+        p._bump()  # an in-place change (a graph that saved p raises rather than use the new values)
         i += n
