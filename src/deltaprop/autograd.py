@@ -49,7 +49,7 @@ class Op:
     saves: indices of the inputs the VJP reads (None: all), or a function of ctx.needs giving
     them; saves_out: whether it reads the output. Only those are version-checked."""
 
-    __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out")
+    __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out", "primitive")
     # (key: the registry's name for it when two ops share a display name, e.g. the two pow ops)
 
     def __init__(self, name, fwd, vjp, jvp=None, *, fast=None, keeps=False, saves=None, saves_out=True,
@@ -57,6 +57,7 @@ class Op:
         self.name, self.fwd, self.vjp, self.jvp, self.fast = name, fwd, vjp, jvp, fast
         self.keeps, self.saves, self.saves_out = keeps, saves, saves_out
         key = key or name
+        self.primitive = register  # follows the contract (a dp.Function's backward may return arrays its user holds)
         if register:  # (a dp.Function's per-call op is not a primitive)
             if key in REGISTRY:
                 raise ValueError(f"op {key!r} is registered twice")

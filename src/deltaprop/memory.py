@@ -130,7 +130,7 @@ class Owned:
     def add(self, g, node, gin) -> None:
         """Register a VJP output g of node (incoming gradient gin): an alias of gin (counted
         if gin is ours), a view of an array the node saved (never ours), or new (ours)."""
-        if type(g) is not np.ndarray:
+        if type(g) is not np.ndarray or not node.op.primitive:
             return
         root = g if g.base is None else g.base
         key = id(root)

@@ -177,3 +177,22 @@ def test_mse_loss_twice_through_a_retained_graph_and_second_order():
     np.testing.assert_allclose(x.grad.data, 2 * first)
     h = dp.hessian(lambda v: F.mse_loss(v, dp.tensor(t.data)))(dp.tensor(x.data))
     np.testing.assert_allclose(h.data, np.eye(3) * 2 / 3, atol=1e-15)
+
+
+def test_a_function_backward_returning_an_array_its_user_holds_is_never_recycled():
+    held = dp.tensor(np.full((200, 200), 3.0))   # 320 KB, returned by the user's backward
+
+    class Const(dp.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 1.0
+
+        @staticmethod
+        def backward(ctx, g):
+            return held
+
+    x = dp.tensor(np.ones((200, 200)), requires_grad=True)
+    for _ in range(3):
+        (Const.apply(x * 1.0) * 2.0).exp().sum().backward()  # held flows on through mul
+        (x * 2.0).tanh().sum().backward()       # later VJPs take recycled arrays
+    np.testing.assert_array_equal(held.data, np.full((200, 200), 3.0))
