@@ -210,7 +210,8 @@ _convx_op = Op("conv2d_input_grad", lambda g, w, *, x_shape, stride, padding: _c
         _conv_any(gg, w, stride, padding), _convw_any(gg, g, raw(w).shape, stride, padding)),
     lambda ts, out, g, w, *, x_shape, stride, padding: (
         (0 if ts[0] is None else _conv_input_grad(ts[0], w, x_shape, stride, padding))
-        + (0 if ts[1] is None else _conv_input_grad(g, ts[1], x_shape, stride, padding))))
+        + (0 if ts[1] is None else _conv_input_grad(g, ts[1], x_shape, stride, padding))),
+    saves=_reads_x_w, saves_out=False)  # (bilinear: each input's gradient reads only the other)
 # Wg(x, g) = conv's adjoint in W; <V, Wg(x, g)> = <conv(x, V), g>.
 _convw_op = Op("conv2d_weight_grad", lambda x, g, *, w_shape, stride, padding: _conv_weight_grad(
     x, g, w_shape, stride, padding),
@@ -218,7 +219,8 @@ _convw_op = Op("conv2d_weight_grad", lambda x, g, *, w_shape, stride, padding: _
         _convx_any(g, gv, raw(x).shape, stride, padding), _conv_any(x, gv, stride, padding)),
     lambda ts, out, x, g, *, w_shape, stride, padding: (
         (0 if ts[0] is None else _conv_weight_grad(ts[0], g, w_shape, stride, padding))
-        + (0 if ts[1] is None else _conv_weight_grad(x, ts[1], w_shape, stride, padding))))
+        + (0 if ts[1] is None else _conv_weight_grad(x, ts[1], w_shape, stride, padding))),
+    saves=_reads_x_w, saves_out=False)
 
 
 # -- max_pool2d -----------------------------------------------------------------------------------
@@ -292,13 +294,14 @@ _pool_scatter_op = Op(
     lambda ctx, gg, out, g, *, arg, x_shape, kernel, stride, padding: (
         _pool_gather_op(gg, arg=arg, x_shape=x_shape, kernel=kernel, stride=stride, padding=padding),),
     lambda ts, out, g, *, arg, x_shape, kernel, stride, padding: _pool_scatter(
-        ts[0], arg, x_shape, kernel, stride, padding))
+        ts[0], arg, x_shape, kernel, stride, padding), saves=(), saves_out=False)  # (linear: reads only arg)
 _pool_gather_op = Op(
     "max_pool2d_gather",
     lambda y, *, arg, x_shape, kernel, stride, padding: _pool_gather(y, arg, kernel, stride, padding),
     lambda ctx, gg, out, y, *, arg, x_shape, kernel, stride, padding: (
         _pool_scatter_op(gg, arg=arg, x_shape=x_shape, kernel=kernel, stride=stride, padding=padding),),
-    lambda ts, out, y, *, arg, x_shape, kernel, stride, padding: _pool_gather(ts[0], arg, kernel, stride, padding))
+    lambda ts, out, y, *, arg, x_shape, kernel, stride, padding: _pool_gather(ts[0], arg, kernel, stride, padding),
+    saves=(), saves_out=False)
 
 
 def _pool_vjp(ctx, g, out, x, *, kernel, stride, padding):
@@ -336,6 +339,8 @@ def _bn_fwd(ctx, x, w, b, *, axes, shape, eps):
     mean, var, inv, xhat = stats = _bn_stats(x, axes, eps)
     if ctx is not None:
         ctx.extra = stats
+    if w is None and b is None:  # (a copy when recorded: the fast VJP reads xhat, the output may change in place)
+        return xhat if ctx is None else xhat.copy()
     y = xhat if w is None else np.multiply(xhat, w.reshape(shape), out=_new(x))
     if b is not None:
         y = y + b.reshape(shape) if y is xhat else np.add(y, b.reshape(shape), out=y)
@@ -393,4 +398,11 @@ def _bn_jvp(ts, out, x, w, b, *, axes, shape, eps):
     return r
 
 
-batch_norm_train = Op("batch_norm", _bn_fwd, _bn_vjp, _bn_jvp, fast=_bn_fast, keeps=True)
+def _bn_reads(needs):
+    """x for the gradients of x and w (the reference VJP recomputes xhat from it), w for x's; never
+    the bias nor the output (y = bn(x); y += skip is fine, as in PyTorch)."""
+    return ((0,) if needs[0] or needs[1] else ()) + ((1,) if needs[0] else ())
+
+
+batch_norm_train = Op("batch_norm", _bn_fwd, _bn_vjp, _bn_jvp, fast=_bn_fast, keeps=True, saves=_bn_reads,
+                      saves_out=False)
