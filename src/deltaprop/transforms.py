@@ -5,6 +5,8 @@ grad) they keep the graph, so they compose: grad(grad(f)), hessian = jacobian(gr
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Callable
 
 import numpy as np
@@ -13,6 +15,20 @@ from . import autograd
 from .ops import add
 from .creation import _to_array
 from .tensor import Tensor
+
+
+_active = threading.local()  # how many transforms are evaluating their function in this thread
+
+
+@contextlib.contextmanager
+def _evaluating():
+    """Marks f's evaluation: a transform called inside it is nested and must keep its graph, even
+    when it reaches the outer variable only through a closure."""
+    _active.depth = getattr(_active, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _active.depth -= 1
 
 
 def _input(a) -> Tensor:
@@ -32,7 +48,7 @@ def _grads(out: Tensor, inputs: list, cotangent=None) -> list:
     """d(out)/d(inputs) (times cotangent) as Tensors; zeros where out does not depend on an input."""
     # Inside an outer transform keep the graph; under an outer jvp, run the VJPs on Tensors so
     # that the tangents flow through the backward pass too.
-    nested = any(a._node is not None or a._tangent is not None for a in inputs)
+    nested = getattr(_active, "depth", 0) > 0 or any(a._node is not None or a._tangent is not None for a in inputs)
     if not out.requires_grad:
         return [Tensor(np.zeros_like(a.data)) for a in inputs]
     if cotangent is None:
@@ -59,7 +75,7 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
         args = list(args)
         for i in nums:
             args[i] = _input(args[i])
-        with autograd.enable_grad():
+        with autograd.enable_grad(), _evaluating():
             out = _scalar(f(*args), "grad")
         ins = [args[i] for i in nums]
         gs = _grads(out, ins)
@@ -79,7 +95,7 @@ def grad(f: Callable, argnums: int | tuple = 0) -> Callable:
 def vjp(f: Callable, *primals):
     """(f(*primals), vjp_fn) where vjp_fn(cotangent) -> tuple of cotangent @ J, one per primal."""
     xs = [_input(p) for p in primals]
-    with autograd.enable_grad():
+    with autograd.enable_grad(), _evaluating():
         out = f(*xs)
 
     def vjp_fn(cotangent):
@@ -127,7 +143,7 @@ def jacobian(f: Callable, mode: str = "rev") -> Callable:
                 cols.append(t.data)
             return Tensor(np.stack(cols, -1).reshape(out.shape + xa.shape))
         xi = _input(x)
-        with autograd.enable_grad():
+        with autograd.enable_grad(), _evaluating():
             out = f(xi)
         rows = []
         for i in range(out.size):

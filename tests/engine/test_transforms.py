@@ -426,3 +426,16 @@ def test_jvp_of_binary_cross_entropy_in_the_target():
     np.testing.assert_allclose(t.item(), np.sum(gp.numpy() * tp) + np.sum(gy.numpy() * ty), rtol=1e-10)
     _, t2 = dp.jvp(lambda b: F.binary_cross_entropy(dp.tensor(p), b, reduction="sum"), (y,), (ty,))
     np.testing.assert_allclose(t2.item(), np.sum(gy.numpy() * ty), rtol=1e-10)
+
+
+def test_nested_grad_reaching_the_outer_variable_through_a_closure():
+    # d/dy of d/dp (p^2 y^3) at p = 2 is 2 p * 3 y^2; the inner grad only sees y through a closure
+    f = lambda p, y: (p * p * y ** 3).sum()
+    p = np.array([2.0])
+    y = dp.tensor(np.array([1.5]))
+    got = dp.grad(lambda yy: dp.grad(f, argnums=0)(p, yy).sum())(y)
+    np.testing.assert_allclose(got.data, [2 * 2.0 * 3 * 1.5 ** 2])
+    got = dp.grad(lambda yy: dp.grad(lambda q: f(q, yy))(p).sum())(y)
+    np.testing.assert_allclose(got.data, [2 * 2.0 * 3 * 1.5 ** 2])
+    h = dp.hessian(lambda v: (v ** 3).sum())(np.array([1.0, 2.0]))
+    np.testing.assert_allclose(h.data, np.diag([6.0, 12.0]))
