@@ -86,25 +86,25 @@ def _windows(xp, kh, kw, stride):
     return sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
 
 
-def _im2col(x, kh, kw, stride, padding):
-    """The patches as (N, C*kh*kw, Ho*Wo), one copy, ordered (c, i, j) like W.reshape(O, -1)."""
+def _im2col(x, kh, kw, stride, padding, into=memory):
+    """The patches as (N, C*kh*kw, Ho*Wo), one copy, ordered (c, i, j) like W.reshape(O, -1);
+    `into`: where the array comes from (a scratch scope, or memory for one kept beyond it)."""
     win = _windows(_pad(x, padding), kh, kw, stride)
     n, c, ho, wo = win.shape[:4]
-    cols = memory.take((n, c * kh * kw, ho * wo), win.dtype)
+    cols = into.take((n, c * kh * kw, ho * wo), win.dtype)
     cols.reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
     return cols, ho, wo
 
 
 def _conv_raw(x, w, b=None, *, stride, padding, keep=None):
     """The convolution; `keep` (a node) keeps the patches for the weight's gradient."""
-    cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding)
-    w2 = w.reshape(w.shape[0], -1)
-    out = memory.take((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))
-    np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
+    with memory.scratch() as s:
+        cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding, memory if keep is not None else s)
+        w2 = w.reshape(w.shape[0], -1)
+        out = memory.take((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))
+        np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
     if keep is not None:
         keep.extra = cols  # the weight's gradient needs the same patches: kept, not rebuilt
-    else:
-        memory.give(cols)  # the patches are no longer needed
     if b is not None:
         b4 = b.reshape(1, -1, 1, 1)
         out = out + b4 if out.dtype != np.result_type(out, b4) else np.add(out, b4, out=out)
@@ -127,27 +127,27 @@ def _conv_input_grad(g, w, x_shape, stride, padding):
     g2 = g.reshape(n, o, ho * wo)
     gxp = memory.take((n, c, h + 2 * padding[0], wd + 2 * padding[1]), np.result_type(w, g))
     gxp.fill(0)
-    part = memory.take((n, c, ho * wo), gxp.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            np.matmul(w[:, :, i, j].T, g2, out=part)
-            gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += part.reshape(n, c, ho, wo)
-    memory.give(part)
+    with memory.scratch() as s:
+        part = s.take((n, c, ho * wo), gxp.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                np.matmul(w[:, :, i, j].T, g2, out=part)
+                gxp[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += part.reshape(n, c, ho, wo)
     return gxp[:, :, padding[0]:padding[0] + h, padding[1]:padding[1] + wd]
 
 
 def _conv_weight_grad(x, g, w_shape, stride, padding, cols=None):
     """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch
-    (`cols`: the forward's patches of x, when it kept them)."""
-    if cols is None:
-        cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding)
-    else:
-        ho, wo = g.shape[2], g.shape[3]
-    n, o = g.shape[0], g.shape[1]
-    # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
-    gw = np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
-    memory.give(cols)
-    return gw
+    (`cols`: the forward's patches of x, when it kept them; used up here)."""
+    with memory.scratch() as s:
+        if cols is None:
+            cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding, s)
+        else:
+            s.adopt(cols)
+            ho, wo = g.shape[2], g.shape[3]
+        n, o = g.shape[0], g.shape[1]
+        # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
+        return np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
 
 
 def _any_tensor(*xs) -> bool:
@@ -325,9 +325,9 @@ def _bn_stats(x, axes, eps):
     """Batch mean, biased variance, 1/sqrt(var + eps) and xhat = (x - mean) / sqrt(var + eps)."""
     mean = np.mean(x, axis=axes, keepdims=True)
     xhat = np.subtract(x, mean, out=_new(x))
-    sq = np.multiply(xhat, xhat, out=_new(x))
-    var = np.mean(sq, axis=axes, keepdims=True)
-    memory.give(sq)
+    with memory.scratch() as s:
+        sq = np.multiply(xhat, xhat, out=s.take(x.shape, xhat.dtype))
+        var = np.mean(sq, axis=axes, keepdims=True)
     inv = 1.0 / np.sqrt(var + eps)
     xhat *= inv
     return mean, var, inv, xhat
@@ -373,13 +373,13 @@ def _bn_fast(ctx, g, out, x, w, b, *, axes, shape, eps):
     else:
         np.multiply(g, w.reshape(shape), out=t)  # t = gx
     s1 = np.sum(t, axis=axes, keepdims=True)
-    u = np.multiply(t, xhat, out=_new(xhat))
-    np.multiply(xhat, np.sum(u, axis=axes, keepdims=True), out=u)
-    t *= n
-    t -= s1
-    t -= u
+    with memory.scratch() as s:
+        u = np.multiply(t, xhat, out=s.take(xhat.shape, xhat.dtype))
+        np.multiply(xhat, np.sum(u, axis=axes, keepdims=True), out=u)
+        t *= n
+        t -= s1
+        t -= u
     t *= inv / n
-    memory.give(u)
     return t, dw, db
 
 
