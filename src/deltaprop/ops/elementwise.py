@@ -3,12 +3,21 @@
 VJPs use NumPy calls only; in a create_graph backward their arguments are Tensors, which
 dispatch those calls back to these ops, so the same line gives differentiable gradients.
 Broadcasting is undone by the engine (autograd.sum_to), not here.
+
+Integer inputs. An op whose result is a float whatever its input (exp, log, log1p, sqrt, sin,
+cos, tanh, sigmoid, softplus, leaky_relu, gelu, softmax, log_softmax, logsumexp, mean, var, std
+and the losses) computes an integer or bool input in the default float dtype
+(dp.get_default_dtype(), float32 unless set), as PyTorch does, never in float64 or float16 by
+NumPy's promotion and never truncated back to integers. Float inputs keep their dtype. Ops
+that are exact on integers (add, multiply, sum, prod, max, min, abs, relu, neg, clip, where)
+keep the integer dtype, and binary arithmetic follows NumPy's promotion. `floating` is that
+rule; every float-only op applies it to its inputs first.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .. import memory
+from .. import _config, memory
 from ..autograd import Op, apply
 from ..tensor import Tensor
 
@@ -19,6 +28,12 @@ _NO_KW: dict = {}  # shared, never written: ops without keyword arguments
 def raw(x):
     """The ndarray behind x (constants and masks are computed on raw values)."""
     return x.data if isinstance(x, Tensor) else x
+
+
+def floating(x):
+    """The integer-input rule (see the module docstring): x itself when it is floating, else x
+    converted to the default float dtype. A dtype check only, on the float path."""
+    return x if x.dtype.kind in "fc" else x.astype(_config.get_default_dtype())
 
 
 def _t(ts, i, like):
@@ -39,17 +54,32 @@ def _times(g, d, fresh: bool):
 
 
 def _new(x):
-    """Where a large float result goes: a recycled array (no page faults; see memory.py), else None
-    (NumPy allocates)."""
-    return memory.take(x.shape, x.dtype) if x.dtype.kind == "f" and x.nbytes >= memory.MIN_BYTES else None
+    """Where a float result goes: a recycled array when it is large (no page faults; see memory.py);
+    a new 0-d array for a 0-d x (a ufunc without out= returns a scalar there, which no later
+    out= can take); else None (NumPy allocates)."""
+    if x.dtype.kind != "f":
+        return None
+    if x.nbytes >= memory.MIN_BYTES:
+        return memory.take(x.shape, x.dtype)
+    return None if x.ndim else np.empty((), x.dtype)
 
 
-def unary(name, fwd, deriv, doc, *, fresh=False, saves=(0,), saves_out=False):
+def _float_ufunc(uf):
+    def fwd(x):
+        if x.dtype.kind != "f":
+            x = floating(x)
+        return uf(x, out=_new(x))
+    return fwd
+
+
+def unary(name, fwd, deriv, doc, *, fresh=False, saves=(0,), saves_out=False, floats=True):
     """An elementwise op whose derivative is deriv(x, out): VJP g * d, JVP t * d. `fresh`: deriv
     returns a new array of its own (the fast VJP writes the product into it). A ufunc forward
-    writes a float result into a recycled array."""
+    writes a float result into a recycled array; `floats`: it is a float-only ufunc (integer
+    inputs become the default float dtype: `floating`), False for one exact on integers. Other
+    forwards apply `floating` themselves (no extra call on the hot path)."""
     if isinstance(fwd, np.ufunc):
-        fwd = (lambda uf: lambda x: uf(x, out=_new(x)))(fwd)
+        fwd = _float_ufunc(fwd) if floats else (lambda uf: lambda x: uf(x, out=_new(x)))(fwd)
     op = Op(name, fwd, lambda ctx, g, out, x: (g * deriv(x, out),), lambda ts, out, x: ts[0] * raw(deriv(x, out)),
             fast=lambda ctx, g, out, x: (_times(g, deriv(x, out), fresh),), saves=saves, saves_out=saves_out)
 
@@ -61,8 +91,10 @@ def unary(name, fwd, deriv, doc, *, fresh=False, saves=(0,), saves_out=False):
 
 def _stable_sigmoid(x):
     """1 / (1 + e**-x) as e**x / (1 + e**x) for x < 0: never overflows, exact in both tails."""
-    dt = np.result_type(x, np.float16)
-    e = np.asarray(np.abs(x, dtype=dt, out=_new(x) if x.dtype == dt else None))  # (0-d: scalars)
+    if x.dtype.kind != "f":
+        x = floating(x)
+    dt = x.dtype
+    e = np.abs(x, out=_new(x))
     np.negative(e, out=e)
     np.exp(e, out=e)  # e = exp(-|x|) lies in (0, 1]
     num = np.greater_equal(x, 0, out=memory.take(e.shape, dt))
@@ -100,16 +132,26 @@ sin = unary("sin", np.sin, lambda x, y: np.cos(x), "Sine. VJP: g * cos(x)", fres
 cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)", fresh=True)
 tanh = unary("tanh", np.tanh, _dtanh, "Hyperbolic tangent. VJP: g * (1 - y**2)", fresh=True, **_OUT)
 sigmoid = unary("sigmoid", _stable_sigmoid, _dsigmoid, "1 / (1 + e**-x). VJP: g * y (1 - y)", fresh=True, **_OUT)
-abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)", fresh=True)
+abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)", fresh=True,
+            floats=False)
 relu = unary("relu", lambda x: np.maximum(x, 0, out=memory.take(x.shape, x.dtype)), lambda x, y: raw(x) > 0,
              "max(x, 0). VJP: g * (x > 0)")
-negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g", saves=())
-softplus = unary("softplus", lambda x: np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x))),
+negative = unary("neg", np.negative, lambda x, y: -1, "-x. VJP: -g", saves=(), floats=False)
+
+
+def _softplus_fwd(x):
+    x = floating(x)
+    return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+
+
+softplus = unary("softplus", _softplus_fwd,
                  lambda x, y: sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x),
                  "log(1 + e**x), computed stably. VJP: g * sigmoid(x)", fresh=True)
 
 
 def _leaky_fwd(x, slope):
+    if x.dtype.kind != "f":
+        x = floating(x)
     # max(x, slope x) for slope <= 1 and min(x, slope x) above: no np.where, whose branch on a
     # random mask costs ten times a plain pass
     sx = np.multiply(x, slope, out=_new(x))
@@ -122,7 +164,7 @@ def _leaky_deriv(x, slope):
     if 0 <= slope <= 1 and x.dtype.kind == "f":  # max(x > 0, slope) is exactly 1 or slope
         d = np.greater(x, 0, out=memory.take(x.shape, x.dtype))
         return np.maximum(d, slope, out=d)
-    return np.where(x > 0, 1.0, slope).astype(x.dtype)
+    return np.where(x > 0, 1.0, slope).astype(x.dtype if x.dtype.kind == "f" else _config.get_default_dtype())
 
 
 _leaky = Op("leaky_relu", _leaky_fwd, lambda ctx, g, out, x, slope: (g * _leaky_deriv(x, slope),),
@@ -191,18 +233,22 @@ divide = _binop("div", np.divide, lambda ctx, g, out, a, b: (None if isinstance(
                 saves=lambda needs: (1,) + ((0,) if needs[1] else ()))
 
 
-def _safe_log(a):
-    """log(a) where a > 0, else 0: the exponent's gradient where the base is <= 0 (PyTorch masks it)."""
-    ra = raw(a)
-    pos = ra > 0
-    safe = np.where(pos, a, 1) if isinstance(a, Tensor) else np.where(pos, ra, 1)
-    return np.where(pos, np.log(safe), 0)
+def _dpow_db(a, b, out):
+    """d(a**b)/db = a**b log(a), as PyTorch: 0 where a == 0 and b >= 0 (a**b is 0 or 1 there: no
+    0 * -inf), -inf where a == 0 and b < 0, nan where a < 0 (the log of a negative number). The
+    masked bases become 1 before the log, so a create_graph backward sees no -inf either."""
+    ra, rb = raw(a), raw(b)
+    zero = (ra == 0) & (rb >= 0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # (nan for a < 0, -inf for a == 0 > b)
+        if not np.any(zero):
+            return out * np.log(a)
+        return out * np.log(np.where(zero, 1, a) if isinstance(a, Tensor) else np.where(zero, 1, ra))
 
 
 def _dpow(a, b):
     """d(a**b)/da = b a**(b-1), and 0 where b == 0 (as PyTorch: no 0 * inf at a = 0)."""
     if isinstance(b, _NUM):  # the common case, x ** 2: no array work beyond the product
-        return 0 * a if b == 0 else 2 * a if b == 2 else b * a ** (b - 1)
+        return np.zeros_like(raw(a)) if b == 0 else 2 * a if b == 2 else b * a ** (b - 1)
     d = b * a ** (b - 1)
     return d if np.all(raw(b) != 0) else np.where(raw(b) == 0, 0, d)
 
@@ -212,11 +258,11 @@ def _pow_jvp(ts, out, a, b):
     if ts[0] is not None:
         r = ts[0] * _dpow(a, b)
     if ts[1] is not None:
-        r = r + ts[1] * out * _safe_log(a)
+        r = r + ts[1] * _dpow_db(a, b, out)
     return r
 
 
-power_tensor = Op("pow", np.power, lambda ctx, g, out, a, b: (g * _dpow(a, b), g * out * _safe_log(a)), _pow_jvp)
+power_tensor = Op("pow", np.power, lambda ctx, g, out, a, b: (g * _dpow(a, b), g * _dpow_db(a, b, out)), _pow_jvp)
 # A constant exponent (a number or an array that is not a Tensor) needs no log(a) term.
 power_const = Op("pow", lambda a, p: np.power(a, p), lambda ctx, g, out, a, p: (g * _dpow(a, p),),
                  lambda ts, out, a, p: ts[0] * _dpow(a, p), saves_out=False, key="pow_scalar")
