@@ -10,19 +10,16 @@ import numpy as np
 from ..autograd import Op
 from ..tensor import Tensor
 from .. import memory
-from .elementwise import _new, _stable_sigmoid, raw, sigmoid
+from .elementwise import _new, _stable_sigmoid, floating, raw, sigmoid
 from .reduce import _lse
 
 _REDUCTIONS = ("mean", "sum", "none")
 
 
-def _floating(x):
-    """x as the float type NumPy's exp would give it (integer logits)."""
-    return x if x.dtype.kind in "fc" else x.astype(np.result_type(x, np.float16))
-
-
 def _softmax_fwd(x, axis):
-    x = _floating(x)
+    x = floating(x)  # (integer logits: the default float dtype)
+    if not x.size:  # (an empty axis has no max; the result is empty, as PyTorch's)
+        return np.empty(x.shape, x.dtype)
     e = np.subtract(x, np.max(x, axis=axis, keepdims=True), out=_new(x))
     np.exp(e, out=e)
     return np.divide(e, np.sum(e, axis=axis, keepdims=True), out=e)
@@ -56,7 +53,9 @@ def _exp(x):
 
 
 def _log_softmax_fwd(x, axis):
-    x = _floating(x)
+    x = floating(x)  # (integer logits: the default float dtype)
+    if not x.size:
+        return np.empty(x.shape, x.dtype)
     m = np.max(x, axis=axis, keepdims=True)
     if not np.isfinite(m).all():  # a row of -inf (or an inf): the careful general path
         return x - _lse(x, axis, True)
@@ -112,6 +111,7 @@ def _ce_fwd(ctx, x, labels, pick, reduction):
     """Mean/sum/per-sample of logsumexp(x) - x[label], as log(sum(exp(x - m))) - (x[label] - m)
     (m the row's max: subtracting before adding keeps float16/float32 exact); keeps softmax(x)
     in ctx.extra for the fast VJP. `pick`: the flat positions row * C + label (one gather)."""
+    x = floating(x)
     n = x.shape[0]
     picked = x.reshape(-1).take(pick)
     m = np.maximum.reduce(x, axis=1, keepdims=True) if x.size else np.zeros((n, 1), x.dtype)
@@ -180,6 +180,7 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
 
 def _mse_fwd(ctx, x, t, reduction):
     """mean/sum/per-element of (x - t)**2; keeps d = x - t (ctx.extra) for the fast VJP."""
+    x, t = floating(x), floating(t)
     d = np.subtract(x, t, out=_new(x) if np.result_type(x, t) == x.dtype else None)
     if ctx is not None:
         ctx.extra = d
@@ -202,6 +203,8 @@ def _mse_fast(ctx, g, out, x, t, reduction):
     d, ctx.extra = ctx.extra, None  # (owned by this op; a retained graph's second backward recomputes)
     if d is None:
         d = x - t
+    if type(d) is not np.ndarray:  # (0-d: a NumPy scalar, which no out= can take)
+        d = np.array(d)
     scale = 2 * g / d.size if reduction == "mean" else 2 * g
     gx = np.multiply(d, scale, out=d) if np.result_type(d, scale) == d.dtype else d * scale
     return gx, -gx if ctx.needs[1] else None
@@ -221,6 +224,7 @@ def mse_loss(input, target, reduction: str = "mean"):
 
 
 def _bce_fwd(p, y, reduction):
+    p, y = floating(p), floating(y)
     with np.errstate(divide="ignore"):
         loss = -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
     return _reduce(loss, reduction)
@@ -263,7 +267,8 @@ def binary_cross_entropy(input, target, reduction: str = "mean"):
 
 def _bcel_fwd(x, y, reduction):
     """max(x, 0) - x y + log(1 + e**-|x|) per element, in place when the dtypes allow."""
-    if x.dtype.kind != "f" or x.ndim == 0 or np.result_type(x, y) != x.dtype:
+    x, y = floating(x), floating(y)
+    if x.ndim == 0 or np.result_type(x, y) != x.dtype:
         return _reduce(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x))), reduction)
     loss = np.abs(x, out=_new(x))
     np.negative(loss, out=loss)
