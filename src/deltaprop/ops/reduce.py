@@ -1,6 +1,9 @@
 """Reductions (sum, mean, max, min, var, std, prod, logsumexp) and matmul.
 
 `axis` follows NumPy (None, an int or a tuple; negative allowed); `dim` is accepted as an alias.
+mean, var, std and logsumexp compute integer inputs in the default float dtype (the rule in
+elementwise.py); sum, prod, max and min keep integers. Degenerate reductions give PyTorch's
+numbers: var/std with ddof >= n, prod over nothing (1), logsumexp over nothing (-inf).
 """
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import numpy as np
 
 from ..autograd import Op, sum_to
 from ..tensor import Tensor
-from .elementwise import raw
+from .elementwise import floating, raw
 
 
 def _axes(axis, ndim):
@@ -54,7 +57,7 @@ sum = _reduction("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=
                  lambda ctx, g, out, x, axis, keepdims: (expand(g, x.shape, axis, keepdims),),
                  lambda ts, out, x, axis, keepdims: np.sum(ts[0], axis=axis, keepdims=keepdims),
                  "Sum over axis. VJP: g broadcast back over the summed axes", saves=(), saves_out=False)
-mean = _reduction("mean", lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+mean = _reduction("mean", lambda x, axis, keepdims: np.mean(floating(x), axis=axis, keepdims=keepdims),
                   lambda ctx, g, out, x, axis, keepdims: (expand(g / _count(x.shape, axis), x.shape, axis, keepdims),),
                   lambda ts, out, x, axis, keepdims: np.mean(ts[0], axis=axis, keepdims=keepdims),
                   "Mean over axis. VJP: g / n broadcast back", saves=(), saves_out=False)
@@ -85,11 +88,34 @@ def _centered(x, axis):
     return x - x.mean(axis=axis, keepdims=True)
 
 
-_var = Op("var", lambda x, axis, keepdims, ddof: np.var(x, axis=axis, keepdims=keepdims, ddof=ddof),
+def _var_fwd(x, axis, keepdims, ddof):
+    """NumPy's var: with ddof >= n it divides by max(n - ddof, 0) = 0, giving inf (nan for a
+    constant slice), as PyTorch."""
+    return np.var(floating(x), axis=axis, keepdims=keepdims, ddof=ddof)
+
+
+def _var_deriv(x, axis, ddof):
+    """d var / d x, per element: the VJP is g times it and the JVP sums t times it (they agree).
+    2 (x - mean) / (n - ddof) when n > ddof. With n <= ddof the value is inf or nan and the
+    gradient is PyTorch's: over all axes (axis=None, or a 0-d x) nan where x == mean and inf
+    elsewhere; over given axes 2 (x - mean) / 0, i.e. +-inf by sign and nan where x == mean
+    (PyTorch divides by n - ddof < 0 there, a finite gradient of an infinite value; not here)."""
+    dof = _count(raw(x).shape, axis) - ddof
+    c = _centered(x, axis)
+    if dof > 0:
+        return c * (2.0 / dof)
+    rc = raw(c)  # a constant: the value is not differentiable here
+    if axis is None or rc.ndim == 0:
+        return np.where(rc == 0, np.nan, np.inf).astype(rc.dtype)
+    with np.errstate(invalid="ignore"):
+        return rc * np.array(np.inf, rc.dtype)
+
+
+_var = Op("var", _var_fwd,
           lambda ctx, g, out, x, axis, keepdims, ddof: (
-              expand(g, x.shape, axis, keepdims) * _centered(x, axis) * (2.0 / (_count(x.shape, axis) - ddof)),),
-          lambda ts, out, x, axis, keepdims, ddof: np.sum(ts[0] * _centered(x, axis), axis=axis,
-                                                          keepdims=keepdims) * (2.0 / (_count(x.shape, axis) - ddof)),
+              expand(g, x.shape, axis, keepdims) * _var_deriv(x, axis, ddof),),
+          lambda ts, out, x, axis, keepdims, ddof: np.sum(ts[0] * _var_deriv(x, axis, ddof), axis=axis,
+                                                          keepdims=keepdims),
           saves_out=False)
 
 
@@ -108,6 +134,8 @@ def std(x, axis=None, ddof: int = 0, keepdims: bool = False, *, dim=None):
 def _others_product(x, axis):
     """Product of all other elements along the reduced axes (correct when x has zeros)."""
     axes = _axes(axis, x.ndim)
+    if x.size == 0:  # (a product over nothing is 1, whose gradient is empty)
+        return np.ones(x.shape, x.dtype)
     moved = np.moveaxis(x, axes, tuple(range(-len(axes), 0)))
     flat = moved.reshape(moved.shape[:moved.ndim - len(axes)] + (-1,))
     ones = np.ones(flat.shape[:-1] + (1,), x.dtype)
@@ -132,7 +160,8 @@ prod = _reduction("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdi
 
 
 def _lse(x, axis, keepdims):
-    m = np.max(x, axis=axis, keepdims=True)
+    x = floating(x)
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)  # (initial: -inf over an empty axis, as PyTorch)
     m = np.where(np.isfinite(m), m, 0)  # all -inf (or inf) rows: avoid inf - inf
     with np.errstate(divide="ignore"):
         out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
