@@ -47,7 +47,8 @@ class Op:
     ctx is None when nothing is recorded, and it may set ctx.extra for its fast VJP);
     vjp/fast(ctx, g, out, *xs, **kw) -> grads; jvp(ts, out, *xs, **kw) -> tangent.
     saves: indices of the inputs the VJP reads (None: all), or a function of ctx.needs giving
-    them; saves_out: whether it reads the output. Only those are version-checked."""
+    them; saves_out: whether it reads the output (or a function of ctx.needs). Only those are
+    version-checked."""
 
     __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out", "primitive")
     # (key: the registry's name for it when two ops share a display name, e.g. the two pow ops)
@@ -115,7 +116,8 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
         else:
             idx = saves(node.needs) if callable(saves) else saves
         vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (_counter(a),)]
-        if op.saves_out:
+        so = op.saves_out
+        if so if not callable(so) else so(node.needs):
             c = _counter(out)
             vs.append((-1, c, c[0]))
         node.versions = vs

@@ -372,29 +372,9 @@ VARIANTS["maximum"]["0d_operand"] = lambda rng, big: (lambda a: ([np.asarray(a),
 CASES = [(k, "default") for k in sorted(REGISTRY)] + [
     (k, v) for k in sorted(VARIANTS) if k in REGISTRY for v in VARIANTS[k]]
 
-# Known contract violations in files this test does not own: (test, op or "op-variant") -> reason.
-# strict: once fixed, the xfail fails and must be removed.
-_BCE_TARGET = ("ops/nn.py: binary_cross_entropy's reference VJP computes the target's gradient from raw(p), "
-               "so under create_graph d(dL/dy)/dp is 0 instead of -1/(p (1 - p)) (the Hessian is not symmetric)")
-_CE_ARITY = ("ops/nn.py: cross_entropy's vjp and fast return (grad, None): two gradients for its one positional "
-             "input (labels moved to kw); the engine's zip drops the extra None")
-_OVER = "declares saved what its VJP never reads, so a legitimate in-place change after the forward raises: "
-XFAIL: dict[tuple[str, str], str] = {
-    ("test_second_derivative_matches_finite_differences", "binary_cross_entropy"): _BCE_TARGET,
-    ("test_vjp_returns_one_gradient_per_input", "cross_entropy"): _CE_ARITY,
-    ("test_declared_saved_values_are_read", "binary_cross_entropy"):
-        "ops/nn.py: binary_cross_entropy " + _OVER + "its output (saves_out defaults to True), and the target "
-        "when only the target needs a gradient (saves=None)",
-    ("test_declared_saved_values_are_read", "binary_cross_entropy_with_logits"):
-        "ops/nn.py: binary_cross_entropy_with_logits " + _OVER + "the target when only the target needs a "
-        "gradient (its gradient is -g x; saves=None)",
-    ("test_declared_saved_values_are_read", "pow"):
-        "ops/elementwise.py: pow (tensor exponent) " + _OVER + "its output when only the base needs a gradient "
-        "(the VJP computes the exponent's g * out * log(a) anyway; saves_out=True for every needs)",
-    ("test_declared_saved_values_are_read", "prod"):
-        "ops/reduce.py: prod " + _OVER + "its output (the ndarray VJP uses the product of the others; the "
-        "create_graph path recomputes out)",
-}
+# Known contract violations: (test, op or "op-variant") -> reason (strict: once fixed, the xfail
+# fails and must be removed). None are known now.
+XFAIL: dict[tuple[str, str], str] = {}
 # Samples on which the "declared saved is read" check cannot show a dependence that exists in general.
 NOT_READ_HERE = {("pow_scalar", "zero"): "d(x**0)/dx is 0 whatever x is"}
 
@@ -499,6 +479,12 @@ def _close(actual, expected, rtol, what):
     scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
     err = float(np.max(np.abs(actual - expected), initial=0.0))
     assert err <= rtol * scale, f"{what}: max |error| {err:.3g} > {rtol:.0e} * {scale:.3g}\n{actual}\n{expected}"
+
+
+def _saves_out(op, flags):
+    """Whether the op's VJP reads its output for this needs pattern (a bool or a function of it)."""
+    so = op.saves_out
+    return bool(so(tuple(flags)) if callable(so) else so)
 
 
 def _saved(op, needs_flags):
@@ -720,7 +706,7 @@ def test_versions_of_saved_values(param):
             else:  # not declared saved: change it for real; the gradient must not notice
                 def change(ts, out, i=i):
                     shares_out = np.shares_memory(ts[i].data, out.data)
-                    if ts[i].data.flags.writeable and not (shares_out and op.saves_out):
+                    if ts[i].data.flags.writeable and not (shares_out and _saves_out(op, flags)):
                         ts[i].data[...] += case.rng.uniform(0.5, 1.0, ts[i].shape)
                     ts[i]._bump()
                 got = _grads_after(case, needs, w, change)
@@ -734,7 +720,7 @@ def test_versions_of_saved_values(param):
         ts = case.tensors(needs)
         out = apply(op, ts, case.kw)
         shared = [i for i in case.diff if out._version is not None and out._version is ts[i]._version]
-        if op.saves_out or any(i in saved for i in shared):
+        if _saves_out(op, flags) or any(i in saved for i in shared):
             with pytest.raises(RuntimeError, match=name):
                 _grads_after(case, needs, w, bump_out)
         else:
@@ -829,7 +815,7 @@ def test_declared_saved_values_are_read(param):
     unread = []
     for needs in case.needs_patterns():
         flags = tuple(i in needs for i in range(len(case.args)))
-        items = [i for i in sorted(_saved(op, flags)) if i in case.diff] + (["out"] if op.saves_out else [])
+        items = [i for i in sorted(_saved(op, flags)) if i in case.diff] + (["out"] if _saves_out(op, flags) else [])
         for item in items:
             if item == "out" and not apply(op, case.tensors(needs), case.kw).data.flags.writeable:
                 continue

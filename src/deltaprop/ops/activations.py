@@ -83,14 +83,14 @@ def _gelu_deriv(x, approximate, kept=None):
         np.subtract(1, d, out=d)
         d *= x  # ... times K x (1 + 3 C x^2) / 2, x first: (1 - t^2) x is 0 in the tails, never 0 * inf ...
         d *= 0.5 * _K
-        q = np.multiply(x, x, out=_new(x))
-        q *= 3 * _C
-        q += 1
-        d *= q
-        np.multiply(kept, 0.5, out=q)  # ... plus (1 + t) / 2
-        d += q
+        with memory.scratch() as s:
+            q = np.multiply(x, x, out=s.take(np.shape(x), d.dtype))
+            q *= 3 * _C
+            q += 1
+            d *= q
+            np.multiply(kept, 0.5, out=q)  # ... plus (1 + t) / 2
+            d += q
         d += 0.5
-        memory.give(q)
         return d
     if kept is None:
         return _cdf(x) + x * _pdf(x)

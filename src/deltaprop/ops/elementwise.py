@@ -97,12 +97,11 @@ def _stable_sigmoid(x):
     e = np.abs(x, out=_new(x))
     np.negative(e, out=e)
     np.exp(e, out=e)  # e = exp(-|x|) lies in (0, 1]
-    num = np.greater_equal(x, 0, out=memory.take(e.shape, dt))
-    np.maximum(num, e, out=num)  # 1 where x >= 0, else e (no np.where: a random mask is slow)
-    e += 1
-    r = np.divide(num, e, out=e)
-    memory.give(num)
-    return r
+    with memory.scratch() as s:
+        num = np.greater_equal(x, 0, out=s.take(e.shape, dt))
+        np.maximum(num, e, out=num)  # 1 where x >= 0, else e (no np.where: a random mask is slow)
+        e += 1
+        return np.divide(num, e, out=e)
 
 
 def _dtanh(x, y):
@@ -262,7 +261,8 @@ def _pow_jvp(ts, out, a, b):
     return r
 
 
-power_tensor = Op("pow", np.power, lambda ctx, g, out, a, b: (g * _dpow(a, b), g * _dpow_db(a, b, out)), _pow_jvp)
+power_tensor = Op("pow", np.power, lambda ctx, g, out, a, b: (g * _dpow(a, b), g * _dpow_db(a, b, out)), _pow_jvp,
+                  saves_out=lambda needs: needs[1])  # (only the exponent's gradient reads the output)
 # A constant exponent (a number or an array that is not a Tensor) needs no log(a) term.
 power_const = Op("pow", lambda a, p: np.power(a, p), lambda ctx, g, out, a, p: (g * _dpow(a, p),),
                  lambda ts, out, a, p: ts[0] * _dpow(a, p), saves_out=False, key="pow_scalar")

@@ -60,9 +60,9 @@ def _log_softmax_fwd(x, axis):
     if not np.isfinite(m).all():  # a row of -inf (or an inf): the careful general path
         return x - _lse(x, axis, True)
     s = np.subtract(x, m, out=_new(x))
-    e = np.exp(s, out=_new(x))
-    lse = np.log(np.sum(e, axis=axis, keepdims=True))
-    memory.give(e)
+    with memory.scratch() as work:
+        e = np.exp(s, out=work.take(x.shape, x.dtype))
+        lse = np.log(np.sum(e, axis=axis, keepdims=True))
     return np.subtract(s, lse, out=s)
 
 
@@ -138,7 +138,7 @@ def _onehot(labels, like):
 def _ce_vjp(ctx, g, out, x, labels, pick, reduction):
     """(softmax(x) - onehot) * g (/ N for the mean)."""
     scale = _expand_loss_grad(g, raw(x).shape[0], reduction)
-    return scale * (softmax(x, 1) - _onehot(labels, x)), None
+    return (scale * (softmax(x, 1) - _onehot(labels, x)),)
 
 
 def _ce_fast(ctx, g, out, x, labels, pick, reduction):
@@ -147,7 +147,7 @@ def _ce_fast(ctx, g, out, x, labels, pick, reduction):
     scale = _expand_loss_grad(g, x.shape[0], reduction)
     d = p * scale
     d.reshape(-1)[pick] -= scale if np.ndim(scale) == 0 else scale[:, 0]  # (d is new: reshape is a view)
-    return d, None
+    return (d,)
 
 
 def _ce_jvp(ts, out, x, labels, pick, reduction):
@@ -233,9 +233,11 @@ def _bce_fwd(p, y, reduction):
 def _bce_vjp(ctx, g, out, p, y, reduction):
     """PyTorch's rule: g (p - y) / max(p (1 - p), 1e-12)."""
     gg = g / raw(p).size if reduction == "mean" else g
-    gp = gg * (p - y) / np.maximum(p * (1 - p), 1e-12)
-    with np.errstate(divide="ignore"):
-        gy = gg * (np.maximum(np.log1p(-raw(p)), -100) - np.maximum(np.log(raw(p)), -100))
+    gp = gg * (p - y) / np.maximum(p * (1 - p), 1e-12) if ctx.needs[0] else None
+    gy = None
+    if ctx.needs[1]:  # (from p itself, not its array: differentiable under create_graph)
+        with np.errstate(divide="ignore"):
+            gy = gg * (np.maximum(np.log1p(-p), -100) - np.maximum(np.log(p), -100))
     return gp, gy
 
 
@@ -249,7 +251,12 @@ def _bce_jvp(ts, out, p, y, reduction):
     return _reduce(per, reduction)
 
 
-_bce = Op("binary_cross_entropy", _bce_fwd, _bce_vjp, _bce_jvp)
+def _reads_p_y(needs):
+    """The input's gradient reads both; the target's only the input."""
+    return (0, 1) if needs[0] else (0,)
+
+
+_bce = Op("binary_cross_entropy", _bce_fwd, _bce_vjp, _bce_jvp, saves=_reads_p_y, saves_out=False)
 
 
 def binary_cross_entropy(input, target, reduction: str = "mean"):
@@ -274,15 +281,15 @@ def _bcel_fwd(x, y, reduction):
     np.negative(loss, out=loss)
     np.exp(loss, out=loss)
     np.log1p(loss, out=loss)
-    t = np.maximum(x, 0, out=_new(x))
-    loss += t
-    loss -= np.multiply(x, y, out=t)
-    memory.give(t)
+    with memory.scratch() as s:
+        t = np.maximum(x, 0, out=s.take(x.shape, x.dtype))
+        loss += t
+        loss -= np.multiply(x, y, out=t)
     if reduction == "none":
         return loss
-    total = np.add.reduce(loss, axis=None) / (loss.size if reduction == "mean" else 1)
-    memory.give(loss)
-    return total
+    with memory.scratch() as s:
+        s.adopt(loss)  # (the per-element losses are not the result: recycled once summed)
+        return np.add.reduce(loss, axis=None) / (loss.size if reduction == "mean" else 1)
 
 
 def _bcel_vjp(ctx, g, out, x, y, reduction):
@@ -306,7 +313,8 @@ def _bcel_fast(ctx, g, out, x, y, reduction):
 _bce_logits = Op("binary_cross_entropy_with_logits", _bcel_fwd, _bcel_vjp,
                  lambda ts, out, x, y, reduction: _reduce(
                      (0 if ts[0] is None else ts[0] * (_stable_sigmoid(x) - y))
-                     - (0 if ts[1] is None else ts[1] * x), reduction), fast=_bcel_fast, saves_out=False)
+                     - (0 if ts[1] is None else ts[1] * x), reduction),
+                 fast=_bcel_fast, saves=_reads_p_y, saves_out=False)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction: str = "mean"):

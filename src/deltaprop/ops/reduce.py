@@ -156,7 +156,8 @@ def _prod_vjp(ctx, g, out, x, axis, keepdims):
 prod = _reduction("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims), _prod_vjp,
                   lambda ts, out, x, axis, keepdims: np.sum(ts[0] * _others_product(x, axis), axis=axis,
                                                             keepdims=keepdims),
-                  "Product over axis. VJP: g * (product of the other elements), exact with zeros")
+                  "Product over axis. VJP: g * (product of the other elements), exact with zeros",
+                  saves_out=False)  # (the create_graph path recomputes the output)
 
 
 def _lse(x, axis, keepdims):
