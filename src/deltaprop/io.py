@@ -200,8 +200,9 @@ def _write_all(f: Any, data: bytes) -> None:
 
 
 def _atomic_write(path: StrPath, data: bytes) -> None:
-    """Write data to path via a temp file in the same directory, fsync, then os.replace."""
-    path = os.fspath(path)
+    """Write data to path via a temp file in the same directory, fsync, then os.replace (a
+    symlink's target is replaced; an existing file keeps its permissions)."""
+    path = os.path.realpath(os.fspath(path))
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot save {path!r}: directory {directory!r} does not exist; create it first")
@@ -227,6 +228,8 @@ def _atomic_write(path: StrPath, data: bytes) -> None:
             _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

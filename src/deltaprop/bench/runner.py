@@ -629,30 +629,10 @@ def check_options(args: argparse.Namespace, order: list) -> str | None:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Write `text` to `path` whole or not at all: a temporary file beside it, then os.replace
-    (a symlink's target is replaced; an existing file keeps its permissions)."""
-    target = os.path.realpath(path)
-    folder = os.path.dirname(target)
-    try:
-        mode = os.stat(target).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(target) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write `text` to `path` whole or not at all (deltaprop.io's atomic write: a temporary file
+    beside it, then os.replace; a symlink's target is replaced, an existing file keeps its mode)."""
+    from ..io import _atomic_write
+    _atomic_write(path, text.encode("utf-8"))
 
 
 def _error(message: str) -> None:

@@ -64,10 +64,11 @@ import html
 import json
 import math
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
+
+from ..io import _atomic_write
 
 __all__ = ["render_report", "write_report", "ACTIVATIONS", "OUTPUTS"]
 
@@ -318,22 +319,5 @@ def write_report(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Render the report and write it to ``path`` atomically (temp file + os.replace)."""
     text = render_report(data)
     target = Path(path)
-    try:
-        mode = target.stat().st_mode & 0o777  # keep an existing file's permissions
-    except OSError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        os.chmod(tmp, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _atomic_write(target, text.encode("utf-8"))
     return target
