@@ -50,13 +50,14 @@ class Op:
     them; saves_out: whether it reads the output (or a function of ctx.needs). Only those are
     version-checked."""
 
-    __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out", "primitive")
+    __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out", "checks", "primitive")
     # (key: the registry's name for it when two ops share a display name, e.g. the two pow ops)
 
     def __init__(self, name, fwd, vjp, jvp=None, *, fast=None, keeps=False, saves=None, saves_out=True,
                  key=None, register=True):
         self.name, self.fwd, self.vjp, self.jvp, self.fast = name, fwd, vjp, jvp, fast
         self.keeps, self.saves, self.saves_out = keeps, saves, saves_out
+        self.checks = not (saves == () and saves_out is False)  # (most ops read something back)
         key = key or name
         self.primitive = register  # follows the contract (a dp.Function's backward may return arrays its user holds)
         if register:  # (a dp.Function's per-call op is not a primitive)
@@ -101,30 +102,31 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
             if isinstance(a, Tensor) and (o.base is d or o.base is d.base):
                 out._version = _counter(a)
                 break
-    elif o is not None:
-        for a, d in zip(args, datas):
-            if o is d and isinstance(a, Tensor):  # (an op that returns its input's array)
-                out._version = _counter(a)
-                break
     if node is not None:
         out.requires_grad = True
         out._node = node
         node.out = o
-        saves = op.saves
-        if saves is None:
-            idx = range(len(args))
-        else:
-            idx = saves(node.needs) if callable(saves) else saves
-        vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (_counter(a),)]
-        so = op.saves_out
-        if so if not callable(so) else so(node.needs):
-            c = _counter(out)
-            vs.append((-1, c, c[0]))
-        node.versions = vs
+        if op.checks:
+            node.versions = _versions(op, node, args, out)
     if tangent:  # forward mode: push the tangents through this op's JVP
         ts = [a._tangent if isinstance(a, Tensor) else None for a in args]
         out._tangent = np.asarray(op.jvp(ts, o, *datas, **kw), dtype=o.dtype)
     return out
+
+
+def _versions(op: Op, node: Node, args: tuple, out: Tensor) -> list:
+    """(input index or -1 for the output, counter, version now) for what the op's VJP reads."""
+    saves = op.saves
+    if saves is None:
+        idx = range(len(args))
+    else:
+        idx = saves(node.needs) if callable(saves) else saves
+    vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (_counter(a),)]
+    so = op.saves_out
+    if so if not callable(so) else so(node.needs):
+        c = _counter(out)
+        vs.append((-1, c, c[0]))
+    return vs
 
 
 def sum_to(g, shape: tuple):

@@ -133,6 +133,8 @@ class Owned:
         if type(g) is not np.ndarray or not node.op.primitive:
             return
         root = g if g.base is None else g.base
+        if root.nbytes < MIN_BYTES:  # (never recycled: not worth the bookkeeping)
+            return
         key = id(root)
         if key in self.count:
             self.count[key] += 1
@@ -149,7 +151,7 @@ class Owned:
 
     def new(self, a) -> None:
         """a is an array the engine just made (a sum of two gradients): ours, in one slot."""
-        if type(a) is np.ndarray:
+        if type(a) is np.ndarray and a.nbytes >= MIN_BYTES:
             self.count[id(a)] = 1
             self.arrays[id(a)] = a
 
@@ -157,7 +159,10 @@ class Owned:
         """A pending slot holding g is gone; recycle g's array if that was the last one."""
         if type(g) is not np.ndarray:
             return
-        key = id(g if g.base is None else g.base)
+        root = g if g.base is None else g.base
+        if root.nbytes < MIN_BYTES:
+            return
+        key = id(root)
         n = self.count.get(key)
         if n is not None:
             if n > 1:
