@@ -1,4 +1,6 @@
-"""The performance issue's targets, checked against one run's report (ratios of medians in one run)."""
+"""The performance targets, checked against one run's report (ratios of medians in one run).
+The engine-trust issue kept the speed with stricter limits against PyTorch (MLP SGD and Adam,
+CNN <= 1.0, 2-2-2 <= 0.75); the earlier performance issue's other targets stay."""
 from __future__ import annotations
 
 from statistics import median
@@ -26,12 +28,12 @@ def _ratio_row(report, case, peer, limit, what, base="deltaprop"):
 def evaluate(report: dict) -> list[tuple[str, str, str, bool | None]]:
     """Rows of (target, limit, measured, met); met is None where the run lacks the numbers."""
     rows = [
-        _ratio_row(report, "mlp-sgd", "torch", 1.20, "MLP step, SGD: deltaprop / PyTorch"),
+        _ratio_row(report, "mlp-sgd", "torch", 1.0, "MLP step, SGD: deltaprop / PyTorch"),
         _ratio_row(report, "mlp-sgd", "numpy-buf", 1.10, "MLP step, SGD: deltaprop / hand-written NumPy (buffers)"),
-        _ratio_row(report, "mlp-adam", "torch", 1.5, "MLP step, Adam: deltaprop / PyTorch"),
-        _ratio_row(report, "mazur", "torch", 0.5, "2-2-2 step: deltaprop / PyTorch"),
+        _ratio_row(report, "mlp-adam", "torch", 1.0, "MLP step, Adam: deltaprop / PyTorch"),
+        _ratio_row(report, "mazur", "torch", 0.75, "2-2-2 step: deltaprop / PyTorch"),
         _ratio_row(report, "mazur", "micrograd", 1.0, "2-2-2 step: deltaprop / micrograd (an aim)"),
-        _ratio_row(report, "cnn", "torch", 2.0, "CNN step: deltaprop / PyTorch"),
+        _ratio_row(report, "cnn", "torch", 1.0, "CNN step: deltaprop / PyTorch"),
         _ratio_row(report, "cnn", "torch", 2.0, "CNN step after dp.tune_malloc(): deltaprop-tuned / PyTorch",
                    base="deltaprop-tuned"),
         _ratio_row(report, "chain", "torch", 1.5, "100,000-op chain: deltaprop / PyTorch"),
