@@ -100,7 +100,7 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     if o.base is not None:  # a view of an input shares that input's version counter
         for a, d in zip(args, datas):
             if isinstance(a, Tensor) and (o.base is d or o.base is d.base):
-                out._version = _counter(a)
+                out._version, out._view = _counter(a), True
                 break
     if node is not None:
         out.requires_grad = True

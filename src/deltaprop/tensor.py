@@ -16,14 +16,14 @@ from ._config import get_default_dtype
 class Tensor:
     """An n-dimensional array that can record the operations applied to it and backpropagate."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_version", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_version", "_view", "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self.data = data if type(data) is np.ndarray else np.asarray(data)
         self.grad: Tensor | None = None
         self._node = self._tangent = self._hooks = self._version = None
-        self.requires_grad = False
+        self.requires_grad = self._view = False  # _view: shares another tensor's memory (an op's view)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -79,7 +79,7 @@ class Tensor:
     def detach(self) -> Tensor:
         """The same values, cut from the graph (shares memory and the version counter)."""
         t = Tensor(self.data)
-        t._version = _autograd._counter(self)
+        t._version, t._view = _autograd._counter(self), True
         return t
 
     @property
@@ -121,7 +121,7 @@ class Tensor:
             raise RuntimeError(f"{what}: a leaf tensor that requires grad (shape {self.shape}) cannot be "
                                "changed in place while gradients are recorded; do it under `with dp.no_grad():` "
                                "or write x = x + c")
-        if recording and self.data.base is not None:
+        if recording and self._view:
             raise RuntimeError(f"{what}: this tensor (shape {self.shape}) is a view of another tensor's memory, "
                                "and an in-place change to it cannot be recorded for backward; write it out of "
                                "place (y = x + c) or change the base tensor")

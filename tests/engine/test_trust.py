@@ -319,3 +319,14 @@ def test_no_grad_decorates_generator_functions():
 
     with dp.no_grad():
         assert list(inside()) == [True]
+
+
+def test_an_output_that_is_not_a_view_of_a_tensor_may_change_in_place():
+    # cross_entropy(reduction="none") returns an array that NumPy made as a view of its own
+    # temporary: it is no other tensor's memory, so a recorded in-place change is fine
+    x = t64([[1.0, 2.0, 0.5], [0.1, 0.2, 0.3]])
+    loss = dp.nn.functional.cross_entropy(x, [0, 2], reduction="none")
+    loss *= 2.0
+    loss.sum().backward()
+    p = np.exp(x.data) / np.exp(x.data).sum(1, keepdims=True)
+    np.testing.assert_allclose(x.grad.data, 2 * (p - np.eye(3)[[0, 2]]))
