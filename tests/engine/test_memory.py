@@ -2,7 +2,6 @@
 reference counts: arrays the library handed out, and arrays the user still references, keep
 their values; recycling changes no number; DELTAPROP_RECYCLE=0 turns it off; free lists are
 per thread."""
-import sys
 import threading
 
 import numpy as np

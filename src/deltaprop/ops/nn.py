@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Op
-from ..tensor import Tensor
 from .. import memory
 from .elementwise import _new, _stable_sigmoid, floating, raw, sigmoid
 from .reduce import _lse

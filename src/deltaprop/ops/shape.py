@@ -10,7 +10,7 @@ import numpy as np
 
 from ..autograd import Op, sum_to
 from ..tensor import Tensor
-from .elementwise import raw
+from .elementwise import _t, raw
 
 
 def _shape_arg(shape):
@@ -171,13 +171,9 @@ def _setitem_fast(ctx, g, out, a, v, index):
 
 
 def _setitem_jvp(ts, out, a, v, index):
-    r = np.array(_t0(ts[0], a), copy=True)
+    r = np.array(_t(ts, 0, a), copy=True)
     r[index] = 0 if ts[1] is None else ts[1]
     return r
-
-
-def _t0(t, like):
-    return np.zeros(np.shape(like), np.result_type(like)) if t is None else t
 
 
 setitem_op = Op("setitem", _setitem_fwd, _setitem_vjp, _setitem_jvp, fast=_setitem_fast, saves=(), saves_out=False)
