@@ -1,7 +1,8 @@
 """Datasets (generated, embedded or read from the user's files; no download) and data loading."""
+from .files import FileData, load_file
 from .datasets import circles, digits, mazur, moons, spirals, train_test_split, xor
 from .loader import DataLoader, TensorDataset
 from .mnist import load_mnist
 
-__all__ = ["xor", "mazur", "moons", "circles", "spirals", "digits", "load_mnist",
+__all__ = ["xor", "mazur", "moons", "circles", "spirals", "digits", "load_mnist", "load_file", "FileData",
            "train_test_split", "TensorDataset", "DataLoader"]
