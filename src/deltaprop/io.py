@@ -325,6 +325,9 @@ class Checkpoint:
     epoch: int
     optimizer_class: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    scheduler_state: dict[str, Any] | None = None
+    scheduler_class: str | None = None
+    extra: dict[str, Any] | None = None
 
 
 def _encode_tree(obj: Any, name: str, tensors: dict[str, np.ndarray]) -> Any:
@@ -386,11 +389,15 @@ def save_checkpoint(
     optimizer: Any = None,
     epoch: int = 0,
     metadata: Mapping[str, Any] | None = None,
+    scheduler: Any = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Save model (and optimizer) state plus the epoch to one safetensors file, atomically.
+    """Save model (and optimizer, LR scheduler) state plus the epoch to one safetensors file, atomically.
 
-    Tensors: ``model.<key>`` and ``optimizer.state.<i>.<name>``; everything else is JSON
-    metadata (see the module docstring). `load_checkpoint` restores it.
+    Tensors: ``model.<key>``, ``optimizer.state.<i>.<name>`` and any arrays of the scheduler's
+    state_dict or of `extra` (a tree of arrays, numbers, str, lists and dicts a training loop wants
+    back, e.g. early stopping's best weights); everything else is JSON metadata (see the module
+    docstring). `load_checkpoint` restores it; `read_checkpoint(path).extra` gives `extra` back.
     """
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
         raise TypeError(f"save_checkpoint: epoch must be an int, got {type(epoch).__name__}")
@@ -406,6 +413,11 @@ def save_checkpoint(
     if optimizer is not None:
         record["optimizer_class"] = type(optimizer).__name__
         record["optimizer"] = _encode_tree(optimizer.state_dict(), "optimizer", tensors)
+    if scheduler is not None:  # keys absent otherwise: files stay readable by older deltaprop
+        record["scheduler_class"] = type(scheduler).__name__
+        record["scheduler"] = _encode_tree(scheduler.state_dict(), "scheduler", tensors)
+    if extra is not None:
+        record["extra"] = _encode_tree(dict(extra), "extra", tensors)
     meta = _encode_metadata(metadata, "save_checkpoint")
     meta[_CKPT_KEY] = json.dumps(record)
     _write_file(path, tensors, meta)
@@ -446,12 +458,22 @@ def read_checkpoint(path: StrPath) -> Checkpoint:
             opt_state = _decode_tree(record["optimizer"], tensors)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise ValueError(f"{path_s!r} is corrupted: its optimizer record is unreadable ({exc})") from None
+    decoded = {}
+    for part in ("scheduler", "extra"):
+        if record.get(part) is not None:
+            try:
+                decoded[part] = _decode_tree(record[part], tensors)
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                raise ValueError(f"{path_s!r} is corrupted: its {part} record is unreadable ({exc})") from None
     return Checkpoint(
         model_state=model_state,
         optimizer_state=opt_state,
         epoch=epoch,
         optimizer_class=record.get("optimizer_class"),
         metadata=_decode_metadata(raw_meta, path_s),
+        scheduler_state=decoded.get("scheduler"),
+        scheduler_class=record.get("scheduler_class"),
+        extra=decoded.get("extra"),
     )
 
 
@@ -531,11 +553,11 @@ def _check_optimizer_state(path: str, ckpt: Checkpoint, optimizer: Any) -> None:
                 )
 
 
-def load_checkpoint(path: StrPath, model: Any, optimizer: Any = None) -> int:
-    """Restore model (and optimizer) state from `save_checkpoint`'s file; return the epoch.
+def load_checkpoint(path: StrPath, model: Any, optimizer: Any = None, scheduler: Any = None) -> int:
+    """Restore model (and optimizer, LR scheduler) state from `save_checkpoint`'s file; return the epoch.
 
-    Everything is validated first (file, model keys and shapes, optimizer structure); a failed
-    load leaves the model and optimizer unchanged.
+    Everything is validated first (file, model keys and shapes, optimizer structure, scheduler
+    class); a failed load leaves the model, optimizer and scheduler unchanged.
     """
     path_s = os.fspath(path)
     ckpt = read_checkpoint(path_s)
@@ -547,6 +569,13 @@ def load_checkpoint(path: StrPath, model: Any, optimizer: Any = None) -> int:
                 "load_checkpoint(path, model) and start the optimizer fresh"
             )
         _check_optimizer_state(path_s, ckpt, optimizer)
+    if scheduler is not None:
+        if ckpt.scheduler_state is None:
+            raise ValueError(f"{path_s!r} holds no LR scheduler state (it was saved without a scheduler); call "
+                             "load_checkpoint without scheduler= and start the scheduler fresh")
+        if ckpt.scheduler_class != type(scheduler).__name__:
+            raise ValueError(f"{path_s!r} holds the state of a {ckpt.scheduler_class}, not of a "
+                             f"{type(scheduler).__name__}; create the scheduler the checkpoint was saved with")
     before = model.state_dict()
     model.load_state_dict(ckpt.model_state)
     if optimizer is not None:
@@ -555,4 +584,6 @@ def load_checkpoint(path: StrPath, model: Any, optimizer: Any = None) -> int:
         except BaseException:
             model.load_state_dict(before)  # keep "a failed load changes nothing"
             raise
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt.scheduler_state)
     return ckpt.epoch
