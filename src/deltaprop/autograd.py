@@ -22,7 +22,7 @@ import itertools
 
 import numpy as np
 
-from . import anomaly, memory  # (anomaly imports this module lazily: no cycle at import time)
+from . import anomaly, hooks, memory  # (anomaly imports this module lazily: no cycle at import time)
 from .modes import _state, detect_anomaly, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (re-exported)
 from .tensor import Tensor
 
@@ -184,9 +184,10 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
     for r, g in zip(roots, grads):
         _send(r._node or r, g, pending, heap, leaves, owned)
     want = None if inputs is None else {id(t._node or t): None for t in inputs}
+    deps = hooks.dependencies(roots) if want is None else None  # {leaf: edges still to arrive}
     st = _state
     saved, st.grad = st.grad, create_graph  # VJPs record a graph only for create_graph
-    check = st.anomaly
+    check, outer = st.anomaly, hooks.begin_pass()
     try:
         while heap:
             node = heapq.heappop(heap)[1]
@@ -209,35 +210,49 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
             args = node.args
             igs = (anomaly.checked_vjp if check else _call_vjp)(node, g, create_graph)
             for a, ig in zip(args, igs):
-                if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+                if not isinstance(a, Tensor) or not a.requires_grad:
                     continue
-                if type(ig) is Tensor and not create_graph:
-                    ig = ig.data  # (a reference VJP that called ops)
-                d = a.data
-                if ig.shape != d.shape:
-                    ig = sum_to(ig, d.shape)
-                if ig.dtype != d.dtype:
-                    ig = ig.astype(d.dtype)
-                if check:
-                    anomaly.check_grad(node, ig, args)
-                owned.add(ig, node, g)
-                _send(a._node or a, ig, pending, heap, leaves, owned)
+                if ig is not None:
+                    if type(ig) is Tensor and not create_graph:
+                        ig = ig.data  # (a reference VJP that called ops)
+                    d = a.data
+                    if ig.shape != d.shape:
+                        ig = sum_to(ig, d.shape)
+                    if ig.dtype != d.dtype:
+                        ig = ig.astype(d.dtype)
+                    if check:
+                        anomaly.check_grad(node, ig, args)
+                    owned.add(ig, node, g)
+                    _send(a._node or a, ig, pending, heap, leaves, owned)
+                if deps is not None and a._node is None:  # a leaf is final once its last edge has arrived
+                    deps[a] -= 1
+                    if not deps[a] and a in pending:
+                        _finish(a, pending, want, create_graph, owned, handed)
             owned.drop(g)
             if not retain_graph:
                 node.args = node.datas = node.out = node.kw = node.extra = None
-        for leaf in leaves:  # every contribution has arrived: hooks run once, on the sum
-            g = pending.pop(leaf)
-            owned.hand_out(g)
-            if want is not None and id(leaf) in want:
-                want[id(leaf)] = g
-            if leaf._hooks:
-                g = _run_hooks(leaf._hooks, g, create_graph, owned, handed)
-            if want is None:
-                _accumulate(leaf, g, create_graph, handed)
+        for leaf in [t for t in leaves if t in pending]:  # not finished yet (all, without dependency counts)
+            _finish(leaf, pending, want, create_graph, owned, handed)
+        hooks.run_callbacks()
     finally:
         st.grad = saved
+        hooks.end_pass(outer)
     if want is not None:
         return [want[id(t._node or t)] for t in inputs]
+
+
+def _finish(leaf, pending, want, create_graph, owned, handed) -> None:
+    """All of a leaf's gradient has arrived: hooks run once, on the sum; .grad; post-accumulate hooks."""
+    g = pending.pop(leaf)
+    owned.hand_out(g)
+    if want is not None and id(leaf) in want:
+        want[id(leaf)] = g
+    if leaf._hooks:
+        g = _run_hooks(leaf._hooks, g, create_graph, owned, handed)
+    if want is None:
+        _accumulate(leaf, g, create_graph, handed)
+        for fn in list((leaf._post_hooks or {}).values()):
+            fn(leaf)
 
 
 def _send(key, g, pending, heap, leaves, owned) -> None:

@@ -16,13 +16,14 @@ from ._config import get_default_dtype
 class Tensor:
     """An n-dimensional array that can record the operations applied to it and backpropagate."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_version", "_view", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_post_hooks", "_version", "_view",
+                 "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self.data = data if type(data) is np.ndarray else np.asarray(data)
         self.grad: Tensor | None = None
-        self._node = self._tangent = self._hooks = self._version = None
+        self._node = self._tangent = self._hooks = self._post_hooks = self._version = None
         self.requires_grad = self._view = False  # _view: shares another tensor's memory (an op's view)
         if requires_grad:
             self.requires_grad_(True)
@@ -114,6 +115,10 @@ class Tensor:
             owner.hooks = hooks = owner.hooks or {}
         return _autograd.RemovableHandle(hooks, fn)
 
+    def register_post_accumulate_grad_hook(self, fn):
+        """fn(tensor) runs as soon as this leaf's .grad has received its gradient of the pass (hooks.py)."""
+        return _hooks.register_post_accumulate(self, fn)
+
     def _check_inplace(self, what: str, recording: bool) -> None:
         """In-place rules (PyTorch's): never on a leaf that requires grad while grad mode is on;
         a change that must be recorded in the graph cannot go through a view."""
@@ -172,7 +177,7 @@ class Tensor:
         return _ops.array_function(func, args, kwargs)
 
 
-from . import autograd as _autograd, ops as _ops  # noqa: E402  (ops need Tensor defined)
+from . import autograd as _autograd, hooks as _hooks, ops as _ops  # noqa: E402  (ops need Tensor defined)
 import weakref as _weakref  # noqa: E402
 
 # The operator table: each dunder is one op; the reflected form swaps operands.
