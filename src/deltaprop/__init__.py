@@ -9,10 +9,10 @@ import os as _os
 
 from ._config import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
 from .tensor import Tensor
-from .creation import tensor, arange, eye, full, ones, ones_like, rand, randn, zeros, zeros_like
+from .creation import tensor, arange, eye, from_numpy, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .function import Function
 from .autograd import detect_anomaly, enable_grad, is_grad_enabled, no_grad
-from .ops import (abs, add, argmax, argmin, astype, broadcast_to, clip, concatenate, cos, divide, dot, exp,
+from .ops import (abs, add, argmax, argmin, astype, broadcast_to, cat, clip, concatenate, cos, divide, dot, exp,
                   expand_dims, flatten, log, log1p, logsumexp, matmul, max, maximum, mean, min, minimum,
                   multiply, negative, power, prod, relu, reshape, sigmoid, sin, split, sqrt, square, squeeze,
                   stack, std, subtract, sum, swapaxes, tanh, transpose, unsqueeze, var, where)

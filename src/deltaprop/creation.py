@@ -68,3 +68,13 @@ def zeros_like(x, dtype=None, requires_grad: bool = False) -> Tensor:
 
 def ones_like(x, dtype=None, requires_grad: bool = False) -> Tensor:
     return Tensor(np.ones_like(np.asarray(x), dtype=dtype), requires_grad=requires_grad)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """torch.from_numpy: a tensor sharing the ndarray's memory (a change to either shows in the other)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray, got {type(array).__name__}")
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"from_numpy: can't convert an array of dtype {array.dtype}; supported are float, int, "
+                        "uint and bool arrays")
+    return Tensor(array)

@@ -7,9 +7,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._common import as_array, check_int, check_seed
+from .dataset import Dataset
 
 
-class TensorDataset:
+class TensorDataset(Dataset):
     """Samples made of rows of several arrays (ndarrays or Tensors) of the same first length."""
 
     def __init__(self, *arrays: Any) -> None:

@@ -3,10 +3,10 @@ losses, init and utils; `functional` holds the stateless forms."""
 from . import functional, init, utils
 from .layers import (GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax,
                      MaxPool2d, ReLU, Sigmoid, Softmax, Softplus, Tanh)
-from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .module import Module, ModuleList, Parameter, Sequential, StateDictError
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
 
 __all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "StateDictError",
            "Linear", "Conv2d", "MaxPool2d", "Flatten", "Dropout", "BatchNorm1d", "ReLU", "Sigmoid", "Tanh",
            "LeakyReLU", "GELU", "Softplus", "Softmax", "LogSoftmax", "Identity", "MSELoss", "CrossEntropyLoss",
-           "BCELoss", "BCEWithLogitsLoss"]
+           "BCELoss", "BCEWithLogitsLoss", "ModuleDict", "NLLLoss", "L1Loss"]

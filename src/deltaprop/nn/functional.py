@@ -13,7 +13,7 @@ import numpy as np
 from .. import _config
 from ..autograd import apply
 from ..creation import tensor
-from ..ops import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
+from ..ops import (abs, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
                    log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, tanh)
 from ..ops import activations as _act, layers as _layers
 from ..ops._special import erf
@@ -22,7 +22,7 @@ from ..tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "mse_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus",
-           "dropout", "linear", "conv2d", "max_pool2d", "batch_norm", "erf"]
+           "dropout", "linear", "conv2d", "max_pool2d", "batch_norm", "erf", "one_hot", "nll_loss", "l1_loss"]
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
@@ -156,3 +156,76 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
     if bias is not None:
         y = y + (reshape(bias, shape) if len(xs) == 3 else bias)
     return y
+
+
+# -- PyTorch names added for interop: one_hot, nll_loss, l1_loss ---------------------------------
+def one_hot(tensor: Any, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding: shape tensor.shape + (num_classes,); num_classes=-1 uses max + 1.
+    Not differentiable (an integer result), as in PyTorch."""
+    lab = np.asarray(raw(tensor))
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: expected an integer (index) tensor, got dtype {lab.dtype}")
+    if num_classes == -1:
+        if lab.size == 0:
+            raise ValueError("one_hot: cannot infer the number of classes of an empty tensor; pass num_classes")
+        num_classes = int(lab.max()) + 1
+    if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+        bad = lab[(lab < 0) | (lab >= num_classes)].flat[0]
+        raise ValueError(f"one_hot: class value {bad} is out of range for num_classes={num_classes} "
+                         f"(valid: 0..{num_classes - 1})")
+    out = np.zeros(lab.shape + (int(num_classes),), np.int64)
+    np.put_along_axis(out, lab[..., None].astype(np.intp), 1, axis=-1)
+    return Tensor(out)
+
+
+def _check_loss_reduction(name: str, reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{name}: reduction must be one of ('mean', 'sum', 'none'), got {reduction!r}")
+
+
+def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood from log-probabilities: -w[t] * input[n, t] per sample, for input
+    (N, C), (C,) or (N, C, d1, ...) and int targets (N,), () or (N, d1, ...). 'mean' divides by
+    the summed weights of the targets not equal to ignore_index (PyTorch's rule).
+    VJP: -w[t] g scattered to each target's class."""
+    _check_loss_reduction("nll_loss", reduction)
+    x = input if isinstance(input, Tensor) else tensor(input)
+    xs = x.shape
+    lab = np.asarray(raw(target))
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"nll_loss: target must be an integer tensor of class indices, got dtype {lab.dtype}")
+    expect = (xs[0],) + xs[2:] if len(xs) >= 2 else ()
+    if len(xs) == 0 or lab.shape != expect:
+        raise ValueError(f"nll_loss: input of shape {xs} needs a target of shape {expect}, got {lab.shape}")
+    c = xs[0] if len(xs) == 1 else xs[1]
+    if len(xs) > 2:  # the class axis last, then one row per position
+        x = x.transpose(0, *range(2, len(xs)), 1)
+    x2 = reshape(x, (-1, c))
+    t = lab.reshape(-1).astype(np.intp)
+    valid = t != ignore_index
+    bad = t[valid & ((t < 0) | (t >= c))]
+    if bad.size:
+        raise ValueError(f"nll_loss: target {bad[0]} is out of range for {c} classes (valid: 0..{c - 1}, or "
+                         f"ignore_index={ignore_index})")
+    safe = np.where(valid, t, 0)
+    w = np.ones(c, x2.dtype) if weight is None else np.asarray(raw(weight), dtype=x2.dtype)
+    if w.shape != (c,):
+        raise ValueError(f"nll_loss: weight must have shape ({c},), got {w.shape}")
+    wt = w[safe] * valid
+    losses = -(x2[np.arange(len(t)), safe] * wt)
+    if reduction == "none":
+        return reshape(losses, lab.shape)
+    total = losses.sum()
+    return total if reduction == "sum" else total / wt.sum()
+
+
+def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean absolute error: mean(|input - target|) (or sum / per element). VJP: sign(input - target) g / N
+    (0 where they are equal, as PyTorch)."""
+    _check_loss_reduction("l1_loss", reduction)
+    if np.shape(raw(input)) != np.shape(raw(target)):
+        raise ValueError(f"l1_loss: input shape {np.shape(raw(input))} and target shape {np.shape(raw(target))} "
+                         "differ")
+    d = abs((input if isinstance(input, Tensor) else tensor(input)) - target)
+    return d if reduction == "none" else d.sum() if reduction == "sum" else d.mean()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module
@@ -44,3 +46,24 @@ class BCEWithLogitsLoss(_Loss):
 
     def forward(self, input: Any, target: Any) -> Tensor:
         return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)
+
+
+class NLLLoss(_Loss):
+    """Negative log-likelihood of log-probabilities (N, C) and integer targets (N,): -w[t] * input[n, t];
+    `weight` (C,) per class (a buffer, as in PyTorch), targets equal to ignore_index are skipped."""
+
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.register_buffer("weight", None if weight is None else
+                             (weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight))))
+        self.ignore_index = ignore_index
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class L1Loss(_Loss):
+    """mean(|input - target|) (or sum / per element)."""
+
+    def forward(self, input: Any, target: Any) -> Tensor:
+        return F.l1_loss(input, target, reduction=self.reduction)

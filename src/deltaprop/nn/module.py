@@ -409,3 +409,67 @@ class ModuleList(Module):
     def __getitem__(self, idx: int | slice) -> Any:
         mods = list(self._modules.values())
         return ModuleList(mods[idx]) if isinstance(idx, slice) else mods[idx]
+
+
+class ModuleDict(Module):
+    """An ordered dict of modules that registers them under their keys (state_dict keys
+    'key.weight', ...); iterating gives the keys, as PyTorch's ModuleDict. No forward of its own."""
+
+    def __init__(self, modules: Any = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleDict: value for key {key!r} is a {type(module).__name__}, not a dp.nn.Module")
+        if not isinstance(key, str) or hasattr(ModuleDict, key) or "." in key or not key:
+            raise KeyError(f"ModuleDict: key {key!r} must be a non-empty string without '.' that is not the name "
+                           "of a ModuleDict attribute")
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        delattr(self, key)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def keys(self):
+        """The keys, in insertion order."""
+        return self._modules.keys()
+
+    def values(self):
+        """The modules, in insertion order."""
+        return self._modules.values()
+
+    def items(self):
+        """(key, module) pairs, in insertion order."""
+        return self._modules.items()
+
+    def pop(self, key: str) -> Module:
+        """Remove the module under key and return it."""
+        module = self._modules[key]
+        del self[key]
+        return module
+
+    def clear(self) -> None:
+        """Remove every module."""
+        for key in list(self._modules):
+            del self[key]
+
+    def update(self, modules: Any) -> None:
+        """Add (key, module) pairs from a mapping or an iterable of pairs (a later key replaces an earlier)."""
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for i, pair in enumerate(pairs):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"ModuleDict.update: element {i} should be a (key, module) pair, got {pair!r}")
+            self[pair[0]] = pair[1]

@@ -6,21 +6,22 @@ import builtins
 import numpy as np
 
 from ..tensor import Tensor
-from .elementwise import (abs, add, astype, clip, cos, divide, equal, exp, greater, greater_equal, leaky_relu,
-                          less, less_equal, log, log1p, maximum, minimum, multiply, negative, not_equal, power,
-                          raw, relu, sigmoid, sin, softplus, sqrt, subtract, tanh, where)
+from .elementwise import (abs, add, astype, clip, cos, divide, equal, exp, float32, float64, greater, greater_equal,
+                          leaky_relu, less, less_equal, log, log1p, maximum, minimum, multiply, negative, not_equal,
+                          power, raw, relu, sigmoid, sin, softplus, sqrt, subtract, tanh, to, where)
 from .nn import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss,
                  softmax)
 from .reduce import all, any, argmax, argmin, logsumexp, matmul, max, mean, min, prod, std, sum, var
-from .shape import (broadcast_to, concatenate, expand_dims, flatten, getitem, raw_index, reshape, setitem, split,
-                    squeeze, stack, swapaxes, transpose, unsqueeze)
+from .shape import (broadcast_to, cat, concatenate, expand_dims, flatten, getitem, raw_index, reshape, setitem, split,
+                    squeeze, stack, swapaxes, transpose, unsqueeze, view)
+from .elementwise import float32 as float, float64 as double  # noqa: A004 (Tensor.float(), .double())
 from . import activations, layers  # noqa: F401  (register the layer primitives)
 
 # Functions that become Tensor methods (x.exp(), x.sum(axis=0), x.reshape(2, 3), ...).
 METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "maximum",
            "minimum", "all", "any", "sum", "mean", "max", "min", "var", "std", "prod", "argmax", "argmin", "logsumexp",
            "reshape", "flatten", "transpose", "swapaxes", "broadcast_to", "squeeze", "unsqueeze", "expand_dims",
-           "astype", "matmul", "softmax", "log_softmax"]
+           "astype", "matmul", "softmax", "log_softmax", "to", "float", "double", "view"]
 
 
 def square(x):

@@ -322,6 +322,44 @@ def astype(x, dtype):
     return _cast(x, dtype=np.dtype(dtype))
 
 
+def to(x, *args, **kwargs):
+    """PyTorch's Tensor.to: to(dtype), to(other_tensor) (its dtype) or to('cpu') (no-op; the only
+    device). x itself when nothing changes; otherwise a cast that is differentiable between float
+    dtypes (a cast to an integer or bool dtype is not, as in PyTorch)."""
+    dtype = kwargs.pop("dtype", None)
+    kwargs.pop("copy", None), kwargs.pop("non_blocking", None)
+    device = kwargs.pop("device", None)
+    if kwargs:
+        raise TypeError(f"to: unexpected keyword arguments {sorted(kwargs)}")
+    for a in args + ((device,) if device is not None else ()):
+        if isinstance(a, Tensor):
+            dtype = a.dtype
+        elif isinstance(a, str) and a.split(":")[0] == "cpu":
+            continue
+        elif a is not None:
+            try:
+                dtype = np.dtype(a)
+            except TypeError:
+                raise TypeError(f"to: expected a dtype, a Tensor or the device 'cpu', got {a!r} (deltaprop runs "
+                                "on the CPU only)") from None
+    if dtype is None or np.dtype(dtype) == raw(x).dtype:
+        return x
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        return Tensor(raw(x).astype(dtype))
+    return _cast(x, dtype=dtype)
+
+
+def float32(x):
+    """x as float32 (x itself if it already is). Differentiable."""
+    return to(x, np.float32)
+
+
+def float64(x):
+    """x as float64 (x itself if it already is). Differentiable."""
+    return to(x, np.float64)
+
+
 def _compare(ufunc):
     def f(a, b):
         return Tensor(ufunc(raw(a), raw(b)))

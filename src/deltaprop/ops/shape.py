@@ -257,3 +257,21 @@ def split(x, indices_or_sections, axis: int = 0, *, dim=None):
         bounds = [0] + [int(i) for i in indices_or_sections] + [n]
     lead = (slice(None),) * (axis % raw(x).ndim)
     return [getitem(x, lead + (slice(a, b),)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def cat(tensors, dim: int = 0, *, axis=None):
+    """torch.cat: join along an existing axis (dim=; the same op as concatenate)."""
+    return concatenate(tensors, dim if axis is None else axis)
+
+
+def view(x, *shape):
+    """PyTorch's Tensor.view: the same memory in a new shape, sharing x's version counter (an
+    in-place change to either shows in both). Raises where the shape needs a copy: use reshape."""
+    if len(shape) == 1 and isinstance(shape[0], (type, np.dtype, str)):
+        raise TypeError(f"view: reinterpreting memory as dtype {shape[0]} is not supported; use "
+                        "x.to(dtype) / x.astype(dtype) for a converted copy")
+    out = reshape(x, *shape)
+    if out.data.size and not np.shares_memory(out.data, raw(x)):
+        raise RuntimeError(f"view: shape {out.shape} is not compatible with the memory layout of the input "
+                           f"(shape {raw(x).shape}, strides {raw(x).strides}); use .reshape(...) instead")
+    return out

@@ -226,3 +226,8 @@ class ReduceLROnPlateau(LRScheduler):
         """Restore ``state_dict()``'s output."""
         super().load_state_dict(state_dict)
         self._init_is_better(self.mode, self.threshold, self.threshold_mode)
+
+
+from .schedules import ExponentialLR, LambdaLR, MultiStepLR, OneCycleLR  # noqa: E402  (they subclass LRScheduler)
+
+__all__ += ["LambdaLR", "MultiStepLR", "ExponentialLR", "OneCycleLR"]
