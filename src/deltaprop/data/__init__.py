@@ -4,6 +4,8 @@ from .datasets import circles, digits, mazur, moons, spirals, train_test_split, 
 from .dataset import ConcatDataset, Dataset, Subset, random_split
 from .loader import DataLoader, TensorDataset
 from .mnist import load_mnist
+from .sampler import DistributedSampler
 
 __all__ = ["xor", "mazur", "moons", "circles", "spirals", "digits", "load_mnist", "load_file", "FileData",
-           "train_test_split", "TensorDataset", "DataLoader", "Dataset", "Subset", "ConcatDataset", "random_split"]
+           "train_test_split", "TensorDataset", "DataLoader", "Dataset", "Subset", "ConcatDataset", "random_split",
+           "DistributedSampler"]

@@ -68,12 +68,17 @@ class DataLoader:
     """Iterate over a dataset in batches of Tensors, like torch.utils.data.DataLoader.
 
     Each iter() shuffles with np.random.default_rng([seed, epoch]) then advances the epoch;
-    set_epoch(e) picks the epoch of the next iter() (for resuming).
+    set_epoch(e) picks the epoch of the next iter() (for resuming). With sampler= (e.g. a
+    DistributedSampler) the batches follow the sampler's indices instead; as in PyTorch it
+    excludes shuffle=True, and the sampler's own set_epoch reshuffles it.
     """
 
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False,
-                 seed: int | None = None, drop_last: bool = False) -> None:
-        self.dataset = dataset
+                 seed: int | None = None, drop_last: bool = False, sampler: Any = None) -> None:
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle=True (the sampler "
+                             "decides the order; DistributedSampler shuffles itself)")
+        self.dataset, self.sampler = dataset, sampler
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -90,11 +95,14 @@ class DataLoader:
         self.epoch = check_int("epoch", epoch, minimum=0)
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def order(self, epoch: int) -> np.ndarray:
-        """The sample order of epoch `epoch`: a permutation fixed by (seed, epoch), or 0..n-1."""
+        """The sample order of epoch `epoch`: a permutation fixed by (seed, epoch), or 0..n-1
+        (with a sampler: the indices it gives now, whatever `epoch`)."""
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
@@ -120,5 +128,6 @@ class DataLoader:
             yield tuple(Tensor(a) for a in arrays)
 
     def __repr__(self) -> str:
-        return (f"DataLoader(batch_size={self.batch_size}, shuffle={self.shuffle}, seed={self.seed}, "
+        sampler = "" if self.sampler is None else f"sampler={self.sampler!r}, "
+        return (f"DataLoader({sampler}batch_size={self.batch_size}, shuffle={self.shuffle}, seed={self.seed}, "
                 f"drop_last={self.drop_last}, epoch={self.epoch}, batches={len(self)})")

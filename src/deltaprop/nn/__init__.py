@@ -1,12 +1,13 @@
 """Neural-network building blocks (PyTorch's names and semantics): Module, Parameter, layers,
 losses, init and utils; `functional` holds the stateless forms."""
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .layers import (GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax,
                      MaxPool2d, ReLU, Sigmoid, Softmax, Softplus, Tanh)
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
 
-__all__ = ["functional", "init", "utils", "Module", "Parameter", "Sequential", "ModuleList", "StateDictError",
+__all__ = ["functional", "init", "parallel", "utils",
+           "Module", "Parameter", "Sequential", "ModuleList", "StateDictError",
            "Linear", "Conv2d", "MaxPool2d", "Flatten", "Dropout", "BatchNorm1d", "ReLU", "Sigmoid", "Tanh",
            "LeakyReLU", "GELU", "Softplus", "Softmax", "LogSoftmax", "Identity", "MSELoss", "CrossEntropyLoss",
            "BCELoss", "BCEWithLogitsLoss", "ModuleDict", "NLLLoss", "L1Loss"]
