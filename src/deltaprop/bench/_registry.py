@@ -17,6 +17,8 @@ CASES: dict[str, tuple[str, str]] = {
     "memory": ("training loop of the train case: peak RSS, RSS after each epoch", "MB"),
     "trace": ("dp.explain.trace of one sample through a 784-256-10 sigmoid network (target < 1 s)", "s"),
     "report": ("`deltaprop explain --dataset moons --hidden 4,4 --steps 200 --html` (target < 5 s)", "s"),
+    "ddp": ("the mlp-sgd step, global batch 128, on 2 MPI ranks x 1 thread (DistributedDataParallel); extras: "
+            "1 process x 2 threads, Allreduce time, overlap won (bench/ddp.py)", "s"),
 }
 
 # Library name -> (worker module inside deltaprop.bench, top-level package it needs or None).
@@ -67,6 +69,7 @@ APPLIES: dict[str, list[str]] = {
     "memory": ["deltaprop", "torch"],
     "trace": ["deltaprop"],
     "report": ["deltaprop"],
+    "ddp": ["deltaprop"],
 }
 
 # Peers as named on the command line (`--peers`): every library except the baseline.
@@ -91,6 +94,7 @@ TIMING: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "memory": ((0, 1), (0, 1)),
     "trace": ((0, 3), (0, 1)),
     "report": ((0, 3), (0, 1)),
+    "ddp": ((0, 1), (0, 1)),
 }
 
 # The shortest block, in seconds: normal and --quick.

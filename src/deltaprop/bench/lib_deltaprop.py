@@ -202,3 +202,10 @@ def report():
         return os.path.getsize(path) / 1e6
 
     return step
+
+
+def ddp():
+    """2 MPI ranks x 1 thread against 1 process x 2 threads (bench/ddp.py); value: the 2-rank step."""
+    from .ddp import run
+
+    return run()

@@ -286,6 +286,11 @@ def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
             notes.append(f"RSS epoch 2 -> last {ex['growth_mb']:+.1f} MB")
         if ex.get("test_accuracy") is not None:
             notes.append(f"test acc {ex['test_accuracy']:.3f}")
+    elif case == "ddp" and ex.get("single_1x2_s") is not None:
+        notes.append(f"1 process x 2 threads {fmt_value(ex['single_1x2_s'], 's')} "
+                     f"(2 ranks: speed-up x{ex['speedup_vs_single']:.2f}); Allreduce of the grads "
+                     f"{fmt_value(ex['allreduce_1_07MB_s'], 's')}; overlap won "
+                     f"{fmt_value(ex['overlap_won_s'], 's')}")
     elif case == "import" and lib != BASELINE and item.get("difference") is not None:
         notes.append(f"deltaprop - {lib}: {item['difference']:+.3f} s")
     loss = ex.get("first_loss")

@@ -119,7 +119,7 @@ def measure(lib: str, case: str, warmup: int, blocks: int, threads: int, block: 
                 "reason": "the array recycler is on: run this worker with DELTAPROP_RECYCLE=0 in its "
                           "environment (the runner does)"}
     try:
-        if case in ("train", "memory"):
+        if case in ("train", "memory", "ddp"):  # one run each, timing inside
             result = make()
             value = result.pop("value")
             if recycle is not None:
