@@ -53,7 +53,8 @@ for name in ("sgd", "adam"):
         ropt.zero_grad()
         dp.nn.functional.cross_entropy(ref(dp.tensor(X[batch])), y[batch]).backward()
         if step == 0:
-            gdiff = max(np.abs(p.grad.numpy() - q.grad.numpy()).max() for p, q in zip(model.parameters(), ref.parameters()))
+            gdiff = max(np.abs(p.grad.numpy() - q.grad.numpy()).max()
+                        for p, q in zip(model.parameters(), ref.parameters()))
         opt.step()
         ropt.step()
     pdiff = max(np.abs(p.numpy() - q.numpy()).max() for p, q in zip(model.parameters(), ref.parameters()))
