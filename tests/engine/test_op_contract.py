@@ -165,6 +165,14 @@ def _pool_internal(which, kernel=(2, 2), stride=(2, 2), padding=(0, 0)):
     return fn
 
 
+def _avg_pool2d(kernel=(2, 2), stride=(2, 2), padding=(0, 0), count_include_pad=True):
+    def fn(rng, big):
+        xs = (8, 4, 32, 32) if big else (2, 2, 5, 5)
+        divisor = layers.avg_pool_divisor(xs, kernel, stride, padding, count_include_pad)
+        return [_normal(rng, xs)], {"kernel": kernel, "stride": stride, "padding": padding, "divisor": divisor}
+    return fn
+
+
 def _batch_norm(three_d=False, affine=True):
     def fn(rng, big):
         if three_d:
@@ -288,6 +296,7 @@ SAMPLES = {
     "max_pool2d_backward": _pool_internal("scatter"),
     "max_pool2d_gather": _pool_internal("gather"),
     "batch_norm": _batch_norm(),
+    "avg_pool2d": _avg_pool2d(),
 }
 
 # Other settings of the same ops (broadcasting, axes, reductions, strides, padding, ...).
@@ -348,6 +357,9 @@ VARIANTS = {
                             "gaps": _pool_internal("scatter", (2, 2), (3, 3))},
     "max_pool2d_gather": {"overlap_padding": _pool_internal("gather", (3, 3), (1, 1), (1, 1))},
     "batch_norm": {"3d": _batch_norm(three_d=True), "no_affine": _batch_norm(affine=False)},
+    "avg_pool2d": {"overlap_padding": _avg_pool2d((3, 3), (1, 1), (1, 1)),
+                   "exclude_pad": _avg_pool2d((3, 3), (2, 2), (1, 1), count_include_pad=False),
+                   "gaps": _avg_pool2d((2, 2), (3, 3))},
 }
 
 # 0-d inputs: the fast paths' scalar corners (NumPy scalars instead of arrays, nothing to write into).

@@ -3,6 +3,7 @@ losses, init and utils; `functional` holds the stateless forms."""
 from . import functional, init, parallel, utils
 from .layers import (GELU, BatchNorm1d, Conv2d, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax,
                      MaxPool2d, ReLU, Sigmoid, Softmax, Softplus, Tanh)
+from .layers_more import AdaptiveAvgPool2d, AvgPool2d, BatchNorm2d, Conv1d, Embedding, LayerNorm
 from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .module import Module, ModuleDict, ModuleList, Parameter, Sequential, StateDictError
 
@@ -10,4 +11,5 @@ __all__ = ["functional", "init", "parallel", "utils",
            "Module", "Parameter", "Sequential", "ModuleList", "StateDictError",
            "Linear", "Conv2d", "MaxPool2d", "Flatten", "Dropout", "BatchNorm1d", "ReLU", "Sigmoid", "Tanh",
            "LeakyReLU", "GELU", "Softplus", "Softmax", "LogSoftmax", "Identity", "MSELoss", "CrossEntropyLoss",
-           "BCELoss", "BCEWithLogitsLoss", "ModuleDict", "NLLLoss", "L1Loss"]
+           "BCELoss", "BCEWithLogitsLoss", "ModuleDict", "NLLLoss", "L1Loss",
+           "Conv1d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d", "LayerNorm", "Embedding"]

@@ -18,11 +18,13 @@ from ..ops import (abs, binary_cross_entropy, binary_cross_entropy_with_logits, 
 from ..ops import activations as _act, layers as _layers
 from ..ops._special import erf
 from ..ops.elementwise import raw
+from ..ops.shape import _unindex as _scatter_op
 from ..tensor import Tensor
 
 __all__ = ["softmax", "log_softmax", "cross_entropy", "mse_loss", "binary_cross_entropy",
            "binary_cross_entropy_with_logits", "relu", "sigmoid", "tanh", "leaky_relu", "gelu", "softplus",
-           "dropout", "linear", "conv2d", "max_pool2d", "batch_norm", "erf", "one_hot", "nll_loss", "l1_loss"]
+           "dropout", "linear", "conv2d", "max_pool2d", "batch_norm", "erf", "one_hot", "nll_loss", "l1_loss",
+           "conv1d", "avg_pool2d", "adaptive_avg_pool2d", "layer_norm", "embedding"]
 
 
 def linear(x: Any, weight: Any, bias: Any = None) -> Tensor:
@@ -40,15 +42,33 @@ def _pair(v, name: str, what: str) -> tuple[int, int]:
     return int(t[0]), int(t[1])
 
 
-def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0) -> Tensor:
+def _dilate(weight: Any, dilation: tuple[int, int]) -> Tensor:
+    """The kernel with dilation - 1 zeros between its taps: a dilated convolution is the plain
+    one with this kernel. Differentiable (a scatter; its VJP picks the taps' gradients back)."""
+    w = weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight))
+    o, c, kh, kw = w.shape
+    index = (slice(None), slice(None), slice(None, None, dilation[0]), slice(None, None, dilation[1]))
+    return _scatter_op(w, index=index, shape=(o, c, dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1))
+
+
+def conv2d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
     """2-D cross-correlation, NCHW: y[n,o] = sum_c x_pad[n,c] * W[o,c] + b[o] (im2col + one matmul).
-    VJP: col2im(g @ W) for x, g.T @ im2col(x) for W, sum(g) for b."""
+    VJP: col2im(g @ W) for x, g.T @ im2col(x) for W, sum(g) for b. dilation d spaces the kernel's
+    taps d apart (the kernel with zeros in between); groups must be 1."""
     stride, padding = _pair(stride, "conv2d", "stride"), _pair(padding, "conv2d", "padding")
+    dilation = _pair(dilation, "conv2d", "dilation")
     xs, ws = np.shape(raw(x)), np.shape(raw(weight))
     if len(ws) != 4:
         raise ValueError(f"conv2d: weight must have shape (out_channels, in_channels, kH, kW), got {ws}")
-    if min(stride) < 1 or min(padding) < 0:
-        raise ValueError(f"conv2d: stride must be >= 1 and padding >= 0, got stride={stride}, padding={padding}")
+    if min(stride) < 1 or min(padding) < 0 or min(dilation) < 1:
+        raise ValueError(f"conv2d: stride and dilation must be >= 1 and padding >= 0, got stride={stride}, "
+                         f"padding={padding}, dilation={dilation}")
+    if groups != 1:
+        raise NotImplementedError(f"conv2d: groups={groups} is not supported (only groups=1)")
+    if dilation != (1, 1):
+        weight = _dilate(weight, dilation)
+        ws = weight.shape
     unbatched = len(xs) == 3
     if unbatched:
         x = reshape(x if isinstance(x, Tensor) else Tensor(np.asarray(x)), (1,) + xs)
@@ -121,14 +141,14 @@ def gelu(x: Any, approximate: str = "none") -> Tensor:
 
 def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, weight: Any = None,
                bias: Any = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
-    """(x - mean) / sqrt(var + eps) * weight + bias over axis 1 (N, C) or (N, C, L). Training uses
-    the batch's biased variance and updates the running stats in place (unbiased variance).
-    Training mode is one op whose VJP is the closed-form batch-norm gradient."""
+    """(x - mean) / sqrt(var + eps) * weight + bias per channel (axis 1) of (N, C), (N, C, L) or
+    (N, C, H, W). Training uses the batch's biased variance and updates the running stats in place
+    (unbiased variance). Training mode is one op whose VJP is the closed-form batch-norm gradient."""
     xs = np.shape(raw(x))
-    if len(xs) not in (2, 3):
-        raise ValueError(f"batch_norm: expected input of shape (N, C) or (N, C, L), got {xs}")
-    axes = (0,) if len(xs) == 2 else (0, 2)
-    shape = (1, xs[1]) if len(xs) == 2 else (1, xs[1], 1)
+    if len(xs) not in (2, 3, 4):
+        raise ValueError(f"batch_norm: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got {xs}")
+    axes = (0,) + tuple(range(2, len(xs)))  # every axis but the channels
+    shape = (1, xs[1]) + (1,) * (len(xs) - 2)
     xt = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
     if training or running_mean is None:
         n = int(np.prod([xs[a] for a in axes]))
@@ -152,9 +172,9 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
         return y
     y = (xt - running_mean.data.reshape(shape)) / np.sqrt(running_var.data.reshape(shape) + eps)
     if weight is not None:
-        y = y * (reshape(weight, shape) if len(xs) == 3 else weight)
+        y = y * (reshape(weight, shape) if len(xs) > 2 else weight)
     if bias is not None:
-        y = y + (reshape(bias, shape) if len(xs) == 3 else bias)
+        y = y + (reshape(bias, shape) if len(xs) > 2 else bias)
     return y
 
 
@@ -229,3 +249,127 @@ def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:
                          "differ")
     d = abs((input if isinstance(input, Tensor) else tensor(input)) - target)
     return d if reduction == "none" else d.sum() if reduction == "sum" else d.mean()
+
+
+def _batched_4d(x: Any, name: str) -> tuple[Tensor, bool]:
+    """x as a 4-D Tensor (N, C, H, W) (a 3-D (C, H, W) gets a batch axis of 1), and whether it had none."""
+    xt = x if isinstance(x, Tensor) else tensor(x)
+    if xt.ndim == 3:
+        return reshape(xt, (1,) + xt.shape), True
+    if xt.ndim != 4:
+        raise ValueError(f"{name}: expected a 4-D input (N, C, H, W) or 3-D (C, H, W), got shape {xt.shape}")
+    if xt.dtype.kind != "f":
+        raise ValueError(f"{name}: expected a floating-point input, got {xt.dtype}")
+    return xt, False
+
+
+def conv1d(x: Any, weight: Any, bias: Any = None, stride: Any = 1, padding: Any = 0, dilation: Any = 1,
+           groups: int = 1) -> Tensor:
+    """1-D cross-correlation over (N, C, L) (or (C, L)) with weight (out, in, k): conv2d on a
+    height-1 image. VJP: conv2d's."""
+    one = {"stride": stride, "padding": padding, "dilation": dilation}
+    for k, v in one.items():
+        v = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        if len(v) != 1 or not isinstance(v[0], (int, np.integer)):
+            raise ValueError(f"conv1d: {k} must be an int or a 1-tuple of ints, got {one[k]!r}")
+        one[k] = (1 if k != "padding" else 0, int(v[0]))
+    xt = x if isinstance(x, Tensor) else tensor(x)
+    ws = np.shape(raw(weight))
+    if len(ws) != 3:
+        raise ValueError(f"conv1d: weight must have shape (out_channels, in_channels, k), got {ws}")
+    if xt.ndim not in (2, 3) or xt.shape[-2] != ws[1]:
+        raise ValueError(f"conv1d: expected input of shape (N, {ws[1]}, L) or ({ws[1]}, L) for weight of shape "
+                         f"{ws}, got {xt.shape}")
+    unbatched = xt.ndim == 2
+    x4 = reshape(xt, (1 if unbatched else xt.shape[0], ws[1], 1, xt.shape[-1]))
+    w4 = reshape(weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight)), (ws[0], ws[1], 1, ws[2]))
+    out = conv2d(x4, w4, bias, one["stride"], one["padding"], one["dilation"], groups)
+    return reshape(out, (out.shape[1], out.shape[3]) if unbatched else (out.shape[0], out.shape[1], out.shape[3]))
+
+
+def avg_pool2d(x: Any, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Mean over kH x kW windows (NCHW; stride defaults to kernel_size; zero padding, counted in
+    the divisor unless count_include_pad=False). VJP: g / divisor spread over each window."""
+    kernel = _pair(kernel_size, "avg_pool2d", "kernel_size")
+    stride = kernel if stride is None else _pair(stride, "avg_pool2d", "stride")
+    padding = _pair(padding, "avg_pool2d", "padding")
+    if ceil_mode:
+        raise NotImplementedError("avg_pool2d: ceil_mode=True is not supported")
+    if min(kernel) < 1 or min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"avg_pool2d: kernel_size and stride must be >= 1 and padding >= 0, got "
+                         f"kernel_size={kernel}, stride={stride}, padding={padding}")
+    if padding[0] * 2 > kernel[0] or padding[1] * 2 > kernel[1]:
+        raise ValueError(f"avg_pool2d: padding {padding} must be at most half the kernel size {kernel}")
+    if divisor_override is not None and (not isinstance(divisor_override, (int, np.integer)) or divisor_override < 1):
+        raise ValueError(f"avg_pool2d: divisor_override must be a positive int, got {divisor_override!r}")
+    xt, unbatched = _batched_4d(x, "avg_pool2d")
+    if xt.shape[2] + 2 * padding[0] < kernel[0] or xt.shape[3] + 2 * padding[1] < kernel[1]:
+        raise ValueError(f"avg_pool2d: kernel {kernel} is larger than the padded input {xt.shape[2:]} "
+                         f"(padding {padding})")
+    divisor = _layers.avg_pool_divisor(xt.shape, kernel, stride, padding, count_include_pad, divisor_override)
+    out = _layers.avg_pool2d(xt, kernel=kernel, stride=stride, padding=padding, divisor=divisor)
+    return reshape(out, out.shape[1:]) if unbatched else out
+
+
+def adaptive_avg_pool2d(x: Any, output_size: Any) -> Tensor:
+    """Mean over the windows that split (H, W) into output_size bins (PyTorch's bins: rows
+    floor(i H / oh) to ceil((i + 1) H / oh)); an entry None keeps that size. Where the sizes
+    divide evenly this is avg_pool2d with kernel = stride = H / oh."""
+    xt, unbatched = _batched_4d(x, "adaptive_avg_pool2d")
+    size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(size) != 2:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be an int or a pair, got {output_size!r}")
+    h, w = xt.shape[2:]
+    oh, ow = (h if size[0] is None else int(size[0])), (w if size[1] is None else int(size[1]))
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive, got {output_size!r}")
+    if h % oh == 0 and w % ow == 0:
+        out = avg_pool2d(xt, (h // oh, w // ow))
+    else:  # uneven bins (they may overlap): one mean per bin
+        rows = [(i * h // oh, -(-(i + 1) * h // oh)) for i in range(oh)]
+        cols = [(j * w // ow, -(-(j + 1) * w // ow)) for j in range(ow)]
+        from ..ops import mean, stack
+        out = stack([stack([mean(xt[:, :, r0:r1, c0:c1], axis=(2, 3)) for c0, c1 in cols], axis=-1)
+                     for r0, r1 in rows], axis=-2)
+    return reshape(out, out.shape[1:]) if unbatched else out
+
+
+def layer_norm(x: Any, normalized_shape: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5) -> Tensor:
+    """(x - mean) / sqrt(var + eps) * weight + bias over the last len(normalized_shape) axes
+    (biased variance, as PyTorch). Built from differentiable ops."""
+    ns = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    xt = x if isinstance(x, Tensor) else tensor(x)
+    if not ns or xt.shape[xt.ndim - len(ns):] != ns or xt.ndim < len(ns):
+        raise ValueError(f"layer_norm: input of shape {xt.shape} does not end with normalized_shape {ns}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and np.shape(raw(p)) != ns:
+            raise ValueError(f"layer_norm: {name} must have shape {ns}, got {np.shape(raw(p))}")
+    axes = tuple(range(xt.ndim - len(ns), xt.ndim))
+    xc = xt - xt.mean(axis=axes, keepdims=True)
+    y = xc / ((xc * xc).mean(axis=axes, keepdims=True) + eps) ** 0.5
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def embedding(input: Any, weight: Any, padding_idx: int | None = None) -> Tensor:
+    """Rows of weight (num_embeddings, dim) at the integer indices: shape input.shape + (dim,).
+    VJP: g scatter-added into the rows; the padding_idx row gets no gradient (PyTorch's rule)."""
+    idx = np.asarray(raw(input))
+    ws = np.shape(raw(weight))
+    if len(ws) != 2:
+        raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got {ws}")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be an integer tensor, got dtype {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= ws[0]):
+        bad = idx[(idx < 0) | (idx >= ws[0])].flat[0]
+        raise IndexError(f"embedding: index {bad} is out of range for {ws[0]} embeddings (valid: 0..{ws[0] - 1})")
+    out = (weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight)))[input if isinstance(input, Tensor)
+                                                                                 else idx]
+    if padding_idx is not None and out.requires_grad and np.any(idx == padding_idx):
+        keep = (idx != padding_idx)[..., None]
+        out.register_hook(lambda g: g * keep)
+    return out

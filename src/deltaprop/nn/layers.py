@@ -51,18 +51,21 @@ class Conv2d(Module):
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", dtype: Any = None) -> None:
         super().__init__()
-        if F._pair(dilation, "Conv2d", "dilation") != (1, 1) or groups != 1 or padding_mode != "zeros":
-            raise NotImplementedError("Conv2d: only dilation=1, groups=1 and padding_mode='zeros' are supported")
+        if groups != 1 or padding_mode != "zeros":
+            raise NotImplementedError("Conv2d: only groups=1 and padding_mode='zeros' are supported")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = F._pair(kernel_size, "Conv2d", "kernel_size")
         self.stride = F._pair(stride, "Conv2d", "stride")
+        self.dilation = F._pair(dilation, "Conv2d", "dilation")
         if padding == "valid":
             padding = 0
         elif padding == "same":
-            if self.stride != (1, 1) or self.kernel_size[0] % 2 == 0 or self.kernel_size[1] % 2 == 0:
-                raise ValueError("Conv2d: padding='same' needs stride 1 and odd kernel sizes here, got "
-                                 f"stride={self.stride}, kernel_size={self.kernel_size}")
-            padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+            span = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            if self.stride != (1, 1) or span[0] % 2 or span[1] % 2:
+                raise ValueError("Conv2d: padding='same' needs stride 1 and an even dilation * (kernel_size - 1) "
+                                 f"here, got stride={self.stride}, kernel_size={self.kernel_size}, "
+                                 f"dilation={self.dilation}")
+            padding = (span[0] // 2, span[1] // 2)
         self.padding = F._pair(padding, "Conv2d", "padding")
         dt = _dtype(dtype)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -78,12 +81,14 @@ class Conv2d(Module):
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): expected input of shape "
                              f"(N, {self.in_channels}, H, W), got {tuple(shape)}")
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
+        if self.padding != (0,) * len(self.padding):
             s += f", padding={self.padding}"
+        if self.dilation != (1,) * len(self.dilation):
+            s += f", dilation={self.dilation}"
         return s + ("" if self.bias is not None else ", bias=False")
 
 
@@ -163,17 +168,20 @@ class BatchNorm1d(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
+    def _check_input(self, shape: tuple) -> None:
+        if len(shape) not in (2, 3) or shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm1d({self.num_features}): expected input of shape (N, {self.num_features}) "
+                             f"or (N, {self.num_features}, L), got {tuple(shape)}")
+
     def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, no batches tracked."""
         if self.track_running_stats:
             for buf, value in ((self.running_mean, 0), (self.running_var, 1), (self.num_batches_tracked, 0)):
                 buf.data[...] = value
                 buf._bump()
 
     def forward(self, x: Any) -> Tensor:
-        shape = np.shape(x.data if isinstance(x, Tensor) else x)
-        if len(shape) not in (2, 3) or shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d({self.num_features}): expected input of shape (N, {self.num_features}) "
-                             f"or (N, {self.num_features}, L), got {tuple(shape)}")
+        self._check_input(np.shape(x.data if isinstance(x, Tensor) else x))
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1

@@ -406,3 +406,49 @@ def _bn_reads(needs):
 
 batch_norm_train = Op("batch_norm", _bn_fwd, _bn_vjp, _bn_jvp, fast=_bn_fast, keeps=True, saves=_bn_reads,
                       saves_out=False)
+
+
+# -- avg_pool2d -------------------------------------------------------------------------------------
+# Window sums are a convolution of each channel with a kernel of ones; the VJP is that
+# convolution's adjoint in x (conv2d_input_grad), so it needs nothing from the forward.
+def _ones_kernel(kernel, dtype):
+    return np.ones((1, 1) + tuple(kernel), dtype)
+
+
+def _avg_fwd(x, *, kernel, stride, padding, divisor):
+    n, c, h, w = x.shape
+    s = _conv_raw(x.reshape(n * c, 1, h, w), _ones_kernel(kernel, x.dtype), stride=stride, padding=padding)
+    return np.divide(s.reshape(n, c, s.shape[2], s.shape[3]), divisor, dtype=x.dtype)
+
+
+def _avg_vjp(ctx, g, out, x, *, kernel, stride, padding, divisor):
+    """VJP: g / divisor spread evenly over each window (conv's adjoint with a kernel of ones)."""
+    n, c, h, w = raw(x).shape
+    d = divisor if isinstance(divisor, float) else divisor.astype(raw(g).dtype)
+    gd = reshape(g / d, (n * c, 1) + raw(g).shape[2:])
+    gx = _convx_any(gd, _ones_kernel(kernel, raw(g).dtype), (n * c, 1, h, w), stride, padding)
+    return (reshape(gx, (n, c, h, w)),)
+
+
+def _avg_fast(ctx, g, out, x, *, kernel, stride, padding, divisor):
+    n, c, h, w = x.shape
+    gd = np.divide(g, divisor, dtype=g.dtype).reshape((n * c, 1) + g.shape[2:])
+    return (_conv_input_grad(gd, _ones_kernel(kernel, g.dtype), (n * c, 1, h, w), stride, padding).reshape(x.shape),)
+
+
+avg_pool2d = Op("avg_pool2d", _avg_fwd, _avg_vjp,
+                lambda ts, out, x, *, kernel, stride, padding, divisor: _avg_fwd(
+                    ts[0], kernel=kernel, stride=stride, padding=padding, divisor=divisor),
+                fast=_avg_fast, saves=(), saves_out=False)
+
+
+def avg_pool_divisor(x_shape, kernel, stride, padding, count_include_pad=True, divisor_override=None):
+    """What each window's sum is divided by: divisor_override, kH * kW (padding counted), or the
+    number of input elements in each window, shaped (1, 1, Ho, Wo)."""
+    if divisor_override is not None:
+        return float(divisor_override)
+    if count_include_pad or padding == (0, 0):
+        return float(kernel[0] * kernel[1])
+    counts = _conv_raw(np.ones((1, 1) + tuple(x_shape[2:])), _ones_kernel(kernel, np.float64), stride=stride,
+                       padding=padding)
+    return counts.copy()
