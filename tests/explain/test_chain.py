@@ -39,7 +39,7 @@ def test_exp_sin_square_matches_the_analytic_derivative(x0):
     assert float(v1.adjoint) == pytest.approx(math.exp(math.sin(x0 ** 2)) * math.cos(x0 ** 2))
     s = str(c)
     assert "y = exp(sin(x ** 2))" in s
-    assert "dy/dv2 x dv2/dv1 x dv1/dx" in s
+    assert "\u2202y/\u2202v2 x \u2202v2/\u2202v1 x \u2202v1/\u2202x" in s
     assert "exp(v2) x cos(v1) x 2*x" in s
     assert ("%.9g" % expected) in s
     assert num(s, "engine") == pytest.approx(expected, rel=1e-8)
@@ -54,8 +54,8 @@ def test_several_paths_are_summed():
     t = math.tanh(3 * x0)
     expected = 2 * x0 + (3 * (1 - t * t) * (1 + x0) - t) / (1 + x0) ** 2
     assert c.n_paths == 4
-    assert len(c.paths) == 4
-    assert sum(p.product for p in c.paths) == pytest.approx(expected, rel=1e-12)
+    assert len(c.path_list) == 4
+    assert sum(p.product for p in c.path_list) == pytest.approx(expected, rel=1e-12)
     assert c.derivative == pytest.approx(expected, rel=1e-12)
     assert float(c.nodes[0].adjoint) == pytest.approx(expected, rel=1e-12)
     s = str(c)
@@ -109,7 +109,7 @@ def test_path_explosion_is_summarised():
     for _ in range(10):   # each y*y doubles the paths: 2**10
         y = y * y
     c = dp.explain.chain(y, x)
-    assert c.n_paths == 1024 and c.paths is None
+    assert c.n_paths == 1024 and c.path_list is None
     assert c.derivative == pytest.approx(1024 * 0.3 ** 1023, rel=1e-9)
     assert "too many to list" in str(c)
 

@@ -62,15 +62,16 @@ def test_mazur_numbers():
 
 def test_chain_text_for_output_and_hidden_weights():
     tr = dp.explain.trace(mazur_model(), np.array([0.05, 0.1]), np.array([0.01, 0.99]), half_sse, lr=0.5)
-    s = tr.chain("2.weight", (0, 0))
+    s = str(tr.chain("2.weight", (0, 0)))
     assert "dE/dw5 = dE/dout_o1 x dout_o1/dnet_o1 x dnet_o1/dw5" in s
     assert "0.74136507 x 0.186815602 x 0.593269992 = 0.0821670406" in s
-    s = tr.chain("0.weight", (0, 0))
+    s = str(tr.chain("0.weight", (0, 0)))
     assert "dE/dw1 = dE/dout_h1 x dout_h1/dnet_h1 x dnet_h1/dw1" in s
     for number in ("0.0553994247", "-0.0190491183", "0.0363503064", "0.241300709", "0.000438567734", "0.149780716"):
         assert number in s
-    assert "via o1" in s and "via o2" in s
-    assert "0.00877135469" in tr.chain("0.bias", 0)
+    assert "via o1" not in s   # the layer rule by default; the path expansion only when asked
+    assert "via o1" in str(tr.chain("0.weight", (0, 0)).paths())
+    assert "0.00877135469" in str(tr.chain("0.bias", 0))
     with pytest.raises(KeyError):
         tr.chain("5.weight", (0, 0))
     with pytest.raises(IndexError):
@@ -130,7 +131,9 @@ def test_backprop_identities_on_random_deep_nets(sizes, act, batch, seed):
 def test_hidden_chain_paths_sum_to_the_engine_value_in_deeper_nets():
     model = random_net([2, 3, 3, 2], "tanh", 5)
     tr = dp.explain.trace(model, np.array([0.3, -0.7]), np.array([0.1, 0.2]), half_sse)
-    s = tr.chain("0.weight", (1, 0))
+    c = tr.chain("0.weight", (1, 0))
+    assert isinstance(c, dp.explain.Chain)
+    s = str(c.paths())
     assert "sum over the 6 path(s)" in s
     assert ("%.9g" % tr.grads["0.weight"][1, 0]) in s
     assert ("%.9g" % tr.layers[0].dout[0, 1]) in s
@@ -160,12 +163,12 @@ def test_tables():
     for s in ("0.593269992", "0.75136507", "0.138498562", "0.0821670406", "0.35891648", "w5", "o1", "h2"):
         assert s in text
     md = tr.to_markdown()
-    assert "| o1 | 1.10590597 | 0.75136507 | 0.138498562 |" in md
+    assert "| o1 | 1.10590597 | 0.75136507 | 0.01 | 0.74136507 | 0.186815602 | 0.138498562 |" in md
     h = tr.to_html()
     assert h == tr._repr_html_() and "<table>" in h and "0.0821670406" in h
     generic = dp.explain.trace(random_net([3, 2, 2], "tanh", 8), np.ones((2, 3)), np.zeros((2, 2)), half_sse)
     assert "2_0" in str(generic) and "sample" in str(generic)
-    assert "sum over the batch of 2" in generic.chain("2.weight", (1, 1))
+    assert "sum over the batch of 2" in str(generic.chain("2.weight", (1, 1)))
 
 
 def test_rejects_non_elementwise_layers_after_linear():

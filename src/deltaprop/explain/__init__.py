@@ -1,6 +1,7 @@
 """See the errors propagate: deltas per layer, the chain rule with numbers, graph drawings.
 
-trace(model, x, target, loss, lr)  per-layer net/out/delta and per-parameter gradients
+trace(model, x, target, loss, lr)  per-layer net/out/delta and per-parameter gradients, the layer rule
+mazur_model()                      Matt Mazur's 2-2-2 example network (data: dp.data.mazur())
 chain(y, x)                        dy/dx as the sum over paths of products of local derivatives
 graph(y)                           the recorded graph as Graphviz DOT (and SVG with `dot`)
 modes()                            forward vs reverse mode: passes, agreement and time
@@ -12,11 +13,12 @@ from typing import Any
 
 from .chain import Chain, chain
 from .graph import Graph, graph
+from .mazur import mazur_model
 from .modes import ModeRow, modes
 from .trace import Layer, Trace, trace
 
 __all__ = ["trace", "Trace", "Layer", "chain", "Chain", "graph", "Graph", "modes", "ModeRow", "report_data",
-           "write_report", "render_report"]
+           "write_report", "render_report", "mazur_model"]
 
 # the functions share their modules' names: bind them here so `dp.explain.trace` is the function
 _LAZY = {"report_data": ".record", "write_report": ".report", "render_report": ".report"}

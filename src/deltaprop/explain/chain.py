@@ -13,7 +13,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["Chain", "ChainNode", "ChainPath", "chain"]
+from .display import Text, pre_html
+from .numbers import fmt
+
+__all__ = ["Chain", "ChainNode", "ChainPath", "WeightChain", "chain"]
 
 MAX_PATHS = 64
 
@@ -33,7 +36,7 @@ def _g(v: Any) -> str:
     """%.9g for a scalar; a short array text otherwise."""
     a = np.asarray(v)
     if a.size == 1:
-        return "%.9g" % float(a.reshape(()))
+        return fmt(a)
     return np.array2string(a, precision=6, separator=", ", threshold=8)
 
 
@@ -58,6 +61,7 @@ class ChainPath:
     formulas: list
     factors: list
     product: float
+    operands: list = field(default_factory=list)   # per edge: (operand index, how many times used)
 
 
 class Chain:
@@ -68,7 +72,7 @@ class Chain:
         self.x_name, self.y_name = x_name, y_name
         self.expression = expression or (nodes[-1].expr if nodes else "?")
         self.nodes: list[ChainNode] = nodes
-        self.paths: list[ChainPath] | None = paths
+        self.path_list: list[ChainPath] | None = paths   # None when there are too many to list
         self.n_paths = n_paths
         self.engine = engine
         self.at = dict(at)
@@ -78,28 +82,52 @@ class Chain:
     def derivative(self) -> float:
         """dy/dx as the sum over paths of the products of local derivatives (the adjoint at x
         when there are too many paths to list)."""
-        if self.paths is not None and all(p.product is not None for p in self.paths):
-            return float(sum(p.product for p in self.paths))
+        if self.path_list is not None and all(p.product is not None for p in self.path_list):
+            return float(sum(p.product for p in self.path_list))
         return float(np.sum(self.engine))
 
     def __repr__(self) -> str:
         return f"<Chain d{self.y_name}/d{self.x_name} = {_g(self.derivative)} over {self.n_paths} path(s)>"
 
+    def _edge(self, node: str, inp: str, k: int, count: int) -> str:
+        """The local derivative of node by one of its inputs; an input used twice (x * x) gives
+        two edges, told apart by the operand."""
+        return f"\u2202{node}/\u2202{inp}" + (f" (operand {k + 1})" if count > 1 else "")
+
+    def _head(self) -> list[str]:
+        where = ", ".join(f"{k} = {_g(v)}" for k, v in self.at.items())
+        lines = [f"{self.y_name} = {self.expression} at {where}"]
+        if not np.all(np.isfinite(self.engine)) or any(not np.all(np.isfinite(n.value)) for n in self.nodes):
+            bad = next((n for n in self.nodes if not np.all(np.isfinite(n.value))), None)
+            what = f"{bad.name} = {bad.expr} is {_g(bad.value)}" if bad is not None else \
+                f"the derivative is {_g(self.engine)}"
+            lines.append(f"note: {where} is a singular point: {what}, so the derivative is not finite there; "
+                         "choose another point")
+        return lines
+
+    def _operand_counts(self, n: ChainNode) -> dict:
+        counts: dict = {}
+        for inp, _, _ in n.locals:
+            counts[inp] = counts.get(inp, 0) + 1
+        return counts
+
     def __str__(self) -> str:
         x, y = self.x_name, self.y_name
-        w = max([len(n.name) for n in self.nodes] + [1])
-        where = ", ".join(f"{k} = {_g(v)}" for k, v in self.at.items())
-        root = self.nodes[-1] if self.nodes else None
         if not self.nodes:
             return (f"{y} does not depend on {x} (no path from {x} to {y}), so d{y}/d{x} = 0\n"
                     f"engine (reverse-mode backward): d{y}/d{x} = {_g(self.engine)}")
-        lines = [f"{y} = {self.expression} at {where}", ""]
-        lines.append("forward pass: each node's value, and its local derivative with respect to its inputs")
+        w = max([len(n.name) for n in self.nodes] + [1])
+        root = self.nodes[-1]
+        lines = self._head() + [""]
+        lines.append("forward pass: each node's value, and its local derivative \u2202node/\u2202input "
+                     "(the op's own derivative, other inputs held fixed)")
         for n in self.nodes:
-            head = f"  {n.name.ljust(w)} = " + (f"{_g(n.value)}" if n.op == "input" else f"{n.expr} = {_g(n.value)}")
-            lines.append(head)
+            lines.append(f"  {n.name.ljust(w)} = " + (f"{_g(n.value)}" if n.op == "input" else f"{n.expr} = {_g(n.value)}"))
+            counts = self._operand_counts(n)
+            seen: dict = {}
             for inp, formula, val in n.locals:
-                d = f"d{n.name}/d{inp}"
+                k = seen[inp] = seen.get(inp, -1) + 1
+                d = self._edge(n.name, inp, k, counts[inp])
                 if val is None:
                     lines.append(f"  {' ' * w}   {d} = {formula} (not a scalar: see the adjoints)")
                 elif formula in (None, "", _g(val)):
@@ -109,39 +137,84 @@ class Chain:
         for name, text, val in self.constants:
             lines.append(f"  {name.ljust(w)} = {text} = {_g(val)} (does not depend on {x}: held constant)")
         lines.append("")
-        lines.append(f"backward pass: the adjoint d{y}/d(node), the error arriving at each node (seed d{y}/d{y} = 1)")
+        lines.append(f"backward pass: the total derivative d{y}/d(node), the error arriving at each node, from "
+                     f"d{y}/d{y} = 1 back; each is the sum over the node's consumers c of d{y}/dc x \u2202c/\u2202node")
         for n in reversed(self.nodes):
             if n is root:
                 lines.append(f"  d{y}/d{n.name} = 1")
                 continue
-            terms = [f"d{y}/d{c} x d{c}/d{n.name}" for c, _ in n.consumers]
-            nums = [f"{_p(self._adj(c))} x {_p(v)}" if v is not None else f"(vector-Jacobian product from {c})"
-                    for c, v in n.consumers]
+            terms, nums = [], []
+            for c, v, k, count in self._consumer_edges(n):
+                terms.append(f"d{y}/d{c} x {self._edge(c, n.name, k, count)}")
+                nums.append(f"{_p(self._adj(c))} x {_p(v)}" if v is not None else f"(vector-Jacobian product from {c})")
             lines.append(f"  d{y}/d{n.name} = {' + '.join(terms)}")
             lines.append(f"  {' ' * (len(y) + len(n.name) + 2)}  = {' + '.join(nums)} = {_g(n.adjoint)}")
         lines.append("")
-        if self.paths is None:
+        lines += self._path_lines()
+        return "\n".join(lines)
+
+    def _consumer_edges(self, n: ChainNode) -> list:
+        """(consumer name, local value, operand index, operand count) for each edge out of n."""
+        out = []
+        for c in self.nodes:
+            counts = self._operand_counts(c)
+            k = 0
+            for inp, _, val in c.locals:
+                if inp == n.name:
+                    out.append((c.name, val, k, counts[inp]))
+                    k += 1
+        return out
+
+    def _path_lines(self) -> list[str]:
+        x, y = self.x_name, self.y_name
+        lines = []
+        if self.path_list is None:
             lines.append(f"chain rule: {self.n_paths} paths from {x} to {y}, too many to list; their sum is the "
-                         f"adjoint at {x}")
-        elif not self.paths:
+                         f"total derivative d{y}/d{x} above")
+        elif not self.path_list:
             lines.append(f"chain rule: no path from {x} to {y}: {y} does not depend on {x}")
         else:
-            lines.append(f"chain rule: d{y}/d{x} = sum over the {len(self.paths)} path(s) from {x} to {y} of the "
-                         "product of local derivatives")
-            for i, p in enumerate(self.paths):
-                edges = [f"d{p.names[k]}/d{p.names[k + 1]}" for k in range(len(p.names) - 1)]
-                lines.append(f"  path {i + 1}: {' -> '.join(reversed(p.names))}")
+            lines.append(f"chain rule: d{y}/d{x} = sum over the {len(self.path_list)} path(s) from {x} to {y} of the "
+                         "product of the local derivatives along it")
+            for i, p in enumerate(self.path_list):
+                edges = [self._edge(p.names[k], p.names[k + 1], p.operands[k][0], p.operands[k][1])
+                         for k in range(len(p.names) - 1)]
+                hops = p.names[-1]
+                for k in range(len(p.names) - 2, -1, -1):
+                    op = p.operands[k]
+                    hops += (f" -(operand {op[0] + 1})-> " if op[1] > 1 else " -> ") + p.names[k]
+                lines.append(f"  path {i + 1}: {hops}")
                 lines.append(f"    {' x '.join(edges)}")
                 if any(f for f in p.formulas):
                     lines.append(f"    = {' x '.join(_pf(f) if f else _p(v) for f, v in zip(p.formulas, p.factors))}")
                 if p.product is not None:
                     lines.append(f"    = {' x '.join(_p(v) for v in p.factors)} = {_g(p.product)}")
-            if len(self.paths) > 1 and all(p.product is not None for p in self.paths):
-                lines.append(f"  d{y}/d{x} = {' + '.join(_p(p.product) for p in self.paths)} = {_g(self.derivative)}")
+            if len(self.path_list) > 1 and all(p.product is not None for p in self.path_list):
+                lines.append(f"  d{y}/d{x} = {' + '.join(_p(p.product) for p in self.path_list)} = {_g(self.derivative)}")
             else:
                 lines.append(f"  d{y}/d{x} = {_g(self.derivative)}")
         lines.append(f"engine (reverse-mode backward): d{y}/d{x} = {_g(self.engine)}")
-        return "\n".join(lines)
+        return lines
+
+    def paths(self) -> Text:
+        """The path expansion alone: dy/dx as the sum over every path x -> y of the product of
+        the local derivatives along it."""
+        if not self.nodes:
+            return Text(str(self))
+        return Text("\n".join(self._head() + [""] + self._path_lines()))
+
+    def to_markdown(self) -> str:
+        """The text as a Markdown code block."""
+        return "```text\n" + str(self) + "\n```\n"
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def _repr_html_(self) -> str:
+        return pre_html(str(self), "deltaprop-chain")
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
 
     def _adj(self, name: str):
         for n in self.nodes:
@@ -338,16 +411,21 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
     if n_paths <= MAX_PATHS:
         paths = []
         byname = {n.name: n for n in nodes}
-        stack = [([nodes[-1].name], [], [])]
+        stack = [([nodes[-1].name], [], [], [])]
         while stack:
-            seq, forms, facs = stack.pop()
+            seq, forms, facs, ops = stack.pop()
             cur = byname[seq[-1]]
             if cur.name == x_name:
                 prod = None if any(f is None for f in facs) else float(np.prod(facs)) if facs else 1.0
-                paths.append(ChainPath(seq, forms, facs, prod))
+                paths.append(ChainPath(seq, forms, facs, prod, ops))
                 continue
-            for inp, formula, val in reversed(cur.locals):
-                stack.append((seq + [inp], forms + [formula], facs + [val]))
+            counts: dict = {}
+            edges = []
+            for inp, formula, val in cur.locals:
+                k = counts[inp] = counts.get(inp, -1) + 1
+                edges.append((inp, formula, val, k))
+            for inp, formula, val, k in reversed(edges):
+                stack.append((seq + [inp], forms + [formula], facs + [val], ops + [(k, counts[inp] + 1)]))
     return Chain(x_name, y_name, nodes, paths, n_paths, adjoint[id(xkey)],
                  {**{k: v.data for k, v in names.items() if isinstance(v, Tensor) and v.size == 1},
                   x_name: x.data}, constants, full[id(_key(y))][0])
@@ -366,3 +444,122 @@ def _count_paths(nodes: list[ChainNode], x_name: str) -> int:
     for n in nodes:
         count[n.name] = 1 if n.name == x_name else sum(count.get(inp, 0) for inp, _, _ in n.locals)
     return count[nodes[-1].name] if nodes else 0
+
+
+class WeightChain(Chain):
+    """One weight's dE/dw from a trace: str() is the delta rule, layer by layer from the output
+    back (each layer's deltas already sum every path beyond it); `.paths()` the same number as
+    the sum over every path from the weight's neuron to the outputs."""
+
+    def __init__(self, tr, key: str, layer, kind: str, index: tuple, sample: int):
+        self.trace, self.key, self.layer, self.kind, self.index, self.sample = tr, key, layer, kind, index, sample
+        self.x_name = tr.param_name(key, index)
+        self.y_name = "E"
+        self.engine = np.asarray(tr.grads[key][index]) if key in tr.grads else np.asarray(
+            (layer.delta[:, index[0]] * (layer.input[:, index[1]] if kind == "weight" else 1)).sum())
+        self.nodes, self.path_list, self.constants, self.at = [], None, [], {}
+        self.n_paths = int(np.prod([l.size for l in tr.layers[layer.index + 1:]])) if tr.layers[layer.index + 1:] else 1
+        self.expression = ""
+
+    @property
+    def derivative(self) -> float:
+        """dE/dw summed over the batch: the engine's gradient."""
+        return float(self.engine)
+
+    def __repr__(self) -> str:
+        return f"<Chain dE/d{self.x_name} = {self.trace._g(self.derivative)} (delta rule, {len(self.trace.layers)} layers)>"
+
+    def _local(self, n: int) -> tuple[str, float]:
+        l, j = self.layer, self.index[0]
+        if self.kind == "weight":
+            nm = l.in_names[self.index[1]]
+            return (nm if l.index == 0 else f"out_{nm}"), float(l.input[n, self.index[1]])
+        return "1", 1.0
+
+    def _tail(self) -> list[str]:
+        tr, l, j, w = self.trace, self.layer, self.index[0], self.x_name
+        lines = []
+        if tr.batch > 1:
+            total = l.delta[:, j] * (l.input[:, self.index[1]] if self.kind == "weight" else 1.0)
+            lines.append(f"over the batch: dE/d{w} = sum over the batch of {tr.batch} of delta_{l.names[j]} x "
+                         f"{self._local(0)[0]} = {tr._g(total.sum())}   (sample {self.sample} gives "
+                         f"{tr._g(total[self.sample])})")
+        if self.key in tr.grads:
+            g = tr.grads[self.key][self.index]
+            lines.append(f"engine: dE/d{w} = {tr._g(g)}" +
+                         (f"; updated {w} = {tr._g(tr.params[self.key][self.index])} - {tr._g(tr.lr)} x {tr._p(g)} = "
+                          f"{tr._g(tr.updated[self.key][self.index])}" if self.key in tr.updated else ""))
+        return lines
+
+    def __str__(self) -> str:
+        tr, l, j, w, s = self.trace, self.layer, self.index[0], self.x_name, self.sample
+        nm = l.names[j]
+        inp, x = self._local(s)
+        d = l.delta[s, j]
+        who = f", sample {s} of {tr.batch}" if tr.batch > 1 else ""
+        lines = [f"dE/d{w} by back-propagation of errors (the delta rule){who}:",
+                 f"  dE/d{w} = dE/dnet_{nm} x dnet_{nm}/d{w} = delta_{nm} x {inp}",
+                 f"  delta_{nm} = dE/dnet_{nm}, the error signal of neuron {nm}, comes back from the output one layer "
+                 "at a time:", ""]
+        lines += ["  " + t for t in tr._delta_lines(l, j, s)]
+        lines.append("")
+        lines.append(f"dE/d{w} = dE/dout_{nm} x dout_{nm}/dnet_{nm} x dnet_{nm}/d{w} = {tr._p(l.dout[s, j])} x "
+                     f"{tr._p(l.fprime[s, j])} x {tr._p(x)} = {tr._g(d * x)}")
+        lines.append(f"{' ' * (len(w) + 4)}= delta_{nm} x {inp} = {tr._p(d)} x {tr._p(x)} = {tr._g(d * x)}")
+        lines += self._tail()
+        if l is not tr.layers[-1]:
+            lines.append(f"(.paths() writes dE/dout_{nm} as the sum over its {self.n_paths} path(s) to the outputs "
+                         "instead: the deltas above are those sums, computed once per layer)")
+        return "\n".join(lines)
+
+    def paths(self) -> Text:
+        """dE/dw with dE/dout of the weight's neuron expanded into the sum over every path to the
+        outputs (products of weights and f'(net) along each path); long lists are cut at 16."""
+        tr, l, j, w, s = self.trace, self.layer, self.index[0], self.x_name, self.sample
+        nm = l.names[j]
+        inp, x = self._local(s)
+        lines = [f"dE/d{w} as a sum over paths" + (f", sample {s} of {tr.batch}" if tr.batch > 1 else "") + ":"]
+        if l is not tr.layers[-1]:
+            lines += ["  " + t for t in _paths_text(tr, l, j, s)]
+        lines.append(f"dE/d{w} = dE/dout_{nm} x dout_{nm}/dnet_{nm} x dnet_{nm}/d{w} = {tr._p(l.dout[s, j])} x "
+                     f"{tr._p(l.fprime[s, j])} x {tr._p(x)} = {tr._g(l.delta[s, j] * x)}")
+        lines += self._tail()
+        return Text("\n".join(lines))
+
+
+def _paths_text(tr, layer, j: int, n: int, limit: int = 16) -> list[str]:
+    """dE/dout_j written as the sum over the paths from neuron j to the outputs."""
+    g, p = tr._g, tr._p
+    later = tr.layers[layer.index + 1:]
+    n_paths = int(np.prod([l.size for l in later]))
+    src = layer.names[j]
+    lines = [f"dE/dout_{src} = sum over the {n_paths} path(s) from {src} to the outputs of the product of the "
+             "local derivatives along it:"]
+    import itertools
+
+    values = []
+    for q in itertools.islice(itertools.product(*[range(l.size) for l in later]), limit):
+        names, nums, prod = [], [], 1.0
+        prev, prev_name = j, src
+        terms = []
+        for l, k in zip(later, q):
+            terms.append((f"dnet_{l.names[k]}/dout_{prev_name}", l.weight[k, prev]))
+            terms.append((f"dout_{l.names[k]}/dnet_{l.names[k]}", l.fprime[n, k]))
+            prev, prev_name = k, l.names[k]
+        last = later[-1]
+        terms.append((f"dE/dout_{last.names[q[-1]]}", last.dout[n, q[-1]]))
+        terms.reverse()
+        for nm, v in terms:
+            names.append(nm)
+            nums.append(p(v))
+            prod *= float(v)
+        values.append(prod)
+        via = " -> ".join(later[i].names[k] for i, k in enumerate(q))
+        lines.append(f"  via {via}: {' x '.join(names)}")
+        lines.append(f"  {' ' * (len(via) + 6)}= {' x '.join(nums)} = {g(prod)}")
+    if n_paths > len(values):
+        lines.append(f"  ... {n_paths - len(values)} more paths; all {n_paths} sum to dE/dout_{src} = "
+                     f"{g(layer.dout[n, j])} (the delta rule gets it with one sum per layer)")
+    else:
+        lines.append(f"  dE/dout_{src} = {' + '.join(p(v) for v in values)} = {g(layer.dout[n, j])}")
+    return lines

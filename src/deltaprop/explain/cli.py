@@ -2,6 +2,8 @@
 mode, the graph of an expression, and the interactive HTML training report.
 
     deltaprop explain mazur [--updates 10000]
+    deltaprop explain trace --dataset xor --hidden 4 [--loss mse|bce|ce] [--steps 0] [--sample 0]
+    deltaprop explain trace model.safetensors [--sample 0]     (a model written by deltaprop train)
     deltaprop explain chain "exp(sin(x**2))" --at 1.0        (or --at x=1,y=2)
     deltaprop explain graph "x * exp(x)" --at 0.5 [--svg out.svg]
     deltaprop explain modes [--sizes 1,10,100] [--repeat 3] [--json]
@@ -18,7 +20,8 @@ import time
 from typing import Sequence
 
 PROG = "deltaprop explain"
-SUBCOMMANDS = ("mazur", "chain", "graph", "modes")
+SUBCOMMANDS = ("mazur", "trace", "chain", "graph", "modes")
+LOSS_CHOICES = ("mse", "bce", "ce", "sse")
 
 
 class _UsageError(Exception):
@@ -67,6 +70,32 @@ def _sub_parser(name: str) -> argparse.ArgumentParser:
             p.add_argument("--wrt", default=None, help="the variable to differentiate by (default: each in turn)")
         else:
             p.add_argument("--svg", default=None, help="also write SVG to this file (needs Graphviz's dot)")
+    elif name == "trace":
+        from .record import ACTIVATIONS, DATASETS
+
+        p = _Parser(prog=f"{PROG} trace", description=(
+            "The backward pass of a network, layer by layer from the output back: the rule "
+            "delta_l = f'(net_l) * (W_{l+1}^T delta_{l+1}), every neuron's numbers for one sample beside "
+            "the batch mean, each weight's gradient as delta x input, and mean |delta| per layer "
+            "(vanishing or exploding gradients). Either a small network trained here, or MODEL, a file "
+            "written by 'deltaprop train'."))
+        p.add_argument("model", nargs="?", default=None, help="a model file from 'deltaprop train' (optional)")
+        p.add_argument("--dataset", choices=("mazur",) + tuple(DATASETS), default="mazur",
+                       help="data set (default mazur: the post's 2-2-2 network and weights)")
+        p.add_argument("--hidden", default=None, help="hidden layer sizes, comma-separated; 0 for none "
+                       "(default 2 for mazur, else 4)")
+        p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden activation "
+                       "(default sigmoid)")
+        p.add_argument("--loss", choices=LOSS_CHOICES, default=None, help="mse (with sigmoid outputs), bce "
+                       "(sigmoid + binary cross-entropy), ce (softmax + cross-entropy), sse (Mazur's 1/2 sum of "
+                       "squares); default: sse for mazur, bce for two classes, ce for more")
+        p.add_argument("--steps", type=int, default=0, help="SGD steps to train before tracing (default 0)")
+        p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default 0.5, circles/spirals 1)")
+        p.add_argument("--sample", type=int, default=0, help="the sample whose numbers are shown (default 0)")
+        p.add_argument("--weight", default=None, help="also write one weight's derivative by the delta rule, "
+                       "e.g. 0.weight[0,0] (add --paths for the sum over paths)")
+        p.add_argument("--paths", action="store_true", help="with --weight: the path expansion as well")
+        p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default 0)")
     else:
         p = _Parser(prog=f"{PROG} modes", description="Forward vs reverse mode for f: R^n -> R^m: JVP and VJP "
                     "pass counts for the full Jacobian, agreement, and time.")
@@ -166,6 +195,127 @@ def _cmd_modes(args) -> int:
     return 0 if all(r.agree for r in rows) else 1
 
 
+def _hidden_sizes(text: str, allow_zero: bool) -> list[int]:
+    """'4,4' -> [4, 4]; '0' -> [] (no hidden layer) when allowed."""
+    try:
+        hidden = [int(h) for h in text.split(",") if h.strip()]
+    except ValueError:
+        raise _UsageError(f"{PROG}: error: --hidden must be comma-separated positive integers, got {text!r}") from None
+    if allow_zero and hidden == [0]:
+        return []
+    if not hidden or any(h < 1 or h > 64 for h in hidden):
+        zero = " (or 0 for no hidden layer)" if allow_zero else ""
+        raise _UsageError(f"{PROG}: error: --hidden must be comma-separated integers from 1 to 64{zero}, got {text!r}")
+    return hidden
+
+
+def _trace_setup(args) -> tuple:
+    """(model, X, target, loss name, lr, description) for `explain trace`."""
+    import numpy as np
+
+    import deltaprop as dp
+    from .record import DEFAULT_LR, _load, build_model
+
+    if args.model is not None:
+        return _trace_model_file(args)
+    if args.dataset == "mazur":
+        if args.hidden not in (None, "2"):
+            raise _UsageError(f"{PROG} trace: error: --dataset mazur is the post's 2-2-2 network; drop --hidden "
+                              "or pick another data set")
+        loss = args.loss or "sse"
+        if loss in ("bce", "ce"):
+            raise _UsageError(f"{PROG} trace: error: Mazur's targets (0.01, 0.99) are not class labels: use "
+                              "--loss sse (the post's) or mse")
+        from .mazur import mazur_model
+
+        X, T = dp.data.mazur(np.float64)
+        return mazur_model(), X, T, loss, args.lr or 0.5, "Mazur's 2-2-2 example (the post's weights)"
+    hidden = _hidden_sizes(args.hidden or "4", allow_zero=True)
+    X, y = _load(args.dataset, args.seed)
+    classes = int(y.max()) + 1
+    loss = args.loss or ("bce" if classes == 2 else "ce")
+    if loss == "bce" and classes != 2:
+        raise _UsageError(f"{PROG} trace: error: --loss bce needs two classes; {args.dataset} has {classes}: use ce")
+    sizes = [X.shape[1], *hidden]
+    if loss == "ce":
+        model, T, name = build_model(sizes + [classes], args.activation, args.seed), y, "ce"
+    elif loss == "bce":
+        model, T, name = build_model(sizes + [1], args.activation, args.seed), y.reshape(-1, 1).astype(float), "bce_logits"
+    else:   # mse / sse: sigmoid outputs against 0/1 targets (one-hot for several classes)
+        k = 1 if classes == 2 else classes
+        T = y.reshape(-1, 1).astype(float) if k == 1 else np.eye(classes)[y]
+        model, name = build_model(sizes + [k], args.activation, args.seed, output_activation="sigmoid"), loss
+    lr = args.lr or DEFAULT_LR[args.dataset]
+    return model, X, T, name, lr, f"{args.dataset}, network {'-'.join(map(str, sizes + [T.shape[1] if T.ndim > 1 else classes]))}"
+
+
+def _trace_model_file(args) -> tuple:
+    """A network written by `deltaprop train`, on its own training data (its metadata says which)."""
+    import numpy as np
+
+    from .. import cli, train
+
+    try:
+        state, meta = cli._read_model_file(args.model)
+        cli._check_meta(args.model, meta)
+        X, _, y, _ = cli._split(meta["dataset"], meta["seed"])
+        dtype = np.dtype(meta["dtype"])
+        X = cli._normalize(X, meta["normalize"], dtype)
+        with cli._default_dtype(dtype):
+            model = train.build_mlp(meta["sizes"], meta["activation"], output_activation=meta["output_activation"],
+                                    dtype=dtype)
+            cli._check_state(args.model, state, model)
+            model.load_state_dict(state)
+    except cli.CommandError as e:
+        raise RuntimeError(str(e)) from None
+    loss = cli._loss_fn(meta["loss"])
+    n = min(len(X), 256)   # a batch to average over; the shown sample is one of them
+    return model, X[:n], y[:n], loss, args.lr, f"{args.model} ({meta['dataset']}, first {n} training samples)"
+
+
+def _cmd_trace(args) -> int:
+    import numpy as np
+
+    import deltaprop as dp
+    from .trace import _loss_kind, trace
+
+    if args.steps < 0 or args.steps > 100000:
+        raise _UsageError(f"{PROG} trace: error: --steps must be from 0 to 100000, got {args.steps}")
+    if args.lr is not None and not args.lr > 0:
+        raise _UsageError(f"{PROG} trace: error: --lr must be positive")
+    model, X, T, loss, lr, what = _trace_setup(args)
+    if not -len(X) <= args.sample < len(X):
+        raise _UsageError(f"{PROG} trace: error: --sample must be from 0 to {len(X) - 1}, got {args.sample}")
+    if args.steps:
+        fn = _loss_kind(loss)[1]
+        opt = dp.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr or 0.5)
+        Xt, Tt = dp.tensor(X), dp.tensor(T)
+        for _ in range(args.steps):
+            opt.zero_grad()
+            E = fn(model(Xt), Tt)
+            E.backward()
+            opt.step()
+            if not np.isfinite(E.item()):
+                raise FloatingPointError(f"{PROG} trace: the loss became {E.item()} during training; lower --lr")
+    tr = trace(model, X, T, loss, lr=lr, sample=args.sample)
+    print(f"{what}{f', after {args.steps} SGD steps' if args.steps else ''}")
+    print(tr)
+    if args.weight:
+        key, _, idx = args.weight.partition("[")
+        try:
+            index = tuple(int(i) for i in idx.rstrip("]").split(",") if i.strip()) if idx else (0, 0)
+            c = tr.chain(key.strip(), index)
+        except (KeyError, IndexError, ValueError) as e:
+            msg = e.args[0] if e.args else str(e)
+            raise _UsageError(f"{PROG} trace: error: --weight {args.weight!r}: {msg}") from None
+        print()
+        print(c)
+        if args.paths:
+            print()
+            print(c.paths())
+    return 0
+
+
 def _cmd_mazur(args) -> int:
     from .mazur import walkthrough
 
@@ -220,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if argv[0] in SUBCOMMANDS:
             parser = _sub_parser(argv[0])
             args = parser.parse_args(argv[1:])
-            return {"mazur": _cmd_mazur, "chain": _cmd_chain, "graph": _cmd_graph, "modes": _cmd_modes}[argv[0]](args)
+            return {"mazur": _cmd_mazur, "trace": _cmd_trace, "chain": _cmd_chain, "graph": _cmd_graph, "modes": _cmd_modes}[argv[0]](args)
         if not argv[0].startswith("-"):
             raise _UsageError(f"{PROG}: error: unknown subcommand {argv[0]!r}; valid: {', '.join(SUBCOMMANDS)}, "
                               "or options such as --dataset xor --html report.html")

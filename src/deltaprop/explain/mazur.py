@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Walkthrough", "walkthrough", "reference", "build"]
+__all__ = ["Walkthrough", "walkthrough", "reference", "build", "mazur_model"]
 
 LR = 0.5
 
@@ -36,6 +36,12 @@ def build():
     model[0].bias.requires_grad_(False)
     model[2].bias.requires_grad_(False)
     return model, np.array([0.05, 0.10]), np.array([0.01, 0.99])
+
+
+def mazur_model():
+    """Mazur's 2-2-2 network of logistic units with the post's weights, in float64 (biases
+    b1 = 0.35 and b2 = 0.60 frozen, as in the post). Its data: dp.data.mazur(np.float64)."""
+    return build()[0]
 
 
 def loss(out, target):

@@ -42,7 +42,7 @@ def _act(name: str):
             "leaky_relu": lambda: nn.LeakyReLU(0.01)}[name]()
 
 
-def _build(sizes: Sequence[int], activation: str):
+def _build(sizes: Sequence[int], activation: str, output_activation: str | None = None):
     from .. import nn
 
     mods: list = []
@@ -50,7 +50,23 @@ def _build(sizes: Sequence[int], activation: str):
         mods.append(nn.Linear(a, b, dtype=np.float64))
         if i < len(sizes) - 2:
             mods.append(_act(activation))
+    if output_activation is not None:
+        mods.append(_act(output_activation))
     return nn.Sequential(*mods)
+
+
+def build_model(sizes: Sequence[int], activation: str, seed: int = 0, output_activation: str | None = None):
+    """A float64 MLP [in, *hidden, out] with PyTorch's default Linear initialisation drawn from
+    a generator seeded with `seed` (the same network for the same seed, in every process)."""
+    import deltaprop as dp
+
+    model = _build(sizes, activation, output_activation)
+    init = np.random.default_rng([seed, 1])
+    for l in (m for m in model if isinstance(m, dp.nn.Linear)):
+        bound = 1.0 / np.sqrt(l.weight.shape[1])
+        l.load_state_dict({"weight": init.uniform(-bound, bound, l.weight.shape),
+                           "bias": init.uniform(-bound, bound, l.bias.shape)})
+    return model
 
 
 def report_loss(data: dict):
@@ -112,12 +128,7 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
         raise ValueError(f"report_data: batch_size must be at least 1, got {batch_size}")
     bs = n if batch_size is None else min(int(batch_size), n)
 
-    model = _build(sizes, activation)
-    init = np.random.default_rng([seed, 1])   # PyTorch's default Linear init, from our own generator
-    for l in (m for m in model if isinstance(m, dp.nn.Linear)):
-        bound = 1.0 / np.sqrt(l.weight.shape[1])
-        l.load_state_dict({"weight": init.uniform(-bound, bound, l.weight.shape),
-                           "bias": init.uniform(-bound, bound, l.bias.shape)})
+    model = build_model(sizes, activation, seed)   # PyTorch's default Linear init, from our own generator
     linears = [m for m in model if isinstance(m, dp.nn.Linear)]
     opt = dp.optim.SGD(model.parameters(), lr=lr)
     lossf = report_loss({"output": output})

@@ -1,16 +1,17 @@
 """trace(): the error signal of every neuron, computed by the engine, in textbook notation.
 
-For a Sequential of Linear layers and elementwise activations, layer l computes
+For a chain of Linear layers and elementwise activations, layer l computes
 net_l = out_{l-1} @ W_l.T + b_l and out_l = f(net_l). Back-propagation of errors is the
-recursion for delta_l = dE/dnet_l:
+recursion for delta_l = dE/dnet_l, the same at every depth:
 
-    delta_L = dE/dout_L * f'(net_L)                      (output layer)
-    delta_l = f'(net_l) * (delta_{l+1} @ W_{l+1})        (hidden layers)
-    dE/dW_l = delta_l.T @ out_{l-1},   dE/db_l = sum over the batch of delta_l
+    delta_L = dE/dout_L * f'(net_L)                      (output layer; named for the loss)
+    delta_l = f'(net_l) * (W_{l+1}^T delta_{l+1})        (every hidden layer)
+    dE/dW_l = delta_l^T out_{l-1},   dE/db_l = sum over the batch of delta_l
 
 `trace` does not implement that recursion: it runs the model forward and asks the engine's
 reverse pass for dE/dnet, dE/dout and dE/dparam (autograd.run_backward with `inputs=`, which
-returns those gradients without touching any `.grad`). The tests then check the identities.
+returns those gradients without touching any `.grad`). The text then shows the recursion
+with those numbers, and the tests check that the identities hold.
 """
 from __future__ import annotations
 
@@ -20,19 +21,26 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["Layer", "Trace", "trace"]
+from .display import Text, pre_html
+from .numbers import fmt
+
+__all__ = ["Layer", "Trace", "trace", "LOSSES"]
 
 ELEMENTWISE = {"Sigmoid", "Tanh", "ReLU", "LeakyReLU", "GELU", "Softplus", "Identity", "ELU", "SiLU",
-               "Hardtanh", "ReLU6", "Mish", "Softsign", "Tanhshrink"}
+               "Hardtanh", "ReLU6", "Mish", "Softsign", "Tanhshrink", "Dropout"}
 
+# loss names trace() accepts as strings, and what each is
+LOSSES = {
+    "sse": "E = sum of 1/2 (target - out)^2 (Mazur's post)",
+    "mse": "E = mean of (out - target)^2 (PyTorch's MSELoss)",
+    "ce": "E = cross-entropy of softmax(net) (mean over the batch)",
+    "bce": "E = binary cross-entropy of out (mean)",
+    "bce_logits": "E = binary cross-entropy of sigmoid(net) (mean)",
+}
 
-def _g(v: Any) -> str:
-    return "%.9g" % float(v)
-
-
-def _p(v: Any) -> str:
-    s = _g(v)
-    return f"({s})" if s.startswith("-") else s
+SHOW_NEURONS = 8     # every neuron up to this many per layer; beyond, the largest few and a summary
+LARGEST = 5
+VANISH = 100.0       # mean |delta| changing by more than this across the net is worth a sentence
 
 
 @dataclass
@@ -47,7 +55,7 @@ class Layer:
     out: np.ndarray            # (batch, out): after the activation(s); net when none follows
     delta: np.ndarray          # (batch, out): dE/dnet, the neuron's error signal
     dout: np.ndarray           # (batch, out): dE/dout, the error arriving at the neuron's output
-    fprime: np.ndarray | None  # (batch, out): dout/dnet (elementwise activations), None otherwise
+    fprime: np.ndarray | None  # (batch, out): dout/dnet of the elementwise activation (1 when none)
     weight: np.ndarray         # (out, in) copy
     bias: np.ndarray | None    # (out,) copy
     names: list = field(default_factory=list)      # neuron names, e.g. ["h1", "h2"] or ["0_0", ...]
@@ -55,14 +63,55 @@ class Layer:
 
     @property
     def size(self) -> int:
+        """Number of neurons."""
         return self.net.shape[1]
+
+    @property
+    def mean_abs_delta(self) -> float:
+        """mean |delta| over the batch and the neurons: the size of the error signal here."""
+        return float(np.mean(np.abs(self.delta)))
+
+
+def _loss_kind(loss: Any) -> tuple[str, Callable]:
+    """(kind, callable) for a loss given by name or as one of the library's own losses."""
+    from .. import nn
+    F = nn.functional
+
+    def sse(out, t):
+        return 0.5 * ((t - out) ** 2).sum()
+
+    def ce(out, t):
+        labels = np.asarray(t.data if hasattr(t, "data") else t).reshape(-1).astype(np.int64)
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), labels)
+
+    def _shaped(f):
+        def g(out, t):
+            return f(out, t.reshape(out.shape).astype(out.dtype))
+        return g
+
+    named = {"sse": sse, "mse": _shaped(F.mse_loss), "ce": ce, "bce": _shaped(F.binary_cross_entropy),
+             "bce_logits": _shaped(F.binary_cross_entropy_with_logits)}
+    if isinstance(loss, str):
+        if loss not in named:
+            raise ValueError(f"trace: unknown loss {loss!r}; valid names: {', '.join(named)} (or pass a callable "
+                             "loss(out, target) -> scalar Tensor)")
+        return loss, named[loss]
+    if not callable(loss):
+        raise TypeError(f"trace: loss must be a name ({', '.join(named)}) or a callable, got {type(loss).__name__}")
+    fn = {F.cross_entropy: "ce", F.mse_loss: "mse", F.binary_cross_entropy: "bce",
+          F.binary_cross_entropy_with_logits: "bce_logits"}.get(loss)
+    if fn is None and getattr(loss, "reduction", "mean") == "mean":
+        fn = {"CrossEntropyLoss": "ce", "MSELoss": "mse", "BCELoss": "bce",
+              "BCEWithLogitsLoss": "bce_logits"}.get(type(loss).__name__)
+    return fn or "custom", loss
 
 
 class Trace:
-    """The result of `trace`: `layers`, `grads`, `updated`, `loss`; printable as tables."""
+    """The result of `trace`: `layers`, `grads`, `updated`, `loss`; printable as the layer rule."""
 
     def __init__(self, layers: list[Layer], grads: dict, updated: dict, loss: float, lr: float | None,
-                 textbook: bool, params: dict, weight_names: dict):
+                 textbook: bool, params: dict, weight_names: dict, loss_kind: str = "custom",
+                 target: np.ndarray | None = None, dtype: Any = np.float64, sample: int = 0):
         self.layers = layers
         self.grads = grads
         self.updated = updated
@@ -71,14 +120,92 @@ class Trace:
         self.textbook = textbook
         self.params = params              # {key: value copy}
         self._weight_names = weight_names  # {key: ndarray of names} for the textbook example
+        self.loss_kind = loss_kind        # "sse", "mse", "ce", "bce", "bce_logits" or "custom"
+        self.target = target
+        self.dtype = np.dtype(dtype)
+        self.sample = sample              # the sample whose numbers the text shows
+
+    # -- numbers ----------------------------------------------------------------------------------
+    def _g(self, v: Any) -> str:
+        return fmt(v, self.dtype)
+
+    def _p(self, v: Any) -> str:
+        s = self._g(v)
+        return f"({s})" if s.startswith("-") else s
 
     @property
     def output(self) -> np.ndarray:
+        """The network's output (batch, outputs), a copy."""
         return self.layers[-1].out.copy()
 
     @property
     def batch(self) -> int:
+        """Number of samples traced."""
         return self.layers[0].net.shape[0]
+
+    def _sample(self, sample: int | None) -> int:
+        n = self.sample if sample is None else sample
+        if not isinstance(n, (int, np.integer)) or not -self.batch <= n < self.batch:
+            raise IndexError(f"trace: sample {n!r} out of range for a batch of {self.batch}")
+        return int(n) % self.batch
+
+    # -- vanishing and exploding gradients ----------------------------------------------------------
+    @property
+    def delta_scale(self) -> list[tuple[str, float, float | None]]:
+        """(layer key, mean |delta|, ratio to the layer after it) from the output back; the
+        output layer's ratio is None. A ratio below 1 means the error signal shrank there."""
+        rows: list[tuple[str, float, float | None]] = []
+        prev = None
+        for layer in reversed(self.layers):
+            m = layer.mean_abs_delta
+            rows.append((layer.key, m, None if prev is None else (m / prev if prev > 0 else float("inf"))))
+            prev = m
+        return rows
+
+    @property
+    def diagnosis(self) -> str | None:
+        """One sentence when mean |delta| shrinks or grows by more than 100x from the output
+        layer to the first layer (vanishing or exploding gradients), naming cause and remedy."""
+        if len(self.layers) < 2:
+            return None
+        first, last = self.layers[0].mean_abs_delta, self.layers[-1].mean_abs_delta
+        if last == 0 or first == 0:
+            return None
+        change = first / last
+        hidden = self.layers[:-1]
+        acts = {l.activation for l in hidden}
+        depth = len(self.layers)
+        if change < 1 / VANISH:
+            fp = np.mean([np.mean(np.abs(l.fprime)) for l in hidden if l.fprime is not None])
+            if acts & {"sigmoid", "tanh"} and fp < 0.5:
+                act = "/".join(sorted(acts & {"sigmoid", "tanh"}))
+                cause = (f"the saturating {act} activation: f'(net) averages {'%.3g' % fp} here (sigmoid's is "
+                         f"at most 0.25) and multiplies the error signal once per layer, {depth - 1} times")
+            elif np.mean([np.abs(l.weight).mean() * np.sqrt(l.weight.shape[1]) for l in self.layers[1:]]) < 0.5:
+                cause = "small initial weights: each W^T delta product shrinks the signal"
+            else:
+                cause = f"the depth: {depth} layers of products, each below 1 on average"
+            return (f"Vanishing gradients: mean |delta| falls {'%.3g' % (1 / change)}x from the output layer to "
+                    f"the first layer, most likely from {cause}; try ReLU (or leaky ReLU) hidden units with He "
+                    "(kaiming) initialisation, fewer layers, or batch normalisation.")
+        if change > VANISH:
+            return (f"Exploding gradients: mean |delta| grows {'%.3g' % change}x from the output layer to "
+                    f"the first layer, most likely from large initial weights (each W^T delta product amplifies "
+                    f"the signal, {depth - 1} times); try smaller initial weights (Xavier/He scaling), a lower "
+                    "learning rate, or gradient clipping (dp.nn.utils.clip_grad_norm_).")
+        return None
+
+    def _depth_lines(self) -> list[str]:
+        out = ["|delta| by layer (mean over neurons and samples), from the output back:"]
+        for key, m, r in self.delta_scale:
+            layer = next(l for l in self.layers if l.key == key)
+            tag = "output" if layer is self.layers[-1] else "hidden"
+            ratio = "" if r is None else f"   x{'%.3g' % r} of the layer after it"
+            out.append(f"  layer {key} ({tag}): {fmt(m, self.dtype)}{ratio}")
+        d = self.diagnosis
+        if d:
+            out.append(d)
+        return out
 
     # -- names ------------------------------------------------------------------------------
     def param_name(self, key: str, index: tuple) -> str:
@@ -89,12 +216,212 @@ class Trace:
         letter = "W" if kind == "weight" else "b" if kind == "bias" else kind
         return f"{letter}_{prefix}[{','.join(str(i) for i in index)}]" if prefix else f"{letter}[{','.join(map(str, index))}]"
 
-    # -- the chain rule for one parameter ---------------------------------------------------------
-    def chain(self, key: str, index: Any = (0, 0)) -> str:
-        """dE/dparam as the product of local derivatives, with the engine's numbers.
+    def _wname(self, layer: Layer, k: int, j: int) -> str:
+        key = f"{layer.key}.weight" if layer.key else "weight"
+        return self.param_name(key, (k, j))
 
-        Output layer: dE/dw_ji = dE/dout_j x dout_j/dnet_j x dnet_j/dw_ji. Hidden layer: the same,
-        with dE/dout_j = the sum over every path from neuron j to the outputs."""
+    # -- the rule, per layer ------------------------------------------------------------------------
+    def _output_rule(self) -> tuple[str, np.ndarray | None]:
+        """(the output layer's delta rule in words, the delta that rule gives) for the loss; the
+        named form is used only when it reproduces the engine's delta."""
+        if self.loss_kind == "custom":   # a lambda may still be one of the named losses: try them
+            for kind in ("sse", "mse"):
+                rule, pred = self._output_rule_for(kind)
+                if pred is not None:
+                    return rule, pred
+        return self._output_rule_for(self.loss_kind)
+
+    def _output_rule_for(self, kind: str) -> tuple[str, np.ndarray | None]:
+        o = self.layers[-1]
+        t = self.target
+        act = o.activation
+        n, k = o.net.shape
+        pred, rule = None, ""
+        try:
+            if kind == "sse" and t is not None:
+                pred, rule = (o.out - t.reshape(o.out.shape)) * o.fprime, "delta = dE/dout x f'(net) = -(target - out) x f'(net)"
+            elif kind == "mse" and t is not None:
+                pred = 2 * (o.out - t.reshape(o.out.shape)) / (n * k) * o.fprime
+                rule = f"delta = dE/dout x f'(net) = 2 (out - target) / {n * k} x f'(net)  (mean over {n * k} values)"
+            elif kind == "ce" and not act and t is not None:
+                z = o.net - o.net.max(axis=1, keepdims=True)
+                p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+                pred = (p - np.eye(k)[np.asarray(t).reshape(-1).astype(int)]) / n
+                rule = ("delta = p - y, p = softmax(net), y = one-hot target" + (f", divided by the batch ({n}) "
+                        "for the mean" if n > 1 else ""))
+            elif kind in ("bce_logits", "bce") and t is not None and (act == "sigmoid" if kind == "bce" else not act):
+                s = o.out if kind == "bce" else 1 / (1 + np.exp(-o.net))
+                pred = (s - t.reshape(s.shape)) / (n * k)
+                rule = ("delta = out - target" if kind == "bce" else "delta = sigmoid(net) - target") + (
+                    f", divided by {n * k} for the mean" if n * k > 1 else "") + (
+                    " (sigmoid's f' cancels the loss's 1/(out (1 - out)))" if kind == "bce" else "")
+        except (ValueError, IndexError):
+            pred = None
+        tol = 1e-5 if self.dtype.itemsize < 8 else 1e-9
+        if pred is not None and np.allclose(pred, o.delta, rtol=tol, atol=tol * max(1e-30, float(np.abs(o.delta).max()))):
+            return rule, pred
+        return "delta = dE/dout x f'(net)  (dE/dout from the loss's own backward pass)", None
+
+    def _hidden_rule(self, layer: Layer) -> str:
+        nxt = self.layers[layer.index + 1]
+        return (f"delta_{layer.key} = f'(net_{layer.key}) * (W_{nxt.key}^T delta_{nxt.key}):  each neuron j: "
+                f"f'(net_j) x sum over k of W_{nxt.key}[k,j] x delta_{nxt.key}[k]")
+
+    def _shown(self, layer: Layer, s: int) -> tuple[list[int], str]:
+        """The neurons listed for a layer (all up to 8; else the largest |delta|) and a summary."""
+        if layer.size <= SHOW_NEURONS:
+            return list(range(layer.size)), ""
+        order = np.argsort(-np.abs(layer.delta[s]), kind="stable")[:LARGEST]
+        a = np.abs(layer.delta[s])
+        return sorted(order.tolist()), (f"... {layer.size - LARGEST} more neurons (the {LARGEST} largest |delta| shown); "
+                                        f"over all {layer.size}: mean |delta| {self._g(a.mean())}, "
+                                        f"max {self._g(a.max())} (tr.layers[{layer.index}].delta)")
+
+    def _sections(self, sample: int | None = None) -> list[dict]:
+        s = self._sample(sample)
+        multi = self.batch > 1
+        out = []
+        for layer in reversed(self.layers):
+            is_out = layer is self.layers[-1]
+            rule = self._output_rule()[0] if is_out else self._hidden_rule(layer)
+            if is_out:
+                head = ["neuron", "net", "out"] + (["target"] if self.target is not None and self.target.size ==
+                                                  layer.out.size else []) + ["dE/dout", "f'(net)", "delta = dE/dnet"]
+            else:
+                head = ["neuron", "net", "out", "W^T delta = dE/dout", "f'(net)", "delta = dE/dnet"]
+            if multi:
+                head.append("batch mean delta")
+            shown, more = self._shown(layer, s)
+            rows = []
+            for j in shown:
+                r = [layer.names[j], self._g(layer.net[s, j]), self._g(layer.out[s, j])]
+                if is_out and "target" in head:
+                    r.append(self._g(self.target.reshape(layer.out.shape)[s, j]))
+                fp = layer.fprime[s, j] if layer.fprime is not None else float("nan")
+                r += [self._g(layer.dout[s, j]), self._g(fp), self._g(layer.delta[s, j])]
+                if multi:
+                    r.append(self._g(layer.delta[:, j].mean()))
+                rows.append(r)
+            out.append({"title": self._layer_title(layer), "rule": rule, "head": head, "rows": rows,
+                        "notes": [more] if more else []})
+        out.append(self._param_section(s))
+        return out
+
+    def _layer_title(self, layer: Layer) -> str:
+        kind = "output layer" if layer is self.layers[-1] else "hidden layer"
+        act = layer.activation or "no activation"
+        return f"{kind} {layer.key} (Linear {layer.weight.shape[1]} -> {layer.weight.shape[0]}, {act})"
+
+    MAX_ROWS = 64   # parameter rows shown per tensor; the arrays hold everything
+
+    def _param_section(self, s: int) -> dict:
+        multi = self.batch > 1
+        prod = f"sample {s}: delta x input" if multi else "delta x input"
+        head = ["parameter", "key[index]", "value", prod, "gradient dE/dparam"] + (["updated"] if self.updated else [])
+        rows = []
+        for key, g in self.grads.items():
+            prefix, _, kind = key.rpartition(".")
+            layer = next((l for l in self.layers if l.key == prefix), None)
+            val = self.params[key]
+            for count, idx in enumerate(np.ndindex(g.shape)):
+                if count == self.MAX_ROWS:
+                    rows.append([f"... {g.size - count} more", f"(tr.grads[{key!r}])", "", "", ""] +
+                                ([""] if self.updated else []))
+                    break
+                if layer is not None and kind == "weight":
+                    d, x = layer.delta[s, idx[0]], layer.input[s, idx[1]]
+                    carried = f"{self._p(d)} x {self._p(x)} = {self._g(d * x)}"
+                elif layer is not None and kind == "bias":
+                    carried = f"{self._p(layer.delta[s, idx[0]])} x 1"
+                else:
+                    carried = ""
+                row = [self.param_name(key, idx), f"{key}[{','.join(map(str, idx))}]", self._g(val[idx]), carried,
+                       self._g(g[idx])]
+                if self.updated:
+                    row.append(self._g(self.updated[key][idx]))
+                rows.append(row)
+        title = "gradients: dE/dW[j,i] = delta_j x input_i" + (" summed over the batch" if multi else "")
+        if self.updated:
+            title += f"; updated = value - {self._g(self.lr)} x gradient"
+        return {"title": title, "rule": "", "head": head, "rows": rows, "notes": []}
+
+    def _header(self, sample: int | None = None) -> str:
+        sizes = [self.layers[0].weight.shape[1]] + [l.size for l in self.layers]
+        what = LOSSES.get(self.loss_kind, "E = the given loss")
+        b = (f"batch of {self.batch}; the numbers are sample {self._sample(sample)}'s, beside the batch mean"
+             if self.batch > 1 else "one sample")
+        return (f"trace of a {'-'.join(map(str, sizes))} network ({len(self.layers)} Linear layers, {self.dtype}): "
+                f"loss {self._g(self.loss)} ({what}); {b}")
+
+    _INTRO = ("The backward pass: each neuron's error signal delta = dE/dnet, from the output back. "
+              "Each layer's deltas come from the next layer's by one rule, at any depth.")
+
+    def text(self, sample: int | None = None) -> str:
+        """The trace as text for one sample (default `self.sample`)."""
+        parts = [self._header(sample), self._INTRO]
+        for sec in self._sections(sample):
+            rows, head = sec["rows"], sec["head"]
+            widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+            parts.append("")
+            parts.append(sec["title"])
+            if sec["rule"]:
+                parts.append("  rule: " + sec["rule"])
+            parts.append("  " + "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+            parts.append("  " + "  ".join("-" * w for w in widths))
+            parts.extend("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+            parts.extend("  " + n for n in sec["notes"])
+        parts.append("")
+        parts.extend(self._depth_lines())
+        return "\n".join(parts)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        sizes = [self.layers[0].weight.shape[1]] + [l.size for l in self.layers]
+        return f"<Trace {'-'.join(map(str, sizes))}, batch {self.batch}, loss {self._g(self.loss)}>"
+
+    def to_markdown(self, sample: int | None = None) -> str:
+        """Markdown: the rule and a table per layer (output first), the gradients, the depth summary."""
+        parts = [f"**{self._header(sample)}**", "", self._INTRO]
+        for sec in self._sections(sample):
+            head = sec["head"]
+            parts += ["", f"**{sec['title']}**"]
+            if sec["rule"]:
+                parts += ["", f"rule: `{sec['rule']}`"]
+            parts += ["", "| " + " | ".join(head) + " |",
+                      "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
+            parts += ["| " + " | ".join(r) + " |" for r in sec["rows"]]
+            parts += ["", *sec["notes"]] if sec["notes"] else []
+        parts += ["", "\n".join("- " + s.strip() if s.startswith("  ") else s for s in self._depth_lines())]
+        return "\n".join(parts) + "\n"
+
+    def to_html(self, sample: int | None = None) -> str:
+        """HTML (escaped): the rule and a table per layer, the gradients, the depth summary."""
+        e = html.escape
+        parts = [f'<div class="deltaprop-trace"><p><b>{e(self._header(sample))}</b></p><p>{e(self._INTRO)}</p>']
+        for sec in self._sections(sample):
+            parts.append(f"<table><caption>{e(sec['title'])}"
+                         + (f"<br><code>{e(sec['rule'])}</code>" if sec["rule"] else "")
+                         + "</caption><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in sec["head"])
+                         + "</tr></thead><tbody>")
+            for r in sec["rows"]:
+                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
+            parts.append("</tbody></table>")
+            parts += [f"<p>{e(n)}</p>" for n in sec["notes"]]
+        parts.append(pre_html("\n".join(self._depth_lines()), "deltaprop-depth"))
+        parts.append("</div>")
+        return "\n".join(parts)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    # -- one weight's derivative ------------------------------------------------------------------
+    def chain(self, key: str, index: Any = (0, 0), sample: int | None = None):
+        """dE/dparam by the delta rule, layer by layer from the output back, with the engine's
+        numbers (a `Chain`; its `.paths()` is the same derivative as a sum over paths)."""
+        from .chain import WeightChain
+
         prefix, _, kind = key.rpartition(".")
         layer = next((l for l in self.layers if l.key == prefix), None)
         if layer is None or kind not in ("weight", "bias"):
@@ -107,171 +434,43 @@ class Trace:
         else:
             if layer.bias is None or len(index) != 1 or not 0 <= index[0] < layer.size:
                 raise IndexError(f"trace.chain: index {index} out of range for {key}")
-        j = index[0]
-        wname = self.param_name(key, index)
-        E = "E"
-        lines: list[str] = []
-        total = 0.0
-        shown = min(self.batch, 4)
-        for n in range(self.batch):
-            if self.batch > 1 and n < shown:
-                lines.append(f"sample {n}:")
-            pad = "  " if self.batch > 1 else ""
-            local = layer.input[n, index[1]] if kind == "weight" else 1.0
-            local_txt = f"dnet_{layer.names[j]}/d{wname}"
-            contrib = layer.delta[n, j] * local
-            total += contrib
-            if n >= shown:
-                continue
-            if layer.fprime is None:
-                lines.append(f"{pad}d{E}/d{wname} = d{E}/dnet_{layer.names[j]} x {local_txt} = "
-                             f"{_p(layer.delta[n, j])} x {_p(local)} = {_g(contrib)}")
-                continue
-            if layer is not self.layers[-1]:
-                lines.extend(pad + s for s in self._paths_text(layer, j, n))
-            lines.append(f"{pad}d{E}/d{wname} = d{E}/dout_{layer.names[j]} x dout_{layer.names[j]}/dnet_{layer.names[j]}"
-                         f" x {local_txt}")
-            lines.append(f"{pad}{' ' * (len(E) + len(wname) + 4)}= {_p(layer.dout[n, j])} x "
-                         f"{_p(layer.fprime[n, j])} x {_p(local)} = {_g(contrib)}")
-        if self.batch > 1:
-            if self.batch > shown:
-                lines.append(f"... and {self.batch - shown} more samples")
-            lines.append(f"d{E}/d{wname} = sum over the batch of {self.batch} = {_g(total)}")
-        engine = self.grads.get(key)
-        if engine is not None:
-            lines.append(f"engine: d{E}/d{wname} = {_g(engine[index])}" +
-                         (f"; updated {wname} = {_g(self.params[key][index])} - {_g(self.lr)} x {_g(engine[index])} = "
-                          f"{_g(self.updated[key][index])}" if key in self.updated else ""))
-        return "\n".join(lines)
+        s = self._sample(sample)
+        return WeightChain(self, key, layer, kind, index, s)
 
-    def _paths_text(self, layer: Layer, j: int, n: int, limit: int = 16) -> list[str]:
-        """dE/dout_j written as the sum over the paths from neuron j to the outputs."""
-        li = layer.index
-        later = self.layers[li + 1:]
-        n_paths = int(np.prod([l.size for l in later]))
-        src = layer.names[j]
-        if n_paths > limit or any(l.fprime is None for l in later):
-            nxt = later[0]
-            terms = [f"dE/dnet_{nxt.names[k]} x dnet_{nxt.names[k]}/dout_{src}" for k in range(nxt.size)]
-            nums = [f"{_p(nxt.delta[n, k])} x {_p(nxt.weight[k, j])}" for k in range(nxt.size)]
-            return [f"dE/dout_{src} = {' + '.join(terms)}",
-                    f"{' ' * (len(src) + 9)}= {' + '.join(nums)} = {_g(layer.dout[n, j])}",
-                    f"(each dE/dnet of the next layer already sums every path beyond it: {n_paths} paths in all)"]
-        lines = [f"dE/dout_{src} = sum over the {n_paths} path(s) from {src} to the outputs:"]
-        paths: list[list[int]] = [[]]
-        for l in later:
-            paths = [p + [k] for p in paths for k in range(l.size)]
-        values = []
-        for p in paths:
-            names, nums, prod = [], [], 1.0
-            prev, prev_name = j, src
-            chain_terms = []
-            for l, k in zip(later, p):
-                chain_terms.append((f"dnet_{l.names[k]}/dout_{prev_name}", l.weight[k, prev]))
-                chain_terms.append((f"dout_{l.names[k]}/dnet_{l.names[k]}", l.fprime[n, k]))
-                prev, prev_name = k, l.names[k]
-            last = later[-1]
-            chain_terms.append((f"dE/dout_{last.names[p[-1]]}", last.dout[n, p[-1]]))
-            chain_terms.reverse()
-            for nm, v in chain_terms:
-                names.append(nm)
-                nums.append(_p(v))
-                prod *= float(v)
-            values.append(prod)
-            via = " -> ".join(later[i].names[k] for i, k in enumerate(p))
-            lines.append(f"  via {via}: {' x '.join(names)}")
-            lines.append(f"  {' ' * (len(via) + 6)}= {' x '.join(nums)} = {_g(prod)}")
-        lines.append(f"  dE/dout_{src} = {' + '.join(_p(v) for v in values)} = {_g(layer.dout[n, j])}")
+    def _delta_lines(self, layer: Layer, j: int, s: int) -> list[str]:
+        """The deltas from the output back to neuron j of `layer`, one rule per layer."""
+        lines = []
+        g, p = self._g, self._p
+        for l in reversed(self.layers[layer.index:]):
+            only = [j] if l is layer else None
+            is_out = l is self.layers[-1]
+            lines.append(f"{'output' if is_out else 'hidden'} layer {l.key} ({l.activation or 'no activation'}): "
+                         + (self._output_rule()[0] if is_out else self._hidden_rule(l)))
+            shown, more = (only, "") if only else self._shown(l, s)
+            nxt = None if is_out else self.layers[l.index + 1]
+            for k in shown:
+                nm = l.names[k]
+                if is_out:
+                    lines.append(f"  delta_{nm} = dE/dout_{nm} x dout_{nm}/dnet_{nm} = {p(l.dout[s, k])} x "
+                                 f"{p(l.fprime[s, k])} = {g(l.delta[s, k])}")
+                    continue
+                if nxt.size <= SHOW_NEURONS:
+                    sym = " + ".join(f"{self._wname(nxt, m, k)} x delta_{nxt.names[m]}" for m in range(nxt.size))
+                    num = " + ".join(f"{p(nxt.weight[m, k])} x {p(nxt.delta[s, m])}" for m in range(nxt.size))
+                    terms = " + ".join(p(nxt.weight[m, k] * nxt.delta[s, m]) for m in range(nxt.size))
+                    lines.append(f"  delta_{nm} = dout_{nm}/dnet_{nm} x dE/dout_{nm} = f'(net_{nm}) x ({sym})")
+                    pad = " " * (len(nm) + 9)
+                    lines.append(f"  {pad}= {p(l.fprime[s, k])} x ({num})")
+                    if nxt.size > 1:
+                        lines.append(f"  {pad}= {p(l.fprime[s, k])} x ({terms})")
+                else:
+                    lines.append(f"  delta_{nm} = f'(net_{nm}) x (sum of {nxt.size} terms W_{nxt.key}[k,{k}] x "
+                                 f"delta_{nxt.names[0].rsplit('_', 1)[0]}[k])")
+                    pad = " " * (len(nm) + 9)
+                lines.append(f"  {pad}= {p(l.fprime[s, k])} x {p(l.dout[s, k])} = {g(l.delta[s, k])}")
+            if more:
+                lines.append("  " + more)
         return lines
-
-    # -- tables -----------------------------------------------------------------------------------
-    def _layer_title(self, layer: Layer) -> str:
-        kind = "output layer" if layer is self.layers[-1] else "hidden layer"
-        act = layer.activation or "no activation"
-        return (f"{kind} {layer.key} (Linear {layer.weight.shape[1]} -> {layer.weight.shape[0]}, {act})")
-
-    MAX_ROWS = 64   # rows shown per table; the arrays hold everything
-
-    def _layer_rows(self, layer: Layer) -> tuple[list[str], list[list[str]]]:
-        multi = self.batch > 1
-        head = (["sample"] if multi else []) + ["neuron", "net", "out", "delta = dE/dnet"]
-        rows = []
-        total = self.batch * layer.size
-        for n in range(self.batch):
-            for j in range(layer.size):
-                if len(rows) == self.MAX_ROWS:
-                    rows.append(([""] if multi else []) + [f"... {total - self.MAX_ROWS} more", "", "",
-                                                          f"(tr.layers[{layer.index}].delta)"])
-                    return head, rows
-                rows.append(([str(n)] if multi else []) +
-                            [layer.names[j], _g(layer.net[n, j]), _g(layer.out[n, j]), _g(layer.delta[n, j])])
-        return head, rows
-
-    def _param_rows(self) -> tuple[list[str], list[list[str]]]:
-        head = ["parameter", "key[index]", "value", "gradient dE/dparam"] + (["updated"] if self.updated else [])
-        rows = []
-        for key, g in self.grads.items():
-            val = self.params[key]
-            for count, idx in enumerate(np.ndindex(g.shape)):
-                if count == self.MAX_ROWS:
-                    rows.append([f"... {g.size - count} more", f"(tr.grads[{key!r}])", "", ""] +
-                                ([""] if self.updated else []))
-                    break
-                row = [self.param_name(key, idx), f"{key}[{','.join(map(str, idx))}]", _g(val[idx]), _g(g[idx])]
-                if self.updated:
-                    row.append(_g(self.updated[key][idx]))
-                rows.append(row)
-        return head, rows
-
-    def _tables(self) -> list[tuple[str, list[str], list[list[str]]]]:
-        out = [(self._layer_title(l), *self._layer_rows(l)) for l in self.layers]
-        title = "parameters" + (f" (updated = value - {_g(self.lr)} x gradient)" if self.updated else "")
-        out.append((title, *self._param_rows()))
-        return out
-
-    def _header(self) -> str:
-        b = f", batch of {self.batch}" if self.batch > 1 else ""
-        return f"trace of {len(self.layers)} Linear layer(s){b}: loss E = {_g(self.loss)}"
-
-    def __str__(self) -> str:
-        parts = [self._header()]
-        for title, head, rows in self._tables():
-            widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-            parts.append("")
-            parts.append(title)
-            parts.append("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-            parts.append("  ".join("-" * w for w in widths))
-            parts.extend("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-        return "\n".join(parts)
-
-    def __repr__(self) -> str:
-        sizes = [self.layers[0].weight.shape[1]] + [l.size for l in self.layers]
-        return f"<Trace {'-'.join(map(str, sizes))}, batch {self.batch}, loss {_g(self.loss)}>"
-
-    def to_markdown(self) -> str:
-        """Markdown: a heading and a table per layer and one for the parameters."""
-        parts = [f"**{self._header()}**"]
-        for title, head, rows in self._tables():
-            parts += ["", f"**{title}**", "", "| " + " | ".join(head) + " |",
-                      "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
-            parts += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(parts) + "\n"
-
-    def to_html(self) -> str:
-        """HTML tables (escaped), one per layer and one for the parameters."""
-        e = html.escape
-        parts = [f'<div class="deltaprop-trace"><p><b>{e(self._header())}</b></p>']
-        for title, head, rows in self._tables():
-            parts.append(f"<table><caption>{e(title)}</caption><thead><tr>"
-                         + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr></thead><tbody>")
-            for r in rows:
-                parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>")
-            parts.append("</tbody></table>")
-        parts.append("</div>")
-        return "\n".join(parts)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
 
 def _act_name(mods: list) -> str:
@@ -279,25 +478,57 @@ def _act_name(mods: list) -> str:
 
 
 def _children(model) -> list[tuple[str, Any]]:
+    """The model as a flat chain of (state_dict prefix, module); nested Sequentials are opened."""
     from .. import nn
 
     if isinstance(model, nn.Linear):
         return [("", model)]
-    if isinstance(model, nn.Sequential):
-        return list(model.named_children())
-    raise TypeError(f"trace: model must be a dp.nn.Sequential of Linear layers and elementwise activations "
-                    f"(or a single Linear), got {type(model).__name__}")
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"trace: model must be a dp.nn.Sequential of Linear layers and elementwise activations "
+                        f"(or a single Linear), got {type(model).__name__}; its layers cannot be placed in a chain")
+    out: list[tuple[str, Any]] = []
+    stack = [("", iter(list(model.named_children())))]
+    while stack:
+        prefix, it = stack[-1]
+        item = next(it, None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item[1], nn.Sequential):
+            stack.append((f"{prefix}{item[0]}.", iter(list(item[1].named_children()))))
+        else:
+            out.append((f"{prefix}{item[0]}", item[1]))
+    return out
 
 
-def trace(model, x, target, loss: Callable, lr: float | None = None) -> Trace:
+def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = None, sample: int = 0) -> Trace:
     """Per-layer net, out and delta = dE/dnet and per-parameter gradients of loss(model(x), target).
 
     Computed by the engine; the model's weights and every `.grad` are left as they were.
-    A 1-D x counts as a batch of one; `updated` holds value - lr * grad (empty when lr is None)."""
+    loss: a callable loss(out, target) -> scalar Tensor, or one of the names in LOSSES ("sse",
+    "mse", "ce", "bce", "bce_logits"); the output layer's delta is written for the loss.
+    A 1-D x counts as a batch of one; `updated` holds value - lr * grad (empty when lr is None);
+    `sample` picks the sample whose numbers the text shows (the batch mean is shown beside it).
+    The model must be a chain of Linear layers and elementwise activations: any other module is
+    refused with a ValueError naming it."""
     from .. import autograd, nn
     from ..tensor import Tensor
 
+    kind, loss_fn = _loss_kind(loss)
     children = _children(model)
+    seen_linear = False
+    for name, m in children:
+        if isinstance(m, nn.Linear):
+            seen_linear = True
+        elif type(m).__name__ in ELEMENTWISE and seen_linear:
+            continue
+        elif isinstance(m, nn.Flatten) and not seen_linear:
+            continue
+        else:
+            where = "before the first Linear layer" if not seen_linear else "after a Linear layer"
+            raise ValueError(f"trace: module {name!r} ({type(m).__name__}) cannot be placed {where}: trace follows a "
+                             "chain of Linear layers, each followed by elementwise activations (Sigmoid, Tanh, ReLU, "
+                             "...); compute the loss on the logits instead of adding Softmax, and use "
+                             "dp.explain.graph(loss) for other models")
     linear_pos = [i for i, (_, m) in enumerate(children) if isinstance(m, nn.Linear)]
     if not linear_pos:
         raise ValueError("trace: the model has no Linear layer")
@@ -316,7 +547,7 @@ def trace(model, x, target, loss: Callable, lr: float | None = None) -> Trace:
 
     with autograd.enable_grad():
         h = xt
-        records = []    # (child index of Linear, name, module, input tensor, net tensor, [activation modules], out tensor)
+        records = []    # {key, module, input, net, [activation modules], out}
         for i, (name, m) in enumerate(children):
             before = h
             h = m(h)
@@ -329,7 +560,7 @@ def trace(model, x, target, loss: Callable, lr: float | None = None) -> Trace:
                                      "activations may follow a Linear layer")
                 records[-1]["acts"].append(m)
                 records[-1]["out"] = h
-        E = loss(h, tt)
+        E = loss_fn(h, tt)
         if not isinstance(E, Tensor):
             raise TypeError(f"trace: loss must return a deltaprop Tensor, got {type(E).__name__}")
         if E.size != 1:
@@ -354,10 +585,9 @@ def trace(model, x, target, loss: Callable, lr: float | None = None) -> Trace:
     layers = []
     for li, (r, d, do) in enumerate(zip(records, deltas, douts)):
         m = r["module"]
-        fprime = None
         if not r["acts"]:
             fprime = np.ones_like(rows(d))
-        elif all(type(a).__name__ in ELEMENTWISE for a in r["acts"]):
+        else:
             # dout/dnet for an elementwise activation: the VJP of a cotangent of ones
             fp = autograd.run_backward([r["out"]], [np.ones(r["out"].shape, r["out"].dtype)], retain_graph=True,
                                        inputs=[r["net"]])[0]
@@ -384,4 +614,9 @@ def trace(model, x, target, loss: Callable, lr: float | None = None) -> Trace:
         weight_names[pre1 + "weight"] = np.array([["w5", "w6"], ["w7", "w8"]], dtype=object)
         weight_names[pre0 + "bias"] = np.array(["b_h1", "b_h2"], dtype=object)
         weight_names[pre1 + "bias"] = np.array(["b_o1", "b_o2"], dtype=object)
-    return Trace(layers, grads, updated, float(np.asarray(E.data).reshape(())), lr, textbook, values, weight_names)
+    tgt = np.array(tt.data, copy=True)
+    tr = Trace(layers, grads, updated, float(np.asarray(E.data).reshape(())), lr, textbook, values, weight_names,
+               kind, tgt, dtype, 0)
+    tr._sample(sample)
+    tr.sample = int(sample) % tr.batch
+    return tr
