@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from deltaprop import cli
+from deltaprop import cli, run
 from deltaprop import train as tr
 
 
@@ -48,7 +48,7 @@ def run_inproc(capsys, *argv):
 
 
 def memory_text() -> str:
-    return cli._fmt_bytes(cli._memory_bytes())
+    return run.fmt_bytes(run._memory_bytes())
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def with_metadata(src, dst, **changes):
         old = ck.metadata
         model = tr.build_mlp(old["sizes"], old["activation"], output_activation=old["output_activation"],
                              dtype=np.dtype(old["dtype"]))
-        opt = cli._make_optimizer(old["optimizer"], model.parameters(), old["lr"], old["momentum"])
+        opt = run.make_optimizer(old["optimizer"], model.parameters(), old["lr"], old["momentum"])
         epoch = dp.io.load_checkpoint(src, model, opt)
         dp.io.save_checkpoint(dst, model, opt, epoch=epoch, metadata=meta)
     else:
@@ -108,18 +108,18 @@ def test_size_check_counts_weights_gradients_and_optimizer_state(capsys, tmp_pat
     assert tr.mlp_parameter_count([64, 100, 10]) == 7510
     out = str(tmp_path / "m.safetensors")
     base = ("train", "--hidden", "100", "--epochs", "1", "--out", out, "--no-plot")
-    monkeypatch.setattr(cli, "_memory_bytes", lambda: 5 * 30040 - 1)
+    monkeypatch.setattr(run, "_memory_bytes", lambda: 5 * 30040 - 1)
     rc, _, err = run_inproc(capsys, *base)
     assert rc == 2 and "7,510 parameters" in err and "adam" in err and "Traceback" not in err
     assert not os.path.exists(out)
-    monkeypatch.setattr(cli, "_memory_bytes", lambda: 5 * 30040)
+    monkeypatch.setattr(run, "_memory_bytes", lambda: 5 * 30040)
     rc, _, err = run_inproc(capsys, *base)
     assert rc == 0, err
     # plain SGD has no state: 3 arrays; float64 doubles the bytes
-    monkeypatch.setattr(cli, "_memory_bytes", lambda: 3 * 60080 - 1)
+    monkeypatch.setattr(run, "_memory_bytes", lambda: 3 * 60080 - 1)
     rc, _, err = run_inproc(capsys, *base, "--optimizer", "sgd", "--momentum", "0", "--dtype", "float64")
     assert rc == 2 and "float64" in err
-    monkeypatch.setattr(cli, "_memory_bytes", lambda: 3 * 60080)
+    monkeypatch.setattr(run, "_memory_bytes", lambda: 3 * 60080)
     rc, _, err = run_inproc(capsys, *base, "--optimizer", "sgd", "--momentum", "0", "--dtype", "float64")
     assert rc == 0, err
 
@@ -128,7 +128,7 @@ def test_memory_falls_back_to_a_fixed_cap(monkeypatch):
     def no_sysconf(name):
         raise ValueError(name)
     monkeypatch.setattr(os, "sysconf", no_sysconf)
-    assert cli._memory_bytes() == cli.MEMORY_FALLBACK == 1 << 40
+    assert run._memory_bytes() == run.MEMORY_FALLBACK == 1 << 40
 
 
 def test_running_out_of_memory_anyway_is_one_line(capsys, tmp_path, monkeypatch):
@@ -162,7 +162,7 @@ def test_file_whose_metadata_sizes_are_too_big(files, tmp_path, kind, command):
 # ----------------------------------------------------------------------------- 3. non-finite data
 
 def nan_data(dataset, row, col, value):
-    real = cli._raw_data
+    real = run._raw_data
 
     def poisoned(name, seed):
         X, y = real(name, seed)
@@ -176,7 +176,7 @@ def nan_data(dataset, row, col, value):
 @pytest.mark.parametrize("dataset, row, col, value", [("moons", 7, 1, np.nan), ("xor", 3, 0, np.inf)])
 def test_nonfinite_data_is_named_not_blamed_on_the_learning_rate(capsys, tmp_path, monkeypatch,
                                                                  dataset, row, col, value):
-    monkeypatch.setattr(cli, "_raw_data", nan_data(dataset, row, col, value))
+    monkeypatch.setattr(run, "_raw_data", nan_data(dataset, row, col, value))
     out = tmp_path / "m.safetensors"
     rc, _, err = run_inproc(capsys, "train", "--dataset", dataset, "--out", str(out), "--no-plot")
     assert rc == 1
@@ -188,7 +188,7 @@ def test_nonfinite_data_is_named_not_blamed_on_the_learning_rate(capsys, tmp_pat
 
 
 def test_evaluate_sees_nonfinite_data_too(capsys, files, monkeypatch):
-    monkeypatch.setattr(cli, "_raw_data", nan_data("moons", 11, 0, -np.inf))
+    monkeypatch.setattr(run, "_raw_data", nan_data("moons", 11, 0, -np.inf))
     rc, _, err = run_inproc(capsys, "evaluate", str(files[0]))
     assert rc == 1
     assert "-inf at row 11, column 0" in error_line(err)

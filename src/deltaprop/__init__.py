@@ -20,6 +20,7 @@ from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 from .gradcheck import GradcheckError, gradcheck
 from . import nn
 from .io import load, load_checkpoint, load_metadata, save, save_checkpoint
+from .plot import plot_history
 
 __version__ = "0.1.0"
 

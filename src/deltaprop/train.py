@@ -16,13 +16,17 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from deltaprop.nn.module import Module
+
 __all__ = [
     "ACTIVATIONS",
     "NonFiniteLossError",
     "NonFiniteInputError",
+    "StopTraining",
     "History",
     "activation_module",
     "build_mlp",
+    "build_cnn",
     "mse_half_sum",
     "accuracy",
     "evaluate",
@@ -62,6 +66,10 @@ class NonFiniteInputError(ValueError):
             f"{name} hold {count} non-finite {values} (the first: {value} at {where}); remove or "
             "replace them before training (the data is at fault here, not the learning rate)"
         )
+
+
+class StopTraining(Exception):
+    """Raise from `fit`'s on_epoch to end training after that epoch (early stopping); fit returns."""
 
 
 def check_finite(name: str, array: Any) -> None:
@@ -158,6 +166,42 @@ def build_mlp(sizes: Sequence[int], activation: str = "relu", *, output_activati
     return nn.Sequential(*layers)
 
 
+class _ToImages(Module):
+    """Reshape flat rows (N, C*H*W) into images (N, C, H, W); 4-D input passes through."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: Any) -> Any:
+        return x if x.ndim == 4 else x.reshape((x.shape[0], *self.shape))
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"
+
+
+def build_cnn(image_shape: Sequence[int], n_outputs: int, channels: Sequence[int] = (16, 32), hidden: int = 64,
+              activation: str = "relu", *, dtype: Any = None) -> Any:
+    """A small CNN for images (C, H, W) given as flat rows or 4-D arrays: for each entry of
+    `channels` a 3x3 Conv2d (padding 1), the activation and a 2x2 MaxPool2d (while the image is at
+    least 2 pixels high and wide), then Flatten, Linear(., hidden), activation, Linear(hidden,
+    n_outputs). Input rows of length C*H*W are reshaped to images first."""
+    from deltaprop import nn
+
+    c, h, w = (int(v) for v in image_shape)
+    kw = {} if dtype is None else {"dtype": np.dtype(dtype)}
+    layers: list[Any] = [_ToImages((c, h, w))]
+    for out in channels:
+        layers += [nn.Conv2d(c, int(out), 3, padding=1, **kw), activation_module(activation)]
+        if h >= 2 and w >= 2:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        c = int(out)
+    layers += [nn.Flatten(), nn.Linear(c * h * w, int(hidden), **kw), activation_module(activation),
+               nn.Linear(int(hidden), int(n_outputs), **kw)]
+    return nn.Sequential(*layers)
+
+
 def mse_half_sum(output: Any, target: Any) -> Any:
     """E = mean over samples of sum_k 1/2 (target_k - out_k)^2 (Mazur's error, batch-averaged)."""
     diff = output - target
@@ -177,9 +221,11 @@ def accuracy(output: Any, target: Any) -> float:
     return float(np.mean(ok)) if len(ok) else float("nan")
 
 
-def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | None = None) -> dict[str, float]:
+def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | None = None,
+             metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None) -> dict[str, float]:
     """{"accuracy": ..., "loss": ...} of `model` on (X, y) with one no-grad forward pass
-    (model put in eval mode and restored). "loss" is present when loss_fn is given."""
+    (model put in eval mode and restored). "loss" is present when loss_fn is given; `metrics`
+    (output and target arrays -> {name: value}) replaces the accuracy, e.g. for regression."""
     import deltaprop as dp
 
     was_training = getattr(model, "training", False)
@@ -189,7 +235,8 @@ def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | No
             xt = X if isinstance(X, dp.Tensor) else dp.tensor(np.asarray(X))
             yt = y if isinstance(y, dp.Tensor) else dp.tensor(np.asarray(y))
             out = model(xt)
-            result = {"accuracy": accuracy(out, yt)}
+            result = {"accuracy": accuracy(out, yt)} if metrics is None else \
+                dict(metrics(np.asarray(out), np.asarray(yt)))
             if loss_fn is not None:
                 result["loss"] = float(loss_fn(out, yt).item())
     finally:
@@ -231,6 +278,7 @@ def fit(
     on_epoch: Callable[[int, dict[str, float]], Any] | None = None,
     on_batch: Callable[[int, int, float], Any] | None = None,
     history: History | None = None,
+    metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
 ) -> History:
     """Train for epochs start_epoch+1 .. `epochs` (so `epochs` is the total, as when resuming).
 
@@ -244,7 +292,9 @@ def fit(
     epoch, raise NonFiniteLossError naming the epoch and step; the optimizer does not step on
     a non-finite loss. Non-finite data raises NonFiniteInputError instead, naming the array,
     row and column: the arrays of a TensorDataset loader and of `eval_sets` are checked before
-    the first step, any other loader's batch when its loss is not finite.
+    the first step, any other loader's batch when its loss is not finite. `metrics` replaces
+    the accuracy of the evaluation sets (see `evaluate`): ``<name>_<metric>`` for each of its
+    keys. ``on_epoch`` may raise StopTraining to end the run after that epoch.
     """
     history = History() if history is None else history
     epochs = int(epochs)
@@ -286,10 +336,13 @@ def fit(
             raise NonFiniteLossError(epoch + 1, step, max(steps, step), float("nan"), what="parameters")
         record = {"train_loss": total / count if count else float("nan")}
         for name, (X, y) in eval_sets.items():
-            res = evaluate(model, X, y, loss_fn)
-            record["train_eval_loss" if name == "train" else f"{name}_loss"] = res["loss"]
-            record[f"{name}_accuracy"] = res["accuracy"]
+            res = evaluate(model, X, y, loss_fn, metrics)
+            record["train_eval_loss" if name == "train" else f"{name}_loss"] = res.pop("loss")
+            record.update({f"{name}_{key}": value for key, value in res.items()})
         history.append(epoch + 1, record)
         if on_epoch is not None:
-            on_epoch(epoch + 1, record)
+            try:
+                on_epoch(epoch + 1, record)
+            except StopTraining:
+                break
     return history

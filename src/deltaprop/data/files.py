@@ -33,7 +33,7 @@ class FileData:
     """
 
     X: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     classes: list[Any] | None
     task: str
     feature_names: list[str]
@@ -44,7 +44,8 @@ class FileData:
         return iter((self.X, self.y, self.classes))
 
 
-def load_file(path: str | os.PathLike, target: str | None = None, task: str | None = None) -> FileData:
+def load_file(path: str | os.PathLike, target: str | None = None, task: str | None = None, *,
+              features: list[str] | None = None, classes: list[Any] | None = None) -> FileData:
     """Read features and target from `path`: ``.csv``/``.tsv``/``.txt``, ``.npz`` or ``.npy``.
 
     - CSV (comma, semicolon or tab separated, header row): `target` names the target column
@@ -58,6 +59,11 @@ def load_file(path: str | os.PathLike, target: str | None = None, task: str | No
     `task` ("classification" or "regression") overrides the guess. Raises ValueError naming the
     file (and line/row/column) for a missing file, an empty file, a missing value, a non-numeric
     feature, a target column that does not exist, or a classification target with one class.
+
+    To read new data for a trained model, pass what it was trained on: `features` (the feature
+    names: a CSV must have these columns, in any order; the target becomes optional and `y` is
+    None without it) and `classes` (labels map to these indices; an unknown label is an error,
+    and one class is fine).
     """
     p = os.fspath(path)
     if task is not None and task not in TASKS:
@@ -67,19 +73,31 @@ def load_file(path: str | os.PathLike, target: str | None = None, task: str | No
     if os.path.isdir(p):
         raise ValueError(f"{p}: is a directory; give a .csv, .npz or .npy file")
     ext = os.path.splitext(p)[1].lower()
+    optional = features is not None
     if ext == ".npz":
-        X, raw_y, names, tname = _read_npz(p, target)
+        X, raw_y, names, tname = _read_npz(p, target, optional)
     elif ext == ".npy":
-        X, raw_y, names, tname = _read_npy_pair(p, target)
+        X, raw_y, names, tname = _read_npy_pair(p, target, optional)
     else:
-        X, raw_y, names, tname = _read_csv(p, target)
-    y, classes, kind = _target(p, tname, raw_y, task)
-    return FileData(X=X, y=y, classes=classes, task=kind, feature_names=names, target_name=tname, path=p)
+        X, raw_y, names, tname = _read_csv(p, target, features)
+    if features is not None and ext in (".npz", ".npy") and len(names) != len(features):
+        raise ValueError(f"{p}: the features have {len(names)} columns but the model was trained on "
+                         f"{len(features)}")
+    if raw_y is None:
+        return FileData(X=X, y=None, classes=classes, task=task or "", feature_names=list(features or names),
+                        target_name=tname, path=p)
+    if classes is not None:
+        y, kind = _known_classes(p, tname, raw_y, classes), "classification"
+    else:
+        y, classes, kind = _target(p, tname, raw_y, task)
+    return FileData(X=X, y=y, classes=classes, task=kind, feature_names=list(features or names),
+                    target_name=tname, path=p)
 
 
 # ----------------------------------------------------------------------------- CSV
 
-def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def _read_csv(path: str, target: str | None,
+              features: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
@@ -114,24 +132,33 @@ def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, li
     if dup:
         raise ValueError(f"{path}: the header (line {header_lineno}) repeats column name(s) "
                          f"{', '.join(map(repr, dup))}; give every column its own name")
-    if target is None:
+    if features is not None:  # a trained model's columns: these, in this order; the target if present
+        lost = [f for f in features if f not in header]
+        if lost:
+            raise ValueError(f"{path}: no column(s) {', '.join(map(repr, lost))}, which the model was trained on; "
+                             f"the columns are: {', '.join(header)}")
+        t = header.index(target) if target in header else -1
+        order = [header.index(f) for f in features]
+    elif target is None:
         t = cols - 1
     elif target in header:
         t = header.index(target)
     else:
         raise ValueError(f"{path}: no column {target!r} for the target; the columns are: "
                          f"{', '.join(header)}")
+    if features is None:
+        order = [i for i in range(cols) if i != t]
     if not body:
         raise ValueError(f"{path}: the file has a header but no data rows")
-    names = [h for i, h in enumerate(header) if i != t]
-    X = np.empty((len(body), cols - 1), dtype=np.float64)
+    names = [header[i] for i in order]
+    slot = {col: j for j, col in enumerate(order)}
+    X = np.empty((len(body), len(order)), dtype=np.float64)
     labels: list[str] = []
     for r, (lineno, row) in enumerate(body, start=1):
         where = f"{path}: line {lineno} (data row {r})"
         if len(row) != cols:
             raise ValueError(f"{where} has {len(row)} fields but the header has {cols}; every row needs one "
                              "value per column")
-        j = 0
         for i, cell in enumerate(row):
             cell = cell.strip()
             if i == t:
@@ -139,10 +166,10 @@ def _read_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, li
                     raise ValueError(f"{where}, column {header[i]!r}: missing target value; remove the row "
                                      "or fill in its target")
                 labels.append(cell)
-                continue
-            X[r - 1, j] = _number(cell, f"{where}, column {header[i]!r}")
-            j += 1
-    return X, np.asarray(labels, dtype=object), names, header[t]
+            elif i in slot:
+                X[r - 1, slot[i]] = _number(cell, f"{where}, column {header[i]!r}")
+    y = np.asarray(labels, dtype=object) if t >= 0 else None
+    return X, y, names, header[t] if t >= 0 else (target or "")
 
 
 def _number(cell: str, where: str) -> float:
@@ -169,7 +196,8 @@ def _load_array(path: str, z: Any = None, key: str | None = None) -> np.ndarray:
     return a
 
 
-def _read_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def _read_npz(path: str, target: str | None,
+              optional: bool = False) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
     import zipfile
 
     if not zipfile.is_zipfile(path):
@@ -181,27 +209,35 @@ def _read_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, li
         raise ValueError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e})") from None
     with z:
         keys = list(z.files)
-        missing = [k for k in ("X", ykey) if k not in keys]
+        missing = [k for k in ("X", ykey) if k not in keys and not (optional and k == ykey)]
         if missing:
             raise ValueError(f"{path}: no array {' or '.join(map(repr, missing))}; it has "
                              f"{', '.join(keys) or 'no arrays'} (expected X (N, features) and {ykey} (N,))")
         X = _load_array(path, z, "X")
-        y = _load_array(path, z, ykey)
+        y = _load_array(path, z, ykey) if ykey in keys else None
     X = _features(path, X, "array 'X'")
-    return X, _target_array(path, y, len(X), f"array {ykey!r}"), _feature_names(X), ykey
+    if y is not None:
+        y = _target_array(path, y, len(X), f"array {ykey!r}")
+    return X, y, _feature_names(X), ykey
 
 
-def _read_npy_pair(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+def _read_npy_pair(path: str, target: str | None,
+                   optional: bool = False) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
     if target is None:
         d, base = os.path.split(path)
         i = base.rfind("X")
-        if i < 0:
+        if i < 0 and optional:
+            target = ""
+        elif i < 0:
             raise ValueError(f"{path}: a .npy file holds the features only; give the target .npy file too "
                              "(--target y.npy), or name the pair X.npy and y.npy")
-        target = os.path.join(d, base[:i] + "y" + base[i + 1:])
+        else:
+            target = os.path.join(d, base[:i] + "y" + base[i + 1:])
+    X = _features(path, _load_array(path), "the features")
+    if optional and not os.path.isfile(target):
+        return X, None, _feature_names(X), os.path.basename(target)
     if not os.path.isfile(target):
         raise ValueError(f"{target}: no such file (the target array of {path}); save it with np.save")
-    X = _features(path, _load_array(path), "the features")
     y = _target_array(target, _load_array(target), len(X), "the target")
     return X, y, _feature_names(X), os.path.basename(target)
 
@@ -274,6 +310,29 @@ def _target(path: str, name: str, raw: np.ndarray, task: str | None) -> tuple[np
                          "classification needs at least two")
     classes = [v.item() if isinstance(v, np.generic) else v for v in labels]
     return y.reshape(-1).astype(np.int64), classes, "classification"
+
+
+def _known_classes(path: str, name: str, raw: np.ndarray, classes: list[Any]) -> np.ndarray:
+    """Indices of `raw`'s labels in a trained model's `classes`; ValueError naming an unknown label's row."""
+    def key(v: Any) -> str:  # one spelling per label: CSV text "3", "3.0" and the number 3 match
+        if isinstance(v, str):
+            try:
+                f = float(v)
+            except ValueError:
+                return v
+        else:
+            f = float(v)
+        return repr(int(f)) if f.is_integer() else repr(f)
+    index = {key(c): i for i, c in enumerate(classes)}
+    y = np.empty(len(raw), dtype=np.int64)
+    for r, v in enumerate(raw):
+        item = v.item() if isinstance(v, np.generic) else v
+        i = index.get(key(item))
+        if i is None:
+            raise ValueError(f"{path}: target {name!r} has the label {item!r} at data row {r + 1}, which the model "
+                             f"was not trained on; its classes are: {', '.join(map(str, classes))}")
+        y[r] = i
+    return y
 
 
 def _not_float(v: Any) -> bool:
