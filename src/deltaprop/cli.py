@@ -232,7 +232,7 @@ def _train_config(args: argparse.Namespace) -> tuple[run.RunConfig, int]:
     if (args.target or args.task) and not args.data:
         raise UsageError("--target and --task apply to --data FILE only")
     dataset, model = "file" if args.data else args.dataset or "digits", args.model or "mlp"
-    optimizer = args.optimizer or run.DEFAULTS.get(f"{dataset}/{model}", run.DEFAULTS[dataset]).optimizer
+    optimizer = args.optimizer or run.defaults_for(dataset, model).optimizer
     if args.momentum is not None and optimizer != "sgd":
         raise UsageError(f"--momentum applies to --optimizer sgd only (this run uses {optimizer})")
     given.pop("model")

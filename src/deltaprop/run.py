@@ -83,6 +83,13 @@ DEFAULTS: dict[str, Defaults] = {
 }
 
 
+def defaults_for(dataset: str, model: str = "mlp") -> Defaults:
+    """The defaults of `dataset` trained with `model` (a CNN on a set without its own: file/cnn's)."""
+    if model == "cnn":
+        return DEFAULTS.get(f"{dataset}/cnn", DEFAULTS["file/cnn"])
+    return DEFAULTS[dataset]
+
+
 class RunConfigError(ValueError):
     """A configuration that cannot run (a usage error: the CLI exits 2)."""
 
@@ -146,7 +153,7 @@ class RunConfig:
             raise RunConfigError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
         if model not in MODELS:
             raise RunConfigError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
-        d = DEFAULTS.get(f"{dataset}/{model}", DEFAULTS[dataset])
+        d = defaults_for(dataset, model)
         values: dict[str, Any] = {"dataset": dataset, "model": model, "hidden": d.hidden,
                                   "activation": d.activation, "optimizer": d.optimizer, "lr": d.lr,
                                   "epochs": d.epochs, "batch_size": d.batch_size, "scheduler": d.scheduler}
@@ -513,7 +520,8 @@ def make_optimizer(name: str, params: Any, lr: float, momentum: float | None = N
 
 def make_scheduler(name: str | None, optimizer: Any, epochs: int) -> Any:
     """The schedule `name` for a run of `epochs`: step (x0.1 every third of the run), cosine (to 0 at
-    the end) or plateau (x0.1 after 5 epochs without a better validation loss); None for none."""
+    the end) or plateau (x0.1 after 5 epochs without a better validation loss); None for none.
+    A resumed run stretches step and cosine to its new total (so only plateau resumes bit for bit)."""
     from deltaprop.optim import lr_scheduler as ls
 
     if name is None:
@@ -523,6 +531,14 @@ def make_scheduler(name: str | None, optimizer: Any, epochs: int) -> Any:
     if name == "cosine":
         return ls.CosineAnnealingLR(optimizer, T_max=epochs)
     return ls.ReduceLROnPlateau(optimizer, patience=5)
+
+
+def _stretch(sched: Any, epochs: int) -> None:
+    """After a resume to a new total: the step and cosine schedules span the whole run again."""
+    if hasattr(sched, "T_max"):
+        sched.T_max = epochs
+    elif hasattr(sched, "step_size"):
+        sched.step_size = max(1, epochs // 3)
 
 
 def regression_metrics(target_normalize: Mapping[str, float] | None = None) -> Any:
@@ -703,8 +719,7 @@ def resume_config(path: str, epochs: int | None = None) -> tuple[RunConfig, Any]
     state, meta, config, ckpt = read_model_file(path, resume=True)
     if ckpt is None:
         ckpt = io.Checkpoint(model_state=state, optimizer_state=None, epoch=meta.get("epochs", 0), metadata=meta)
-    d = DEFAULTS.get(f"{config.dataset}/{config.model}", DEFAULTS[config.dataset])
-    config.epochs = d.epochs if epochs is None else epochs
+    config.epochs = defaults_for(config.dataset, config.model).epochs if epochs is None else epochs
     if config.epochs <= ckpt.epoch:
         raise RunConfigError(f"the checkpoint {path!r} already has {ckpt.epoch} epochs; ask for a total of "
                              f"more than {ckpt.epoch} (--epochs N with N > {ckpt.epoch})")
@@ -770,6 +785,7 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
             else:
                 with_sched = sched if ckpt.scheduler_state is not None else None
                 start = io.load_checkpoint(resume, model, opt, scheduler=with_sched)
+                _stretch(sched, config.epochs)
                 if ckpt.extra:
                     stop.update(ckpt.extra.get("early_stopping", {}))
         return _fit(config, data, meta, model, opt, sched, history, start, stop, out, checkpoint,
@@ -886,10 +902,12 @@ def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None,
     from deltaprop import data as dd
 
     names = meta.get("feature_names") or [f"x{i}" for i in range(meta["sizes"][0])]
-    f = dd.load_file(data, target=target or meta.get("target"), task=meta.get("task"), features=names,
+    if target is None and not str(data).lower().endswith(".npy"):  # a .npy's target is its own y.npy
+        target = meta.get("target")
+    f = dd.load_file(data, target=target, task=meta.get("task"), features=names,
                      classes=meta.get("classes") if meta.get("task") != "regression" else None)
     if need_target and f.y is None:
-        raise ValueError(f"{data}: no target {target or meta.get('target')!r} to score the model against; "
+        raise ValueError(f"{data}: no target {target!r} to score the model against; "
                          "give --target COLUMN, or use 'deltaprop predict' for data without targets")
     n = int(np.prod(f.X.shape[1:]))
     if n != meta["sizes"][0]:

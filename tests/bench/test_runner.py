@@ -325,7 +325,7 @@ def test_worker_process_prints_one_json_line():
 def test_peers_train_like_the_default_cli_run():
     # the peers' copy of `deltaprop train`'s digits defaults must not drift from the CLI's
     from deltaprop.bench import _common
-    from deltaprop.cli import DEFAULTS
+    from deltaprop.run import DEFAULTS
     d = DEFAULTS["digits"]
     assert tuple(_common.TRAIN["hidden"]) == tuple(d.hidden)
     assert _common.TRAIN["lr"] == d.lr

@@ -209,7 +209,7 @@ def test_npy_pair(tmp_path):
     np.save(tmp_path / "train_X.npy", X)
     np.save(tmp_path / "train_y.npy", y)
     d = load_file(tmp_path / "train_X.npy")
-    assert d.task == "regression" and d.target_name == "train_y.npy"
+    assert d.task == "regression" and d.target_name == str(tmp_path / "train_y.npy")
     np.testing.assert_array_equal(d.X, X)
     np.testing.assert_array_equal(d.y, y)
     np.save(tmp_path / "labels.npy", np.array([1, 2, 1, 2, 1, 2]))

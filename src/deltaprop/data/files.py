@@ -235,11 +235,11 @@ def _read_npy_pair(path: str, target: str | None,
             target = os.path.join(d, base[:i] + "y" + base[i + 1:])
     X = _features(path, _load_array(path), "the features")
     if optional and not os.path.isfile(target):
-        return X, None, _feature_names(X), os.path.basename(target)
+        return X, None, _feature_names(X), target
     if not os.path.isfile(target):
         raise ValueError(f"{target}: no such file (the target array of {path}); save it with np.save")
     y = _target_array(target, _load_array(target), len(X), "the target")
-    return X, y, _feature_names(X), os.path.basename(target)
+    return X, y, _feature_names(X), target
 
 
 def _features(path: str, X: np.ndarray, what: str) -> np.ndarray:
