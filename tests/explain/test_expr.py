@@ -56,7 +56,7 @@ def test_variables_and_round_trip():
     ("x; import os", 2, "unexpected character ';'"),
     ("lambda: 1", 1, "unknown name 'lambda'"),
     ("x[0]", 2, "unexpected character '['"),
-    ("x ^ 2", 3, "unexpected character '^'"),
+    ("x ^ 2", 3, "write powers with ** (x**2)"),
     ("y + 1", 1, "unknown name 'y'"),
     ("exp(1, 2)", 6, "unexpected character ','"),
     ("x**", 4, "end of the expression"),

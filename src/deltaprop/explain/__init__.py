@@ -14,10 +14,10 @@ from typing import Any
 from .chain import Chain, chain
 from .graph import Graph, graph
 from .mazur import mazur_model
-from .modes import ModeRow, modes
+from .modes import ModeRow, ModeTable, modes
 from .trace import Layer, Trace, trace
 
-__all__ = ["trace", "Trace", "Layer", "chain", "Chain", "graph", "Graph", "modes", "ModeRow", "report_data",
+__all__ = ["trace", "Trace", "Layer", "chain", "Chain", "graph", "Graph", "modes", "ModeRow", "ModeTable", "report_data",
            "write_report", "render_report", "mazur_model"]
 
 # the functions share their modules' names: bind them here so `dp.explain.trace` is the function

@@ -99,10 +99,9 @@ class Chain:
         lines = [f"{self.y_name} = {self.expression} at {where}"]
         if not np.all(np.isfinite(self.engine)) or any(not np.all(np.isfinite(n.value)) for n in self.nodes):
             bad = next((n for n in self.nodes if not np.all(np.isfinite(n.value))), None)
-            what = f"{bad.name} = {bad.expr} is {_g(bad.value)}" if bad is not None else \
-                f"the derivative is {_g(self.engine)}"
-            lines.append(f"note: {where} is a singular point: {what}, so the derivative is not finite there; "
-                         "choose another point")
+            what = (f"{bad.name} = {bad.expr} is {_g(bad.value)} there, so the derivative is not finite either"
+                    if bad is not None else f"d{self.y_name}/d{self.x_name} = {_g(self.engine)} is not finite there")
+            lines.append(f"note: {where} is a singular point: {what}; choose another point")
         return lines
 
     def _operand_counts(self, n: ChainNode) -> dict:
@@ -266,12 +265,20 @@ def _formula(op: str, k: int, names: list[str], out: str, consts: list) -> str:
             "log1p": f"1/(1 + {a})", "softplus": f"sigmoid({a})"}.get(op, "")
 
 
-def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = None) -> Chain:
+def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = None,
+          expression: str | None = None) -> Chain:
     """The chain rule for dy/dx (x, y one-element Tensors, y recorded from x, before backward).
 
     names optionally maps display names to tensors (e.g. {"x": x, "z": z}); x is called "x"
-    unless named there, y "y" (or "f" when "y" names an input).
+    unless named there, y "y" (or "f" when "y" names an input); expression, the text shown as
+    y's definition (default: rebuilt from the graph). At a singular point (a value or the
+    derivative not finite) the text says so; NumPy's warnings are never printed.
     """
+    with np.errstate(all="ignore"):
+        return _chain(y, x, names, y_name, expression)
+
+
+def _chain(y, x, names, y_name, expression) -> Chain:
     from .. import autograd
     from ..tensor import Tensor
     from .graph import _key, topological
@@ -428,7 +435,7 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
                 stack.append((seq + [inp], forms + [formula], facs + [val], ops + [(k, counts[inp] + 1)]))
     return Chain(x_name, y_name, nodes, paths, n_paths, adjoint[id(xkey)],
                  {**{k: v.data for k, v in names.items() if isinstance(v, Tensor) and v.size == 1},
-                  x_name: x.data}, constants, full[id(_key(y))][0])
+                  x_name: x.data}, constants, expression or full[id(_key(y))][0])
 
 
 def _kw_args(node) -> tuple:

@@ -147,6 +147,8 @@ def _expression(args) -> tuple:
 
 
 def _cmd_chain(args) -> int:
+    import numpy as np
+
     from .chain import chain
 
     ast, env, y, used = _expression(args)
@@ -157,7 +159,8 @@ def _cmd_chain(args) -> int:
     for k, w in enumerate(wrt):
         if k:
             print()
-        print(chain(y, env[w], names=env))
+        with np.errstate(all="ignore"):
+            print(chain(y, env[w], names=env, expression=args.expression.strip()))
     return 0
 
 
@@ -165,8 +168,11 @@ def _cmd_graph(args) -> int:
     from .graph import graph
 
     ast, env, y, used = _expression(args)
-    g = graph(y, names=env)
-    y.backward()
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        g = graph(y, names=env)
+        y.backward()
     print(g.source, end="")
     if args.svg:
         svg = g.svg()

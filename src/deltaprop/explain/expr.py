@@ -87,6 +87,9 @@ def tokenize(text: str) -> list[Token]:
         elif text.startswith("**", i):
             toks.append(Token("op", "**", i + 1))
             i += 2
+        elif c == "^":
+            toks.append(Token("bad", "'^' is not a power here: write powers with ** (x**2)", i + 1))
+            break
         elif c in "+-*/()":
             toks.append(Token("op", c, i + 1))
             i += 1

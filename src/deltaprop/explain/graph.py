@@ -1,9 +1,12 @@
 """Draw the recorded graph: Graphviz DOT text always, SVG when the `dot` program is installed.
 
-`graph(y)` walks y's graph once, without recursion, and remembers each op (name, output
-shape, value when scalar) and each leaf and constant that feeds it. The gradients are read
-when `.source` is asked for, so a Graph made before `y.backward()` shows the gradients after
-it: leaves' `.grad` and the `.grad` of tensors that called `retain_grad()`.
+Like micrograd's drawings, every node shows its value and the gradient that arrived there:
+`graph(y)` walks y's graph once, without recursion, and runs a backward pass of its own from
+y (seeded with ones) through the ops' VJPs, keeping the adjoint dy/d(node) of every node. That
+pass reads the graph and changes nothing: no `.grad`, no hook, no freed buffer. Parameters and
+retained tensors also show their `.grad`, read when `.source` is asked for, so a Graph made
+before `y.backward()` shows them after it. Draw before `y.backward()`, or after
+`y.backward(retain_graph=True)`: a plain backward() frees what the drawing needs.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["Graph", "graph", "topological"]
+from .numbers import fmt
+
+__all__ = ["Graph", "graph", "topological", "adjoints"]
 
 
 def _key(t):
@@ -21,8 +26,9 @@ def _key(t):
 
 
 def _freed(op_name: str) -> RuntimeError:
-    return RuntimeError(f"the graph was already freed by a backward pass (op '{op_name}'); build the "
-                        "explanation before calling backward(), or call backward(retain_graph=True)")
+    return RuntimeError(f"the graph was already freed by a backward pass (op '{op_name}'): the drawing needs "
+                        "the values it saved. Draw it before calling y.backward(), or keep the graph with "
+                        "y.backward(retain_graph=True) and draw after")
 
 
 def topological(y) -> list:
@@ -55,10 +61,39 @@ def topological(y) -> list:
 def _fmt(v: Any) -> str:
     a = np.asarray(v)
     if a.size == 1:
-        return "%.9g" % float(a.reshape(()))
+        return fmt(a)
     if a.size <= 4:
-        return "[" + ", ".join("%.6g" % float(t) for t in a.ravel()) + "]"
+        return "[" + ", ".join(fmt(t, np.float32) for t in a.ravel()) + "]"
     return f"{a.shape} |max| {'%.4g' % float(np.max(np.abs(a)))}"
+
+
+def adjoints(y, order: list) -> dict:
+    """{id(vertex): dy/d(vertex)} for every vertex of `order` (inputs first) that y depends on,
+    by a reverse pass of the drawing's own over the ops' reference VJPs, seeded with ones.
+    It writes no .grad, calls no hook and frees nothing."""
+    from .. import autograd
+    from ..tensor import Tensor
+
+    grads: dict[int, np.ndarray] = {id(_key(y)): np.ones(y.shape, y.dtype)}
+    for v in reversed(order):
+        g = grads.get(id(v))
+        if g is None or isinstance(v, Tensor):
+            continue
+        if v.args is None:
+            raise _freed(v.op.name)
+        if v.versions:
+            autograd._check_versions(v)   # an in-place change since the forward: the engine's own error
+        with np.errstate(all="ignore"):
+            igs = v.op.vjp(v, g, v.out, *v.datas, **v.kw)
+        for a, ig in zip(v.args, igs):
+            if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+                continue
+            ig = np.asarray(ig.data if isinstance(ig, Tensor) else ig)
+            if ig.shape != a.shape:
+                ig = autograd.sum_to(ig, a.shape)
+            k = id(_key(a))
+            grads[k] = ig.astype(a.dtype, copy=True) if k not in grads else grads[k] + ig
+    return grads
 
 
 def _shape(shape: tuple) -> str:
@@ -78,6 +113,7 @@ class GraphNode:
     title: str                     # op name, leaf name, or "const"
     shape: tuple
     value: Any = None              # a copy of the value when it has one element
+    adjoint: Any = None            # d(root)/d(this node), from the drawing's own backward pass
     tensor: Any = None             # leaf: the Tensor itself (its .grad is read at render time)
     node: Any = None               # op: the engine's Node (its output's retained grad is read at render time)
     root: bool = False
@@ -95,6 +131,8 @@ class GraphNode:
         parts = [self.title, _shape(self.shape)]
         if self.value is not None:
             parts.append(f"value {_fmt(self.value)}")
+        if self.adjoint is not None:
+            parts.append(f"adjoint {_fmt(self.adjoint)}")
         g = self.grad()
         if g is not None:
             parts.append(f"grad {_fmt(g)}")
@@ -150,6 +188,16 @@ class Graph:
     def _repr_svg_(self) -> str | None:
         return self.svg()
 
+    def _repr_html_(self) -> str:
+        """Inline SVG in a notebook, or the DOT text when Graphviz's `dot` is not installed."""
+        from .display import pre_html
+
+        svg = self.svg()
+        if svg is not None:
+            return svg[svg.find("<svg"):]
+        return ("<p>Graphviz's <code>dot</code> is not installed; the graph as DOT text:</p>"
+                + pre_html(self.source, "deltaprop-graph"))
+
     def save(self, path: str) -> None:
         """Write the DOT text (path ending .dot/.gv) or the SVG (path ending .svg)."""
         text = self.svg() if str(path).endswith(".svg") else self.source
@@ -182,16 +230,19 @@ def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
         kind = "leaf" if t.requires_grad else "const"
         title = label.get(id(t), "leaf" if t.requires_grad else "const")
         n = GraphNode(new_id(), kind, title, tuple(t.shape),
-                      value=np.array(t.data, copy=True) if t.size == 1 else None, tensor=t)
+                      value=np.array(t.data, copy=True), tensor=t,
+                      adjoint=adj.get(id(t)) if t.requires_grad else None)
         ids[id(t)] = n.id
         nodes.append(n)
         return n.id
 
+    adj: dict = {id(y): np.ones(y.shape, y.dtype)} if y.requires_grad else {}
     if y._node is None:
         leaf_vertex(y)
         nodes[0].root = True
         return Graph(nodes)
     order = topological(y)
+    adj = adjoints(y, order)
     for v in order:
         if isinstance(v, Tensor):
             leaf_vertex(v)
@@ -211,7 +262,7 @@ def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
                   if isinstance(a, (int, float, np.number)) and not isinstance(a, bool)]
         title = v.op.name + (" " + " ".join(params) if params else "")
         n = GraphNode(new_id(), "op", title, tuple(np.shape(out)),
-                      value=np.array(out, copy=True) if np.size(out) == 1 else None,
+                      value=np.array(out, copy=True), adjoint=adj.get(id(v)),
                       node=v, inputs=inputs)
         ids[id(v)] = n.id
         nodes.append(n)

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["ModeRow", "modes", "format_modes", "make_function"]
+__all__ = ["ModeRow", "ModeTable", "modes", "format_modes", "make_function"]
 
 
 @dataclass
@@ -37,6 +37,49 @@ class ModeRow:
         d = asdict(self)
         d["fewer_passes"] = self.fewer_passes
         return d
+
+
+class ModeTable(list):
+    """The rows of `modes()` (a list of ModeRow); str() is the aligned table with its reading,
+    and a notebook shows it as an HTML table."""
+
+    def __str__(self) -> str:
+        return format_modes(list(self))
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))
+
+    def to_markdown(self) -> str:
+        """The rows as a Markdown table."""
+        head = ["n", "m", "JVP passes (fwd)", "VJP passes (rev)", "fewer passes", "agree (max |diff|)",
+                "fwd ms", "rev ms"]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+        for r in self:
+            lines.append(f"| {r.n} | {r.m} | {r.jvp_passes} | {r.vjp_passes} | {r.fewer_passes} | "
+                         f"{'yes' if r.agree else 'NO'} ({'%.2g' % r.max_abs_diff}) | {r.fwd_seconds * 1e3:.2f} | "
+                         f"{r.rev_seconds * 1e3:.2f} |")
+        return "\n".join(lines) + "\n\n" + _READING + "\n"
+
+    def _repr_markdown_(self) -> str:
+        return self.to_markdown()
+
+    def _repr_html_(self) -> str:
+        import html
+
+        head = ["n", "m", "JVP passes (fwd)", "VJP passes (rev)", "fewer passes", "Jacobians agree (max |diff|)",
+                "fwd time", "rev time"]
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+                r.n, r.m, r.jvp_passes, r.vjp_passes, r.fewer_passes,
+                f"{'yes' if r.agree else 'NO'} ({'%.2g' % r.max_abs_diff})", f"{r.fwd_seconds * 1e3:.2f} ms",
+                f"{r.rev_seconds * 1e3:.2f} ms")) + "</tr>" for r in self)
+        return ('<div class="deltaprop-modes"><table><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+                + f"</tr></thead><tbody>{rows}</tbody></table><p>{html.escape(_READING)}</p></div>")
+
+
+_READING = ("f(x) = tanh(W2 tanh(W1 x + b1)), f: R^n -> R^m. Forward mode builds the Jacobian one column per JVP "
+            "(n passes); reverse mode one row per VJP (m passes). Many inputs and few outputs (a loss: m = 1) favour "
+            "reverse mode, which is why training uses backpropagation; few inputs and many outputs favour forward mode.")
 
 
 def make_function(n: int, m: int, hidden: int = 32, seed: int = 0) -> Callable:
@@ -71,13 +114,13 @@ def _counted(f: Callable):
 
 
 def modes(sizes: Iterable[int] = (1, 10, 100), hidden: int = 32, seed: int = 0, repeat: int = 1,
-          atol: float = 1e-10) -> list[ModeRow]:
+          atol: float = 1e-10) -> ModeTable:
     """One row per (n, m) in sizes x sizes: Jacobian of make_function(n, m) by n JVPs and by m VJPs.
 
     Times are the best of `repeat` runs (perf_counter); passes are counted, not assumed."""
     import deltaprop as dp
 
-    rows = []
+    rows = ModeTable()
     sizes = list(sizes)
     for n in sizes:
         for m in sizes:
