@@ -304,4 +304,5 @@ class RemovableHandle:
         hooks[id(self)] = fn
 
     def remove(self) -> None:
+        """Unregister the hook (a second call does nothing)."""
         self.hooks.pop(id(self), None)

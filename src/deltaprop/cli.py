@@ -73,6 +73,7 @@ def _per_dataset(field: str, fmt: Any = str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the `deltaprop` command and its subcommands."""
     from deltaprop import __version__
 
     parser = _Parser(prog=PROG, description="Backpropagation you can see: train and evaluate networks on built-in "

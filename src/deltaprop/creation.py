@@ -34,39 +34,48 @@ def tensor(data: Any, dtype=None, requires_grad: bool = False) -> Tensor:
     return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
 
 
-def _creator(fill):
+def _creator(name, fill, doc):
     def make(*shape, dtype=None, requires_grad: bool = False) -> Tensor:
         shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], numbers.Integral) else shape
         return Tensor(fill(shape, np.dtype(dtype or get_default_dtype())), requires_grad=requires_grad)
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = doc + " Shape as zeros(2, 3) or zeros((2, 3)); dtype defaults to the default float dtype."
     return make
 
 
-zeros = _creator(np.zeros)
-ones = _creator(np.ones)
-randn = _creator(lambda s, d: _config.default_generator().standard_normal(s).astype(d))
-rand = _creator(lambda s, d: _config.default_generator().random(s).astype(d))
+zeros = _creator("zeros", np.zeros, "A tensor of zeros.")
+ones = _creator("ones", np.ones, "A tensor of ones.")
+randn = _creator("randn", lambda s, d: _config.default_generator().standard_normal(s).astype(d),
+                 "Samples of the standard normal N(0, 1), from the default generator (dp.manual_seed).")
+rand = _creator("rand", lambda s, d: _config.default_generator().random(s).astype(d),
+                "Samples of the uniform distribution on [0, 1), from the default generator (dp.manual_seed).")
 
 
 def full(shape, fill_value, dtype=None, requires_grad: bool = False) -> Tensor:
+    """A tensor of `shape` filled with fill_value (a Python float gives the default float dtype)."""
     shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
     dtype = dtype or (get_default_dtype() if isinstance(fill_value, float) else None)
     return Tensor(np.full(shape, fill_value, dtype=dtype), requires_grad=requires_grad)
 
 
 def arange(*args, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Evenly spaced values as np.arange(start, stop, step); float results take the default dtype."""
     a = np.arange(*args, dtype=dtype)
     return Tensor(a.astype(get_default_dtype()) if dtype is None and a.dtype == np.float64 else a, requires_grad)
 
 
 def eye(n: int, m: int | None = None, dtype=None, requires_grad: bool = False) -> Tensor:
+    """The n x m identity matrix (m = n by default), in the default float dtype."""
     return Tensor(np.eye(n, m, dtype=dtype or get_default_dtype()), requires_grad=requires_grad)
 
 
 def zeros_like(x, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Zeros with x's shape and dtype (x: a Tensor or array)."""
     return Tensor(np.zeros_like(np.asarray(x), dtype=dtype), requires_grad=requires_grad)
 
 
 def ones_like(x, dtype=None, requires_grad: bool = False) -> Tensor:
+    """Ones with x's shape and dtype (x: a Tensor or array)."""
     return Tensor(np.ones_like(np.asarray(x), dtype=dtype), requires_grad=requires_grad)
 
 

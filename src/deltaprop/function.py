@@ -13,6 +13,7 @@ class Context:
     """The ctx of a dp.Function: save_for_backward / saved_tensors, plus free attributes."""
 
     def save_for_backward(self, *tensors):
+        """Keep tensors for backward; they come back as ctx.saved_tensors."""
         self.saved_tensors = tensors
 
 
@@ -37,6 +38,7 @@ class Function:
 
     @classmethod
     def apply(cls, *args):
+        """Run forward(ctx, *args) without recording, then record one op whose VJP is backward."""
         ctx = Context()
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)  # (PyTorch's name)
         with no_grad():
@@ -48,10 +50,12 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args):
+        """Compute the output from the inputs (override as a staticmethod; ctx saves what backward needs)."""
         raise NotImplementedError
 
     @staticmethod
     def backward(ctx, grad):
+        """The VJP: the gradient of each input (or None) from the output's gradient (override as a staticmethod)."""
         raise NotImplementedError
 
     @staticmethod

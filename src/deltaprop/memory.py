@@ -89,11 +89,13 @@ class Scratch:
         self._arrays: list[np.ndarray] = []
 
     def take(self, shape: tuple, dtype) -> np.ndarray:
+        """An uninitialised work array (recycled when possible), given back when the block ends."""
         a = take(shape, dtype)
         self._arrays.append(a)
         return a
 
     def adopt(self, a) -> None:
+        """Give back this array too when the block ends (one the computation owns outright)."""
         if type(a) is np.ndarray:
             self._arrays.append(a)
 
@@ -189,6 +191,7 @@ class Workspace:
         self._views: dict[tuple, list[np.ndarray]] = {}
 
     def get(self, like: np.ndarray, n: int) -> list[np.ndarray]:
+        """n arrays shaped and typed like `like`, views into this workspace's flat buffers (reused across calls)."""
         key = (like.shape, like.dtype, n)
         views = self._views.get(key)
         if views is None:

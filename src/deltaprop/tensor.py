@@ -28,19 +28,24 @@ class Tensor:
         if requires_grad:
             self.requires_grad_(True)
 
-    shape = property(lambda self: self.data.shape)
-    dtype = property(lambda self: self.data.dtype)
-    ndim = property(lambda self: self.data.ndim)
-    size = property(lambda self: self.data.size)
-    T = property(lambda self: _ops.transpose(self))
-    is_leaf = property(lambda self: self._node is None)
+    shape = property(lambda self: self.data.shape, doc="The shape, a tuple of ints (as ndarray.shape).")
+    dtype = property(lambda self: self.data.dtype, doc="The NumPy dtype of the values.")
+    ndim = property(lambda self: self.data.ndim, doc="The number of axes.")
+    size = property(lambda self: self.data.size, doc="The number of elements.")
+    T = property(lambda self: _ops.transpose(self), doc="The axes reversed (differentiable), as ndarray.T.")
+    is_leaf = property(lambda self: self._node is None, doc="True when no recorded op made this tensor.")
 
     def numpy(self) -> np.ndarray:
         """A copy of the values as an ndarray (later updates never change it)."""
         return self.data.copy()
 
-    def item(self) -> float | int | bool: return self.data.item()  # noqa: E704
-    def tolist(self) -> list: return self.data.tolist()  # noqa: E704
+    def item(self) -> float | int | bool:
+        """The value of a one-element tensor as a Python number."""
+        return self.data.item()
+
+    def tolist(self) -> list:
+        """The values as (nested) Python lists."""
+        return self.data.tolist()
 
     def __array__(self, dtype=None, copy=None):
         if dtype is not None and np.dtype(dtype) != self.data.dtype:
@@ -65,6 +70,7 @@ class Tensor:
 
     # -- autograd -------------------------------------------------------------------------
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Set requires_grad in place (floating-point leaves only) and return self."""
         if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(f"requires_grad=True needs a floating-point tensor, got dtype {self.data.dtype}; "
                             "create it from floats or pass dtype=np.float32 / np.float64")
@@ -97,6 +103,7 @@ class Tensor:
             c[0] += 1
 
     def zero_grad(self) -> None:
+        """Set .grad to None (the next backward starts accumulating afresh)."""
         self.grad = None
 
     def retain_grad(self) -> None:

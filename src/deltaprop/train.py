@@ -103,11 +103,13 @@ class History:
     metrics: dict[str, list[float]] = field(default_factory=dict)
 
     def append(self, epoch: int, record: Mapping[str, float]) -> None:
+        """Record one epoch's metrics ({name: value})."""
         self.epochs.append(int(epoch))
         for key, value in record.items():
             self.metrics.setdefault(key, []).append(float(value))
 
     def last(self, key: str, default: float | None = None) -> float | None:
+        """The latest value of a metric, or default when it was never recorded."""
         values = self.metrics.get(key)
         return values[-1] if values else default
 
@@ -117,6 +119,7 @@ class History:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> History:
+        """Rebuild a History from to_dict()'s form (an empty one from None or {})."""
         h = cls()
         if not d:
             return h

@@ -3,4 +3,5 @@ import sys
 
 from . import main
 
-sys.exit(main())
+if __name__ == "__main__":  # (never on import: the docs build imports every module)
+    sys.exit(main())

@@ -42,10 +42,12 @@ def _trainer(loss_fn, params, args, lr, adam=False):
 
 
 def mlp_sgd():
+    """The mlp-sgd case in HIPS autograd: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _trainer(_mlp_loss, [a.copy() for wb in C.mlp_params() for a in wb], C.mlp_data(), C.MLP_LR)
 
 
 def mlp_adam():
+    """The mlp-adam case in HIPS autograd: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     params = [a.copy() for wb in C.mlp_params() for a in wb]
     return _trainer(_mlp_loss, params, C.mlp_data(), C.ADAM_LR, adam=True)
 
@@ -62,6 +64,7 @@ def _mazur_loss(params, x, t):
 
 
 def mazur():
+    """The mazur case in HIPS autograd: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     params = [a.copy() for wb in C.mazur_params() for a in wb]
     return _trainer(_mazur_loss, params, C.mazur_data(), C.MAZUR_LR)
 
@@ -77,6 +80,7 @@ def _cnn_loss(params, x, y):
 
 
 def cnn():
+    """The cnn case in HIPS autograd: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     p = C.cnn_params()
     params = [p[k].copy() for k in ("conv_w", "conv_b", "fc_w", "fc_b")]
     return _trainer(_cnn_loss, params, C.cnn_data(), C.CNN_LR)
@@ -90,11 +94,13 @@ def _chain(x):
 
 
 def chain():
+    """The chain case in HIPS autograd: returns the step that the worker times, forward and backward through 100,000 scalar ops (x*c, x+d alternating)."""
     dchain = grad(_chain)
     return lambda: dchain(C.CHAIN_X0)
 
 
 def micro():
+    """The micro case in HIPS autograd: returns the step that the worker times, forward and backward through 1,000 adds of 4x4 float32 arrays."""
     a, b = C.micro_data()
 
     def f(a, b):

@@ -45,12 +45,14 @@ def _mlp_model():
 
 
 def mlp_sgd():
+    """The mlp-sgd case in deltaprop: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     x, y = C.mlp_data()
     model = _mlp_model()
     return _classifier_step(model, dp.optim.SGD(model.parameters(), lr=C.MLP_LR), dp.tensor(x), y)
 
 
 def mlp_adam():
+    """The mlp-adam case in deltaprop: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     x, y = C.mlp_data()
     model = _mlp_model()
     opt = dp.optim.Adam(model.parameters(), lr=C.ADAM_LR, betas=C.ADAM_BETAS, eps=C.ADAM_EPS)
@@ -58,6 +60,7 @@ def mlp_adam():
 
 
 def mazur():
+    """The mazur case in deltaprop: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x, t = (dp.tensor(a) for a in C.mazur_data())
     l1 = nn.Linear(2, 2, dtype=np.float64)
     l2 = nn.Linear(2, 2, dtype=np.float64)
@@ -78,6 +81,7 @@ def mazur():
 
 
 def cnn():
+    """The cnn case in deltaprop: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     x, y = C.cnn_data()
     ch = C.CNN_CHANNELS
     model = nn.Sequential(
@@ -89,6 +93,7 @@ def cnn():
 
 
 def chain():
+    """The chain case in deltaprop: returns the step that the worker times, forward and backward through 100,000 scalar ops (x*c, x+d alternating)."""
     def step():
         x0 = dp.tensor(np.array(C.CHAIN_X0), requires_grad=True)
         x = x0
@@ -102,6 +107,7 @@ def chain():
 
 
 def micro():
+    """The micro case in deltaprop: returns the step that the worker times, forward and backward through 1,000 adds of 4x4 float32 arrays."""
     a, b = (dp.tensor(v, requires_grad=True) for v in C.micro_data())
 
     def step():

@@ -54,15 +54,18 @@ def _mlp(opt):
 
 
 def mlp_sgd():
+    """The mlp-sgd case in DeZero: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(optimizers.SGD(lr=C.MLP_LR))
 
 
 def mlp_adam():
+    """The mlp-adam case in DeZero: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     b1, b2 = C.ADAM_BETAS
     return _mlp(optimizers.Adam(alpha=C.ADAM_LR, beta1=b1, beta2=b2, eps=C.ADAM_EPS))
 
 
 def mazur():
+    """The mazur case in DeZero: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x, t = C.mazur_data()
     model = MLP((2, 2), activation=F.sigmoid)
     for layer, (w, b) in zip(model.layers, C.mazur_params()):
@@ -93,12 +96,14 @@ class _CNN(Model):
 
 
 def cnn():
+    """The cnn case in DeZero: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     x, y = C.cnn_data()
     model = _CNN()
     return _trainer(model, optimizers.SGD(lr=C.CNN_LR), lambda: F.softmax_cross_entropy(model(x), y))
 
 
 def chain():
+    """The chain case in DeZero: returns the step that the worker times, forward and backward through 100,000 scalar ops (x*c, x+d alternating)."""
     def step():
         x0 = Variable(np.array(C.CHAIN_X0))
         x = x0
@@ -112,6 +117,7 @@ def chain():
 
 
 def micro():
+    """The micro case in DeZero: returns the step that the worker times, forward and backward through 1,000 adds of 4x4 float32 arrays."""
     a, b = (Variable(v) for v in C.micro_data())
 
     def step():

@@ -43,19 +43,23 @@ def _mlp():
 
 
 def mlp_sgd():
+    """The mlp-sgd case in the matrix products alone (NumPy BLAS, preallocated): returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp()
 
 
 def mlp_adam():
+    """The mlp-adam case in the matrix products alone (NumPy BLAS, preallocated): returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp()
 
 
 def mazur():
+    """The mazur case in the matrix products alone (NumPy BLAS, preallocated): returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     shapes = [(1, 2, 2), (1, 2, 2), (2, 1, 2), (1, 2, 2), (2, 1, 2)]
     return _step(_products(shapes, np.float64))
 
 
 def cnn():
+    """The cnn case in the matrix products alone (NumPy BLAS, preallocated): returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     n, ch = C.CNN_BATCH, C.CNN_CHANNELS
     shapes = [
         (n * 64, 9, ch),          # convolution as im2col @ W.T

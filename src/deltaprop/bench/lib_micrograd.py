@@ -26,6 +26,7 @@ def _sigmoid(v: Value) -> Value:
 
 
 def mazur():
+    """The mazur case in micrograd: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x = [Value(v) for v in C.MAZUR_X]
     t = C.MAZUR_T
     (w1, b1), (w2, b2) = C.mazur_params()
@@ -52,6 +53,7 @@ def mazur():
 
 
 def chain():
+    """The chain case in micrograd: returns the step that the worker times, forward and backward through 100,000 scalar ops (x*c, x+d alternating)."""
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 4 * C.CHAIN_OPS))
 
     def step():

@@ -44,14 +44,17 @@ def _mlp(adam):
 
 
 def mlp_sgd():
+    """The mlp-sgd case in MyGrad: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(False)
 
 
 def mlp_adam():
+    """The mlp-adam case in MyGrad: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(True)
 
 
 def mazur():
+    """The mazur case in MyGrad: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x, t = C.mazur_data()
     params = [mg.tensor(a.copy()) for wb in C.mazur_params() for a in wb]
     w1, b1, w2, b2 = params
@@ -65,6 +68,7 @@ def mazur():
 
 
 def cnn():
+    """The cnn case in MyGrad: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     x, y = C.cnn_data()
     p = C.cnn_params()
     params = [mg.tensor(p[k].copy()) for k in ("conv_w", "conv_b", "fc_w", "fc_b")]
@@ -80,6 +84,7 @@ def cnn():
 
 
 def chain():
+    """The chain case in MyGrad: returns the step that the worker times, forward and backward through 100,000 scalar ops (x*c, x+d alternating)."""
     def step():
         x0 = mg.tensor(C.CHAIN_X0)
         x = x0
@@ -93,6 +98,7 @@ def chain():
 
 
 def micro():
+    """The micro case in MyGrad: returns the step that the worker times, forward and backward through 1,000 adds of 4x4 float32 arrays."""
     a, b = (mg.tensor(v) for v in C.micro_data())
 
     def step():

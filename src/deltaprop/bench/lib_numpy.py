@@ -58,10 +58,12 @@ def _mlp(adam: bool):
 
 
 def mlp_sgd():
+    """The mlp-sgd case in hand-written NumPy: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(adam=False)
 
 
 def mlp_adam():
+    """The mlp-adam case in hand-written NumPy: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(adam=True)
 
 
@@ -70,6 +72,7 @@ def _sigmoid(z):
 
 
 def mazur():
+    """The mazur case in hand-written NumPy: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x, t = C.mazur_data()
     (w1, b1), (w2, b2) = C.mazur_params()
     lr = C.MAZUR_LR
@@ -100,6 +103,7 @@ def _im2col(x: np.ndarray) -> np.ndarray:
 
 
 def cnn():
+    """The cnn case in hand-written NumPy: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     x, y = C.cnn_data()
     p = {k: v.copy() for k, v in C.cnn_params().items()}
     n, ch = len(x), C.CNN_CHANNELS
@@ -147,6 +151,7 @@ def chain():
 
 
 def micro():
+    """The micro case in hand-written NumPy: returns the step that the worker times, forward and backward through 1,000 adds of 4x4 float32 arrays."""
     a, b = C.micro_data()
 
     def step():

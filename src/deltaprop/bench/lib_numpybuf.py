@@ -117,14 +117,17 @@ def _mlp(adam: bool):
 
 
 def mlp_sgd():
+    """The mlp-sgd case in hand-written NumPy with preallocated buffers: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(adam=False)
 
 
 def mlp_adam():
+    """The mlp-adam case in hand-written NumPy with preallocated buffers: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     return _mlp(adam=True)
 
 
 def mazur():
+    """The mazur case in hand-written NumPy with preallocated buffers: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x, t = C.mazur_data()
     params = [a for wb in C.mazur_params() for a in wb]
     w1, b1, w2, b2 = params
@@ -166,6 +169,7 @@ def mazur():
 
 
 def cnn():
+    """The cnn case in hand-written NumPy with preallocated buffers: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     x, y = C.cnn_data()
     p = {k: v.copy() for k, v in C.cnn_params().items()}
     names = ["conv_w", "conv_b", "fc_w", "fc_b"]

@@ -11,6 +11,7 @@ from . import _common as C
 
 
 def train():
+    """The train case in scikit-learn: MLPClassifier with the `deltaprop train` defaults on the digits; seconds and test accuracy."""
     t0 = time.perf_counter()
     xtr, xte, ytr, yte = C.digits_split()
     cfg = C.TRAIN

@@ -12,6 +12,7 @@ from . import _common as C
 
 
 def set_threads(n: int) -> None:
+    """Use n threads in PyTorch's intra-op pool (the runner sets the BLAS pools by environment)."""
     torch.set_num_threads(n)
 
 
@@ -39,12 +40,14 @@ def _classifier_step(model, opt, x, y):
 
 
 def mlp_sgd():
+    """The mlp-sgd case in PyTorch: returns the step that the worker times, one SGD step of the MLP 784-256-256-10 (float32, batch 128)."""
     x, y = (torch.from_numpy(a) for a in C.mlp_data())
     model = _mlp_model()
     return _classifier_step(model, torch.optim.SGD(model.parameters(), lr=C.MLP_LR), x, y)
 
 
 def mlp_adam():
+    """The mlp-adam case in PyTorch: returns the step that the worker times, one Adam step of the MLP 784-256-256-10 (float32, batch 128)."""
     x, y = (torch.from_numpy(a) for a in C.mlp_data())
     model = _mlp_model()
     opt = torch.optim.Adam(model.parameters(), lr=C.ADAM_LR, betas=C.ADAM_BETAS, eps=C.ADAM_EPS)
@@ -52,6 +55,7 @@ def mlp_adam():
 
 
 def mazur():
+    """The mazur case in PyTorch: returns the step that the worker times, one SGD step (lr 0.5) of Mazur's 2-2-2 sigmoid network, float64."""
     x, t = (torch.from_numpy(a) for a in C.mazur_data())
     model = nn.Sequential(nn.Linear(2, 2), nn.Sigmoid(), nn.Linear(2, 2), nn.Sigmoid()).double()
     (w1, b1), (w2, b2) = C.mazur_params()
@@ -69,6 +73,7 @@ def mazur():
 
 
 def cnn():
+    """The cnn case in PyTorch: returns the step that the worker times, one SGD step of the small CNN (Conv2d 1->16 3x3, ReLU, MaxPool 2, Linear 256->10)."""
     x, y = (torch.from_numpy(a) for a in C.cnn_data())
     ch = C.CNN_CHANNELS
     model = nn.Sequential(
@@ -80,6 +85,7 @@ def cnn():
 
 
 def chain():
+    """The chain case in PyTorch: returns the step that the worker times, forward and backward through 100,000 scalar ops (x*c, x+d alternating)."""
     half = C.CHAIN_OPS // 2
 
     def step():
@@ -95,6 +101,7 @@ def chain():
 
 
 def micro():
+    """The micro case in PyTorch: returns the step that the worker times, forward and backward through 1,000 adds of 4x4 float32 arrays."""
     a, b = (torch.from_numpy(v).requires_grad_() for v in C.micro_data())
 
     def step():
@@ -156,11 +163,13 @@ def _fit(record_rss: bool) -> dict:
 
 
 def train():
+    """The train case in PyTorch: the `deltaprop train` defaults (digits MLP) as a PyTorch loop; seconds, accuracy, peak RSS."""
     r = _fit(record_rss=False)
     return {"value": r["seconds"], **r, "peak_rss_mb": C.peak_rss_mb()}
 
 
 def memory():
+    """The memory case in PyTorch: the train case's loop, reporting peak RSS and RSS after each epoch."""
     r = _fit(record_rss=True)
     rss = r["rss_per_epoch_mb"]
     return {"value": C.peak_rss_mb(), "rss_per_epoch_mb": rss,

@@ -60,6 +60,7 @@ Measure = Callable[[str, str, int], dict]
 
 # --------------------------------------------------------------------------- statistics
 def median(xs: Iterable[float]) -> float | None:
+    """The median of the values that are not None (None when there are none)."""
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
 
@@ -258,6 +259,7 @@ def _merge_extra(runs: list[dict]) -> dict:
 
 
 def fmt_value(v: float | None, unit: str) -> str:
+    """A value in its unit with a readable prefix (e.g. 2.85 ms, 176 us, 310 MB); '-' for None."""
     if v is None:
         return "-"
     if unit in ("s", "s/op"):
@@ -363,6 +365,7 @@ print(json.dumps(info))
 
 
 def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (or the platform's processor string)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -529,12 +532,14 @@ def _positive(kind: type, wanted: str) -> Callable[[str], Any]:
 
 
 def default_threads() -> int:
+    """The number of CPUs this process may use (its affinity mask), at least 1."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of `deltaprop bench`."""
     p = _Parser(
         prog=PROG,
         description="Benchmark deltaprop side by side with the peers that are installed; each "
@@ -646,6 +651,7 @@ def _error(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`deltaprop bench`: check the options, run every (case, round, library) in its own worker process, print the table; the exit code."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -157,6 +157,7 @@ def _positive(kind):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one (library, case) measurement and print its JSON line on stdout; the exit code."""
     p = argparse.ArgumentParser(prog="python -m deltaprop.bench.worker", description=__doc__.split("\n")[0])
     p.add_argument("lib", choices=sorted(LIBS))
     p.add_argument("case", choices=sorted(CASES))

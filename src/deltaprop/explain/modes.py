@@ -34,6 +34,7 @@ class ModeRow:
         return "fwd" if self.n < self.m else "rev" if self.m < self.n else "tie"
 
     def as_dict(self) -> dict:
+        """The row as a plain dict (JSON-ready), with fewer_passes added."""
         d = asdict(self)
         d["fewer_passes"] = self.fewer_passes
         return d

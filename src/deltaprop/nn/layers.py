@@ -38,6 +38,7 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Any) -> Tensor:
+        """y = x @ W.T + b over the last axis of x."""
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -77,6 +78,7 @@ class Conv2d(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Any) -> Tensor:
+        """2-D cross-correlation of x (N, C_in, H, W) with the weight, plus the bias per output channel."""
         shape = np.shape(x.data if isinstance(x, Tensor) else x)
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
             raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): expected input of shape "
@@ -106,6 +108,7 @@ class MaxPool2d(Module):
         self.padding = padding
 
     def forward(self, x: Any) -> Tensor:
+        """The maximum over each kernel window of x (N, C, H, W); the gradient goes to the maximum."""
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
@@ -121,6 +124,7 @@ class Flatten(Module):
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Any) -> Tensor:
+        """x with axes start_dim..end_dim merged into one."""
         return flatten(x, self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
@@ -137,6 +141,7 @@ class Dropout(Module):
         self.p, self.inplace = float(p), inplace
 
     def forward(self, x: Any) -> Tensor:
+        """In training, zero each element with probability p and scale the rest by 1/(1-p); identity in eval."""
         return F.dropout(x, self.p, self.training)
 
     def extra_repr(self) -> str:
@@ -181,6 +186,8 @@ class BatchNorm1d(Module):
                 buf._bump()
 
     def forward(self, x: Any) -> Tensor:
+        """(x - mean) / sqrt(var + eps) * weight + bias over the batch (and L) axes: the batch's
+        statistics in training (updating the running ones), the running ones in eval."""
         self._check_input(np.shape(x.data if isinstance(x, Tensor) else x))
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -204,6 +211,7 @@ class ReLU(Module):
         self.inplace = inplace
 
     def forward(self, x: Any) -> Tensor:
+        """max(x, 0)."""
         return relu(x)
 
     def extra_repr(self) -> str:
@@ -214,6 +222,7 @@ class Sigmoid(Module):
     """1 / (1 + exp(-x))."""
 
     def forward(self, x: Any) -> Tensor:
+        """1 / (1 + e**-x)."""
         return sigmoid(x)
 
 
@@ -221,6 +230,7 @@ class Tanh(Module):
     """tanh(x)."""
 
     def forward(self, x: Any) -> Tensor:
+        """tanh(x)."""
         return tanh(x)
 
 
@@ -232,6 +242,7 @@ class LeakyReLU(Module):
         self.negative_slope, self.inplace = negative_slope, inplace
 
     def forward(self, x: Any) -> Tensor:
+        """x where x > 0, else negative_slope * x."""
         return leaky_relu(x, self.negative_slope)
 
     def extra_repr(self) -> str:
@@ -248,6 +259,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, x: Any) -> Tensor:
+        """x * Phi(x) (exact), or its tanh approximation."""
         return F.gelu(x, self.approximate)
 
     def extra_repr(self) -> str:
@@ -258,6 +270,7 @@ class Softplus(Module):
     """log(1 + exp(x))."""
 
     def forward(self, x: Any) -> Tensor:
+        """log(1 + e**x), computed stably."""
         return softplus(x)
 
 
@@ -269,6 +282,7 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x: Any) -> Tensor:
+        """exp(x) / sum(exp(x)) along dim."""
         return softmax(x, self.dim)
 
     def extra_repr(self) -> str:
@@ -279,6 +293,7 @@ class LogSoftmax(Softmax):
     """x - logsumexp(x) along dim."""
 
     def forward(self, x: Any) -> Tensor:
+        """x - logsumexp(x) along dim."""
         return log_softmax(x, self.dim)
 
 
@@ -289,4 +304,5 @@ class Identity(Module):
         super().__init__()
 
     def forward(self, x: Any) -> Any:
+        """x itself."""
         return x

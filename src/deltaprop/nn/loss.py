@@ -24,6 +24,7 @@ class MSELoss(_Loss):
     """mean((input - target)**2) (or sum / per element)."""
 
     def forward(self, input: Any, target: Any) -> Tensor:
+        """mean((input - target)**2) (or sum / none per reduction)."""
         return F.mse_loss(input, target, reduction=self.reduction)
 
 
@@ -31,6 +32,7 @@ class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy from logits (N, C) and integer labels (N,): -log softmax(x)[label]."""
 
     def forward(self, input: Any, target: Any) -> Tensor:
+        """-log softmax(input)[target], averaged over the batch by default."""
         return F.cross_entropy(input, target, reduction=self.reduction)
 
 
@@ -38,6 +40,7 @@ class BCELoss(_Loss):
     """-(y log p + (1 - y) log(1 - p)) for probabilities p in [0, 1]."""
 
     def forward(self, input: Any, target: Any) -> Tensor:
+        """-(t log p + (1 - t) log(1 - p)) for probabilities p = input."""
         return F.binary_cross_entropy(input, target, reduction=self.reduction)
 
 
@@ -45,6 +48,7 @@ class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy of sigmoid(x), computed stably from the logits x."""
 
     def forward(self, input: Any, target: Any) -> Tensor:
+        """Binary cross-entropy of sigmoid(input), computed stably from the logits."""
         return F.binary_cross_entropy_with_logits(input, target, reduction=self.reduction)
 
 

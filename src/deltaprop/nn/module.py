@@ -135,6 +135,7 @@ class Module:
 
     # -- calling ------------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation of this module: subclasses define it; calling the module runs it."""
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -156,10 +157,12 @@ class Module:
                 yield from m.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
+        """Self and every descendant module, depth first."""
         for _, m in self.named_modules():
             yield m
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """(name, module) for each direct child, in registration order."""
         seen = set()
         for name, m in self._modules.items():
             if m is not None and id(m) not in seen:
@@ -167,6 +170,7 @@ class Module:
                 yield name, m
 
     def children(self) -> Iterator[Module]:
+        """The direct child modules, in registration order."""
         for _, m in self.named_children():
             yield m
 
@@ -186,14 +190,17 @@ class Module:
         yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every Parameter of self and its descendants, in registration order (what an optimizer takes)."""
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix: str = "", recurse: bool = True,
                       remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, buffer) pairs, e.g. ('1.running_mean', ...)."""
         yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
+        """Every buffer (saved, untrained state such as BatchNorm's running statistics)."""
         for _, b in self.named_buffers(recurse=recurse):
             yield b
 
@@ -216,6 +223,7 @@ class Module:
         return self.train(False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set requires_grad on every parameter (False freezes them); returns self."""
         for p in self.parameters():
             p.requires_grad_(requires_grad)
         return self
@@ -247,9 +255,11 @@ class Module:
         return self
 
     def float(self) -> Module:
+        """Cast floating parameters and buffers to float32 in place; returns self."""
         return self.to(np.float32)
 
     def double(self) -> Module:
+        """Cast floating parameters and buffers to float64 in place; returns self."""
         return self.to(np.float64)
 
     # -- state ----------------------------------------------------------------------------------
@@ -349,6 +359,7 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def forward(self, x: Any) -> Any:
+        """Apply the modules in order: m_n(...m_1(x))."""
         for m in self._modules.values():
             x = m(x)
         return x
@@ -379,6 +390,7 @@ class Sequential(Module):
             delattr(self, k)
 
     def append(self, module: Module) -> Sequential:
+        """Add a module at the end; returns self."""
         self.add_module(str(len(self._modules)), module)
         return self
 
@@ -392,10 +404,12 @@ class ModuleList(Module):
             self.append(m)
 
     def append(self, module: Module) -> ModuleList:
+        """Add a module at the end (registered as the next index); returns self."""
         self.add_module(str(len(self._modules)), module)
         return self
 
     def extend(self, modules: Any) -> ModuleList:
+        """Append every module of an iterable; returns self."""
         for m in modules:
             self.append(m)
         return self

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import builtins
+import inspect
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from .reduce import all, any, argmax, argmin, logsumexp, matmul, max, mean, min,
 from .shape import (broadcast_to, cat, concatenate, expand_dims, flatten, getitem, raw_index, reshape, setitem, split,
                     squeeze, stack, swapaxes, transpose, unsqueeze, view)
 from .elementwise import float32 as float, float64 as double  # noqa: A004 (Tensor.float(), .double())
-from . import activations, layers  # noqa: F401  (register the layer primitives)
+from . import activations, elementwise, layers, nn, reduce, shape  # noqa: F401  (activations, layers: register the layer primitives)
 
 # Functions that become Tensor methods (x.exp(), x.sum(axis=0), x.reshape(2, 3), ...).
 METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "maximum",
@@ -25,11 +26,25 @@ METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid"
 
 
 def square(x):
+    """x * x. VJP: 2 x g (through multiply)."""
     return multiply(x, x)
 
 
 def dot(a, b):
+    """np.dot as matmul (NumPy's rules for 1-D and 2-D operands). VJP: as matmul."""
     return matmul(a, b)
+
+
+def _export_names(*modules) -> None:
+    """Factory-made op functions (unary, _binop, _reduction, ...) take the name they are defined
+    under as their __name__ and __qualname__, so tracebacks, help() and the API docs find them."""
+    for m in modules:
+        for name, f in vars(m).items():
+            if not name.startswith("_") and inspect.isfunction(f) and "<locals>" in f.__qualname__:
+                f.__name__ = f.__qualname__ = name
+
+
+_export_names(elementwise, reduce, shape, nn, activations, layers)
 
 
 _UFUNCS = {np.add: add, np.subtract: subtract, np.multiply: multiply, np.divide: divide, np.power: power,
