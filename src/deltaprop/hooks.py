@@ -68,10 +68,12 @@ def begin_pass():
 
 
 def run_callbacks() -> None:
+    """Run the callbacks queued during this pass, in order (including any they queue themselves)."""
     q = _pass.queue
     while q:  # (a callback may queue another)
         q.pop(0)()
 
 
 def end_pass(outer) -> None:
+    """Restore the outer pass's callback queue (None outside any pass) when a pass ends."""
     _pass.queue = outer
