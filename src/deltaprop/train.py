@@ -228,16 +228,18 @@ def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | No
              metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None) -> dict[str, float]:
     """{"accuracy": ..., "loss": ...} of `model` on (X, y) with one no-grad forward pass
     (model put in eval mode and restored). "loss" is present when loss_fn is given; `metrics`
-    (output and target arrays -> {name: value}) replaces the accuracy, e.g. for regression."""
+    (output and target arrays -> {name: value}) replaces the accuracy, e.g. for regression. A
+    DistributedDataParallel model: each rank runs its rows, every figure is over all of them."""
     import deltaprop as dp
 
     was_training = getattr(model, "training", False)
     model.eval()
+    world = _world(model)
     try:
         with dp.no_grad():
             xt = X if isinstance(X, dp.Tensor) else dp.tensor(np.asarray(X))
             yt = y if isinstance(y, dp.Tensor) else dp.tensor(np.asarray(y))
-            out = model(xt)
+            out = model(xt) if world is None else _gathered_forward(model, xt, *world)
             result = {"accuracy": accuracy(out, yt)} if metrics is None else \
                 dict(metrics(np.asarray(out), np.asarray(yt)))
             if loss_fn is not None:
@@ -246,6 +248,59 @@ def evaluate(model: Any, X: Any, y: Any, loss_fn: Callable[[Any, Any], Any] | No
         if was_training:
             model.train()
     return result
+
+
+def _world(model: Any) -> tuple[int, int] | None:
+    """(rank, world size) when `model` is a DistributedDataParallel over several processes, else None."""
+    from deltaprop.nn.parallel import DistributedDataParallel
+
+    if isinstance(model, DistributedDataParallel) and model.world_size > 1:
+        from deltaprop import distributed
+
+        return distributed.get_rank(), model.world_size
+    return None
+
+
+def _rows(n: int, rank: int, world: int) -> slice:
+    """Rank `rank`'s contiguous share of n rows (sizes differ by at most one; some may be empty)."""
+    return slice(rank * n // world, (rank + 1) * n // world)
+
+
+def _shard_loss(model: Any, loss_fn: Callable, xb: Any, yb: Any, rank: int, world: int) -> Any:
+    """This rank's part of the global batch, its mean loss weighted by world x its share of the
+    rows: DDP's average over the ranks is then the global batch's mean loss, as on one process."""
+    rows = _rows(xb.shape[0], rank, world)
+    out = model(xb[rows])
+    n = rows.stop - rows.start
+    if n == 0:  # a backward all the same: the other ranks' Allreduce needs this rank's (zero) part
+        return out.sum() * 0.0
+    return loss_fn(out, yb[rows]) * (n * world / xb.shape[0])
+
+
+def _global_mean(value: float) -> float:
+    """The mean over the ranks of `value` (the same bits on every rank)."""
+    from deltaprop import distributed
+
+    a = np.array([value], dtype=np.float64)
+    distributed.all_reduce(a, op=distributed.ReduceOp.AVG)
+    return float(a[0])
+
+
+def _gathered_forward(model: Any, xt: Any, rank: int, world: int) -> Any:
+    """Data-parallel evaluation: each rank runs its rows through the model (with rank 0's
+    buffers); every rank gets all the outputs, in row order, so every figure is the global one."""
+    import deltaprop as dp
+    from deltaprop import distributed
+
+    model._sync_buffers()
+    n = xt.shape[0]
+    shares = [_rows(n, r, world) for r in range(world)]
+    mine = model.module(xt[shares[rank]]).data
+    size = max(s.stop - s.start for s in shares)  # (all_gather needs equal shapes: padded to the largest)
+    parts = [np.zeros((size,) + mine.shape[1:], mine.dtype) for _ in range(world)]
+    parts[rank][:len(mine)] = mine
+    distributed.all_gather(parts, parts[rank].copy())
+    return dp.tensor(np.concatenate([p[:s.stop - s.start] for p, s in zip(parts, shares)]))
 
 
 def _loader_arrays(loader: Any) -> tuple[Any, ...]:
@@ -298,6 +353,11 @@ def fit(
     the first step, any other loader's batch when its loss is not finite. `metrics` replaces
     the accuracy of the evaluation sets (see `evaluate`): ``<name>_<metric>`` for each of its
     keys. ``on_epoch`` may raise StopTraining to end the run after that epoch.
+
+    Data-parallel (`model` a DistributedDataParallel over several MPI ranks): every rank iterates
+    the same global batches (the same loader and seed) and trains on its contiguous share of each,
+    its mean loss weighted by its share, so the averaged gradient is the global batch's mean as
+    on one process; losses and evaluation figures are global, the same on every rank.
     """
     history = History() if history is None else history
     epochs = int(epochs)
@@ -309,6 +369,7 @@ def fit(
         for what, arr in zip(("inputs", "targets"), pair):
             check_finite(f"the {what} of evaluation set {name!r}", arr)
     set_epoch = getattr(loader, "set_epoch", None)
+    world = _world(model)  # data-parallel: every rank draws the same global batches and takes its rows
     for epoch in range(int(start_epoch), epochs):
         if set_epoch is not None:
             set_epoch(epoch)
@@ -323,8 +384,12 @@ def fit(
         for xb, yb in loader:
             step += 1
             optimizer.zero_grad()
-            loss = loss_fn(model(xb), yb)
-            value = loss.item()
+            if world is None:
+                loss = loss_fn(model(xb), yb)
+                value = loss.item()
+            else:
+                loss = _shard_loss(model, loss_fn, xb, yb, *world)
+                value = _global_mean(loss.item())  # the global batch's mean loss: one decision everywhere
             if not math.isfinite(value):
                 _batch_nonfinite((xb, yb), epoch + 1, step)  # the data's fault, not the optimizer's
                 raise NonFiniteLossError(epoch + 1, step, max(steps, step), value)
