@@ -228,4 +228,15 @@ def test_cli_trace():
         r = run_cli(*bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") <= 2, (bad, r.stderr)
     r = run_cli("no-such-model.safetensors")
-    assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "no such" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_trace_of_a_trained_model_file(tmp_path):
+    out = tmp_path / "m.safetensors"
+    r = subprocess.run([sys.executable, "-m", "deltaprop", "train", "--dataset", "xor", "--hidden", "3",
+                        "--epochs", "2", "--out", str(out), "--json"], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_cli(str(out), "--sample", "2")
+    assert r.returncode == 0, r.stderr
+    assert "2-3-2 network" in r.stdout and "sample 2's" in r.stdout and "delta = p - y" in r.stdout

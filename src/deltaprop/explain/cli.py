@@ -259,24 +259,21 @@ def _trace_model_file(args) -> tuple:
     """A network written by `deltaprop train`, on its own training data (its metadata says which)."""
     import numpy as np
 
-    from .. import cli, train
+    import deltaprop as dp
+    from .. import run
 
+    state, meta, config, _ = run.read_model_file(args.model)
+    before = dp.get_default_dtype()
+    dp.set_default_dtype(np.dtype(meta["dtype"]))
     try:
-        state, meta = cli._read_model_file(args.model)
-        cli._check_meta(args.model, meta)
-        X, _, y, _ = cli._split(meta["dataset"], meta["seed"])
-        dtype = np.dtype(meta["dtype"])
-        X = cli._normalize(X, meta["normalize"], dtype)
-        with cli._default_dtype(dtype):
-            model = train.build_mlp(meta["sizes"], meta["activation"], output_activation=meta["output_activation"],
-                                    dtype=dtype)
-            cli._check_state(args.model, state, model)
-            model.load_state_dict(state)
-    except cli.CommandError as e:
-        raise RuntimeError(str(e)) from None
-    loss = cli._loss_fn(meta["loss"])
-    n = min(len(X), 256)   # a batch to average over; the shown sample is one of them
-    return model, X[:n], y[:n], loss, args.lr, f"{args.model} ({meta['dataset']}, first {n} training samples)"
+        model = run._load_weights(args.model, meta, state)
+        d = run.load_data(config, normalize=meta["normalize"], target_normalize=meta.get("target_normalize"))
+    finally:
+        dp.set_default_dtype(before)
+    loss = run.loss_function(meta["loss"])
+    n = min(len(d.Xtr), 256)   # a batch to average over; the shown sample is one of them
+    X = d.Xtr[:n].reshape(n, -1)
+    return model, X, d.ytr[:n], loss, args.lr, f"{args.model} ({config.dataset}, first {n} training samples)"
 
 
 def _cmd_trace(args) -> int:
