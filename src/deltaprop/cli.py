@@ -15,12 +15,10 @@ import sys
 import time
 from typing import Any, Sequence
 
-from deltaprop import run
+from deltaprop import plot as dp_plot, run
 
 PROG = "deltaprop"
 DATASETS = run.BUILTIN + ("mnist",)
-# --plot extensions matplotlib always writes (checked without importing it; others ask matplotlib)
-PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "pgf", "jpg", "jpeg", "tif", "tiff", "webp", "raw", "rgba")
 RESUME_FIXED = ("dataset", "hidden", "activation", "optimizer", "lr", "batch_size", "seed", "dtype", "momentum",
                 "model", "weight_decay", "scheduler", "early_stopping")
 
@@ -242,34 +240,20 @@ def _train_config(args: argparse.Namespace) -> tuple[run.RunConfig, int]:
 
 
 def _check_outputs(args: argparse.Namespace) -> str | None:
-    """Before any work: every path the run writes is a file name in an existing directory; the plot path."""
+    """Before any work: the paths the run writes are usable (the library checks); the plot path."""
     if not args.out:
         raise UsageError(f"--out {args.out!r} is not a file path; give one such as model.safetensors")
     plot = None if args.no_plot else args.plot
-    for opt, path in (("--out", args.out), ("--checkpoint", args.checkpoint), ("--plot", plot)):
-        if path and os.path.isdir(path):
-            name = "training.png" if opt == "--plot" else "model.safetensors"
-            raise ValueError(f"cannot write {path!r} ({opt}): it is a directory; give a file name such as "
-                             f"{os.path.join(path, name)}")
-        d = os.path.dirname(os.path.abspath(path)) if path else ""
-        if path and not os.path.isdir(d):
-            raise ValueError(f"cannot write {path!r}: directory {d!r} does not exist; create it first")
-    ext = os.path.splitext(plot or "")[1].lstrip(".").lower()
-    if ext and ext not in PLOT_FORMATS:  # ask matplotlib only about the unusual ones (importing it is slow)
-        try:
-            from matplotlib.backend_bases import FigureCanvasBase
-        except ImportError:
-            return plot  # no plot is written; the run says so at the end
-        formats = FigureCanvasBase.get_supported_filetypes()
-        if ext not in formats:
-            raise UsageError(f"--plot {plot!r}: matplotlib cannot write .{ext} files; use one of "
-                             f"{', '.join('.' + f for f in sorted(formats))}")
+    run.check_outputs({"--out": args.out, "--checkpoint": args.checkpoint, "--plot": plot})
+    try:
+        if plot:
+            dp_plot.check_plot_path(plot)
+    except ValueError as exc:
+        raise UsageError(f"--plot {exc}") from None
     return plot
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import deltaprop as dp
-
     t0 = time.perf_counter()
     cfg, start = _train_config(args)
     plot = _check_outputs(args)
@@ -299,34 +283,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _print(f"note: {note}", file=sys.stderr)
     cfg, meta, m = r.config, r.metadata, r.metrics
     seconds = time.perf_counter() - t0
-    res = {"dataset": cfg.dataset, "epochs": meta["epochs"], **m, "seconds": round(seconds, 4),
-           "model_path": args.out, "model": cfg.model, "task": meta["task"], "hidden": list(cfg.hidden),
-           "sizes": meta["sizes"], "activation": cfg.activation, "optimizer": cfg.optimizer, "lr": cfg.lr,
-           "momentum": cfg.momentum, "weight_decay": cfg.weight_decay, "scheduler": cfg.scheduler,
-           "early_stopping": cfg.early_stopping, "batch_size": meta["batch_size"], "seed": cfg.seed,
-           "dtype": cfg.dtype, "n_train": int(len(r.data.Xtr)), "n_test": int(len(r.data.Xte)),
-           "resumed_from": args.resume, "checkpoint_path": args.checkpoint}
-    if cfg.early_stopping:
-        res["best_epoch"] = meta["early_stopping_best_epoch"]
+    res = {**r.summary(), "seconds": round(seconds, 4), "model_path": args.out, "resumed_from": args.resume,
+           "checkpoint_path": args.checkpoint, "plot_path": None}
     out = sys.stderr if args.json else sys.stdout
     arch = "-".join(str(s) for s in meta["sizes"])
     mom = f" momentum={cfg.momentum:g}" if cfg.momentum else ""
-    what = f"{cfg.model} " if cfg.model != "mlp" else ""
-    _print(f"{cfg.dataset}: {what}{arch} {cfg.activation}, {cfg.optimizer} lr={cfg.lr:g}{mom}, batch "
+    kind = "" if cfg.model == "mlp" else f"{cfg.model} "
+    _print(f"{cfg.dataset}: {kind}{arch} {cfg.activation}, {cfg.optimizer} lr={cfg.lr:g}{mom}, batch "
            f"{meta['batch_size']}, {meta['epochs']} epochs, seed {cfg.seed}, {cfg.dtype}", file=out)
-    train_score = _scores(m, "train").replace("train accuracy:", "train accuracy")
-    _print(f"train loss {m['train_loss']:.6g}  {train_score}  ({seconds:.2f} s)", file=out)
-    held = "train = test points" if cfg.dataset in run.TINY else f"{len(r.data.Xte)} held-out samples"
+    train = _scores(m, "train").replace("train accuracy:", "train accuracy")
+    _print(f"train loss {m['train_loss']:.6g}  {train}  ({seconds:.2f} s)", file=out)
+    held = "train = test points" if cfg.dataset in run.TINY else f"{res['n_test']} held-out samples"
     best = f", best epoch {res['best_epoch']}" if cfg.early_stopping else ""
     _print(f"{_scores(m, 'test')}  (test loss {m['test_loss']:.6g}, {held}{best})", file=out)
     _print(f"saved model to {args.out}", file=out)
     if args.checkpoint:
         _print(f"saved checkpoint to {args.checkpoint}", file=out)
-    res["plot_path"] = None
     if plot:
         try:
-            dp.plot_history(r.history, plot, f"deltaprop train: {cfg.dataset} {arch} {cfg.activation}, "
-                                             f"{cfg.optimizer} lr={cfg.lr:g}")
+            dp_plot.plot_history(r.history, plot, f"deltaprop train: {cfg.dataset} {kind}{arch} {cfg.activation}, "
+                                                  f"{cfg.optimizer} lr={cfg.lr:g}")
             res["plot_path"] = plot
             _print(f"saved plot to {plot}", file=out)
         except ImportError as exc:
@@ -354,8 +330,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    if os.path.isdir(args.out) or not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        raise ValueError(f"cannot write {args.out!r} (--out): give a file name in an existing directory")
+    run.check_outputs({"--out": args.out})
     res = run.predict_file(args.model, args.data, out=args.out, target=args.target)
     _print(f"wrote {res['n']} predictions of {args.model} for {args.data} to {args.out}",
            file=sys.stderr if args.json else sys.stdout)

@@ -4,7 +4,28 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["plot_history"]
+__all__ = ["plot_history", "check_plot_path"]
+
+# extensions matplotlib always writes (checked without importing it; others ask matplotlib)
+_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "pgf", "jpg", "jpeg", "tif", "tiff", "webp", "raw", "rgba")
+
+
+def check_plot_path(path: str | os.PathLike) -> None:
+    """Raise ValueError (listing the formats) unless matplotlib can write `path`'s file type.
+
+    Common extensions pass without importing matplotlib; without matplotlib, every path passes
+    (`plot_history` then says how to install it)."""
+    ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower()
+    if not ext or ext in _FORMATS:
+        return
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext not in formats:
+        raise ValueError(f"{os.fspath(path)!r}: matplotlib cannot write .{ext} files; use one of "
+                         f"{', '.join('.' + f for f in sorted(formats))}")
 
 
 def plot_history(history: Any, path: str | os.PathLike, title: str | None = None) -> None:

@@ -25,6 +25,8 @@ import numpy as np
 __all__ = ["RunConfig", "Data", "RunResult", "Callback", "RunConfigError", "ModelFileError", "ModelTooBigError",
            "DivergedError", "load_data", "build_model", "make_optimizer", "make_scheduler", "train_run",
            "resume_config", "read_model_file", "evaluate_file", "predict_file", "regression_metrics",
+           "check_outputs", "check_metadata", "defaults_for", "loss_function", "model_spec", "fmt_bytes", "too_big",
+           "parameter_count",
            "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "DTYPES", "DEFAULTS"]
 
 BUILTIN = ("digits", "xor", "mazur", "moons", "circles", "spirals")
@@ -645,6 +647,21 @@ def _file_too_big(path: str, why: str) -> str:
             "is damaged, or it needs a machine with more memory")
 
 
+def check_outputs(paths: Mapping[str, str | None]) -> None:
+    """Before any work: raise ValueError unless every path (by label, e.g. {"--out": "m.safetensors"})
+    that is not None is a file name in an existing directory."""
+    for label, path in paths.items():
+        if not path:
+            continue
+        if os.path.isdir(path):
+            name = "training.png" if "plot" in label else "model.safetensors"
+            raise ValueError(f"cannot write {path!r} ({label}): it is a directory; give a file name such as "
+                             f"{os.path.join(path, name)}")
+        d = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(d):
+            raise ValueError(f"cannot write {path!r} ({label}): directory {d!r} does not exist; create it first")
+
+
 def _check_readable(path: str, what: str) -> None:
     if not os.path.exists(path):
         raise FileNotFoundError(2, f"no such {what}", path)
@@ -709,6 +726,19 @@ class RunResult:
     optimizer: Any = None
     scheduler: Any = None
     notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The run as one flat JSON-able dict: the final numbers (test_accuracy, or test_rmse and
+        test_r2 for regression; train_loss...) and every setting (what `deltaprop train --json` prints)."""
+        c, m = self.config, self.metadata
+        out = {"dataset": c.dataset, "epochs": m["epochs"], **self.metrics, "model": c.model, "task": m["task"],
+               "hidden": list(c.hidden), "sizes": m["sizes"], "activation": c.activation, "optimizer": c.optimizer,
+               "lr": c.lr, "momentum": c.momentum, "weight_decay": c.weight_decay, "scheduler": c.scheduler,
+               "early_stopping": c.early_stopping, "batch_size": m["batch_size"], "seed": c.seed, "dtype": c.dtype,
+               "n_train": int(len(self.data.Xtr)), "n_test": int(len(self.data.Xte))}
+        if c.early_stopping:
+            out["best_epoch"] = m["early_stopping_best_epoch"]
+        return out
 
 
 def resume_config(path: str, epochs: int | None = None) -> tuple[RunConfig, Any]:
