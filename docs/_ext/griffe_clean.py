@@ -1,0 +1,24 @@
+"""A griffe extension for the API reference (mkdocs.yml loads it).
+
+The reference is built by inspecting the imported modules (many ops are made by factories,
+which static analysis cannot see). Inspection gives an attribute whose value is a plain object
+(a dataclass field's default, a tuple of names) the docstring of that object's type ("str(object='')
+-> str ..."): such docstrings are dropped here, so those attributes are not listed as if documented.
+"""
+from __future__ import annotations
+
+import inspect
+
+import griffe
+
+
+class DropTypeDocstrings(griffe.Extension):
+    """Remove an inspected attribute's docstring when it is only its value's type's docstring."""
+
+    def on_attribute_instance(self, *, node, attr, agent, **kwargs) -> None:
+        obj = getattr(node, "obj", None)
+        if attr.docstring is None or obj is None or isinstance(obj, type):
+            return
+        type_doc = type(obj).__doc__  # (a descriptor, not a string, for some extension types)
+        if isinstance(type_doc, str) and attr.docstring.value.strip() in (type_doc.strip(), inspect.cleandoc(type_doc)):
+            attr.docstring = None
