@@ -2,8 +2,9 @@
 
 * Public names are those in the ``__all__`` of ``deltaprop`` and of every public submodule
   (found by walking the package; modules whose name starts with ``_`` are private). A module
-  without ``__all__`` contributes the functions and classes it defines itself. For a public
-  class its public methods and properties count too (those it defines, not inherited ones).
+  without ``__all__`` (the package itself) contributes the deltaprop functions and classes it
+  offers. For a public class its public methods and properties count too, including those it
+  inherits from deltaprop base classes.
 * A module that needs an optional dependency (torch, mpi4py, onnx, ...) is skipped only when
   its import fails for that missing dependency; any other import error fails the test.
 * ``mkdocs build --strict`` runs on the repository's ``mkdocs.yml`` into a temporary folder.
@@ -71,10 +72,12 @@ def _public_modules():
 def _module_names(name, module):
     if hasattr(module, "__all__"):
         return list(module.__all__)
-    # No __all__: the functions and classes the module defines (not what it imports).
+    # No __all__: the public functions and classes it defines or re-exports from deltaprop (for
+    # the package itself: everything `dp.<name>` offers, dp.exp, dp.Tensor, ...), not what it
+    # imports from elsewhere.
     return [n for n, v in vars(module).items()
             if not n.startswith("_") and (inspect.isfunction(v) or inspect.isclass(v))
-            and getattr(v, "__module__", None) == name]
+            and (getattr(v, "__module__", None) or "").startswith("deltaprop")]
 
 
 def _has_doc(obj):
@@ -102,7 +105,7 @@ def _own_doc(cls, name, member):
 
 def _missing_docstrings():
     modules, _ = _public_modules()
-    missing, seen = [], set()
+    missing, seen, seen_members = [], set(), set()
     for modname, module in modules:
         if not _has_doc(module):
             missing.append(f"module {modname}")
@@ -121,11 +124,17 @@ def _missing_docstrings():
             if not _has_doc(obj) or (inspect.isclass(obj) and not (obj.__doc__ or "").strip()):
                 missing.append(qual)
             if inspect.isclass(obj):
-                for mname, member in vars(obj).items():
-                    if mname.startswith("_"):
+                # its public methods and properties, also those it inherits from a deltaprop base
+                # (a private base's methods are public through this class)
+                for klass in obj.__mro__:
+                    if not (getattr(klass, "__module__", "") or "").startswith("deltaprop"):
                         continue
-                    if not _own_doc(obj, mname, member):
-                        missing.append(f"{qual}.{mname}")
+                    for mname, member in vars(klass).items():
+                        if mname.startswith("_") or (id(klass), mname) in seen_members:
+                            continue
+                        seen_members.add((id(klass), mname))
+                        if not _own_doc(klass, mname, member):
+                            missing.append(f"{klass.__module__}.{klass.__qualname__}.{mname}")
     return missing
 
 
