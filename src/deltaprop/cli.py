@@ -162,11 +162,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ----------------------------------------------------------------------------- output helpers
 
+_WORLD = (0, 1)  # (rank, size) of a data-parallel `train` under mpiexec: only rank 0 prints
+
+
 def _print(*args: Any, **kw: Any) -> None:
-    print(*args, **kw, flush=True)
+    if _WORLD[0] == 0:
+        print(*args, **kw, flush=True)
+
+
+def _failure(msg: str, code: int, command: str = "") -> int:
+    """A failure that may be this rank's alone: printed by whichever rank has it; in a data-parallel
+    run every rank is then ended (MPI_Abort), so that none waits for it forever."""
+    rank, size = _WORLD
+    where = f" (rank {rank} of {size})" if size > 1 else ""
+    print(f"{PROG}{command}: error{where}: {msg}", file=sys.stderr, flush=True)
+    if size > 1:
+        from deltaprop import distributed
+
+        distributed._abort(code)
+    return code
 
 
 def _json_line(obj: dict[str, Any]) -> None:
+    if _WORLD[0] != 0:
+        return
+
     def clean(v: Any) -> Any:
         if isinstance(v, float) and not math.isfinite(v):
             return None
@@ -254,13 +274,15 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    global _WORLD
     t0 = time.perf_counter()
+    _WORLD = run.join_mpi_world()  # under mpiexec: data-parallel, and only rank 0 prints and writes
     cfg, start = _train_config(args)
-    plot = _check_outputs(args)
+    plot = _check_outputs(args) if _WORLD[0] == 0 else None
     callbacks: list[_Bar] = []
     data = run.load_data(cfg)
     try:
-        if sys.stderr.isatty():
+        if sys.stderr.isatty() and _WORLD[0] == 0:
             steps = -(-len(data.Xtr) // min(cfg.batch_size or len(data.Xtr), len(data.Xtr)))
             callbacks.append(_Bar((cfg.epochs - start) * steps, start, cfg.epochs, steps))
     except ImportError:  # no tqdm: no bar
@@ -284,7 +306,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg, meta, m = r.config, r.metadata, r.metrics
     seconds = time.perf_counter() - t0
     res = {**r.summary(), "seconds": round(seconds, 4), "model_path": args.out, "resumed_from": args.resume,
-           "checkpoint_path": args.checkpoint, "plot_path": None}
+           "checkpoint_path": args.checkpoint, "plot_path": None, "world_size": _WORLD[1]}
     out = sys.stderr if args.json else sys.stdout
     arch = "-".join(str(s) for s in meta["sizes"])
     mom = f" momentum={cfg.momentum:g}" if cfg.momentum else ""
@@ -380,23 +402,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}[args.command](args)
     except (UsageError, run.RunConfigError) as exc:
-        _print(f"{PROG} {args.command}: error: {exc}; see '{PROG} {args.command} --help'", file=sys.stderr)
-        return 2
+        return _failure(f"{exc}; see '{PROG} {args.command} --help'", 2, f" {args.command}")
     except KeyboardInterrupt:
+        if _WORLD[1] > 1:
+            return _failure("interrupted", 130)
         _print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except MemoryError as exc:  # the size checks come first; this is the rest (e.g. a huge batch)
         why = f" ({exc})" if str(exc) else ""
         todo = ("use a smaller network (--hidden) or --batch-size" if args.command == "train"
                 else "free some memory or use a machine with more")
-        _print(f"{PROG}: error: out of memory{why}; {todo}", file=sys.stderr)
-        return 1
+        return _failure(f"out of memory{why}; {todo}", 1)
     except (ValueError, OSError, FloatingPointError) as exc:
         msg = str(exc)
         if isinstance(exc, OSError) and exc.filename and exc.strerror:
             msg = f"{exc.strerror}: {exc.filename!r}"
-        _print(f"{PROG}: error: {msg}", file=sys.stderr)
-        return 1
+        return _failure(msg, 1)
 
 
 if __name__ == "__main__":  # pragma: no cover

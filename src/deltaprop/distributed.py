@@ -140,6 +140,13 @@ def _abort_on_exception(exc_type, exc, tb) -> None:
         g.comm.Abort(1)
 
 
+def _abort(code: int) -> None:
+    """End every rank of the job now (MPI_Abort) with exit code `code`, after flushing this rank's output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _world("abort").comm.Abort(code)
+
+
 def destroy_process_group() -> None:
     """Leave the process group (the excepthook is restored; MPI itself is finalized at exit)."""
     global _group

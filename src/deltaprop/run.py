@@ -27,7 +27,7 @@ __all__ = ["RunConfig", "Data", "RunResult", "Callback", "RunConfigError", "Mode
            "resume_config", "read_model_file", "evaluate_file", "predict_file", "regression_metrics",
            "check_outputs", "check_metadata", "defaults_for", "loss_function", "model_spec", "fmt_bytes", "too_big",
            "parameter_count",
-           "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "DTYPES", "DEFAULTS"]
+           "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "DTYPES", "DEFAULTS", "join_mpi_world"]
 
 BUILTIN = ("digits", "xor", "mazur", "moons", "circles", "spirals")
 #: What `RunConfig.dataset` may be: a built-in set, "mnist" (files in `data`) or "file" (`data`).
@@ -765,7 +765,9 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
     other settings come from the file (see `resume_config`). A run resumed from a checkpoint
     repeats the uninterrupted run bit for bit. A NaN/Inf loss raises DivergedError after saving the last finite epoch's model to `out`.
     With `early_stopping` the run stops after that many epochs without a better validation loss and
-    keeps the best epoch's weights.
+    keeps the best epoch's weights. Started by `mpiexec -n N`, the N processes train data-parallel
+    (`join_mpi_world`, train.fit): the batch size is the global batch, every figure is global,
+    only rank 0 writes files, and every rank ends with the same weights.
     """
     import deltaprop as dp
     from deltaprop import io, train as tr
@@ -818,10 +820,28 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
                 _stretch(sched, config.epochs)
                 if ckpt.extra:
                     stop.update(ckpt.extra.get("early_stopping", {}))
-        return _fit(config, data, meta, model, opt, sched, history, start, stop, out, checkpoint,
-                    list(callbacks), notes, resume)
+        rank, size = join_mpi_world()
+        if size > 1:  # data-parallel: rank 0's weights everywhere; dropout draws from seed + rank
+            from deltaprop.nn.parallel import DistributedDataParallel
+
+            dp.manual_seed(config.seed + rank)
+            model = DistributedDataParallel(model)
+        return _fit(config, data, meta, model, opt, sched, history, start, stop, out if rank == 0 else None,
+                    checkpoint if rank == 0 else None, list(callbacks), notes, resume)
     finally:
         dp.set_default_dtype(before)
+
+
+def join_mpi_world() -> tuple[int, int]:
+    """(rank, world size) of this process: it joins the MPI world when `mpiexec` started it
+    (deltaprop.distributed), else (0, 1) without importing mpi4py."""
+    from deltaprop import distributed as dist
+
+    if not dist.is_initialized():
+        if dist._launched_size() is None:
+            return 0, 1
+        dist.init_process_group()
+    return dist.get_rank(), dist.get_world_size()
 
 
 def _fit(config: RunConfig, data: Data, meta: dict[str, Any], model: Any, opt: Any, sched: Any, history: Any,
@@ -829,6 +849,7 @@ def _fit(config: RunConfig, data: Data, meta: dict[str, Any], model: Any, opt: A
          notes: list[str], resume: Any) -> RunResult:
     import deltaprop as dp
     from deltaprop import io, train as tr
+    from deltaprop.nn.parallel import DistributedDataParallel
 
     tiny = config.dataset in TINY
     batch_size = meta["batch_size"]
@@ -868,7 +889,8 @@ def _fit(config: RunConfig, data: Data, meta: dict[str, Any], model: Any, opt: A
             for k in [k for k in history.metrics if k.startswith("test_") and k != "test_loss"]:
                 history.metrics[k.replace("test_", "train_")] = list(history.metrics[k])
 
-    result = RunResult(model=model, config=config, data=data, history=history, metrics={}, metadata=meta,
+    plain = model.module if isinstance(model, DistributedDataParallel) else model  # (the user's model)
+    result = RunResult(model=plain, config=config, data=data, history=history, metrics={}, metadata=meta,
                        optimizer=opt, scheduler=sched, notes=notes)
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # fit reports NaN/Inf itself

@@ -34,7 +34,8 @@ def _unavailable() -> str | None:
 
 @pytest.fixture(scope="session")
 def mpirun():
-    """mpirun(n, code, args=(), cwd=None, check=True, timeout=180) -> CompletedProcess (text output)."""
+    """mpirun(n, code, args=(), cwd=None, check=True, timeout=180, module=False, per_rank=None)
+    -> CompletedProcess (text output); module=True runs `python -m code args`."""
     reason = _unavailable()
     if reason:
         if os.environ.get("CI") == "true":
@@ -43,8 +44,12 @@ def mpirun():
     mpiexec = find_mpiexec()
 
     def run(n: int, code: str, args=(), cwd=None, check: bool = True, timeout: float = 180,
-            module: bool = False):
-        if module:  # code is the module to run: python -m code args...
+            module: bool = False, per_rank=None):
+        if per_rank is not None:  # MPMD: rank r runs `python *per_rank[r]` (n and code unused)
+            cmd = [mpiexec]
+            for i, rank_args in enumerate(per_rank):
+                cmd += ([":"] if i else []) + ["-n", "1", sys.executable, *rank_args]
+        elif module:  # code is the module to run: python -m code args...
             cmd = [mpiexec, "-n", str(n), sys.executable, "-m", code, *args]
         else:
             cmd = [mpiexec, "-n", str(n), sys.executable, "-c", textwrap.dedent(code), *args]
