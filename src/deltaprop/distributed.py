@@ -187,17 +187,23 @@ def barrier() -> None:
         g.comm.Barrier()
 
 
+def _array(what: str, tensor: Any) -> np.ndarray:
+    """The ndarray behind a Tensor (or the ndarray itself); TypeError for anything else."""
+    from .tensor import Tensor
+
+    if isinstance(tensor, Tensor):
+        return tensor.data
+    if isinstance(tensor, np.ndarray):
+        return tensor
+    raise TypeError(f"{what}: expected a deltaprop Tensor or a NumPy array, got {type(tensor).__name__}")
+
+
 def _buffer(what: str, tensor: Any) -> tuple[np.ndarray, Any]:
     """The ndarray a collective works on in place: the tensor's own memory, or a contiguous copy
     written back by the returned function."""
     from .tensor import Tensor
 
-    if isinstance(tensor, Tensor):
-        arr = tensor.data
-    elif isinstance(tensor, np.ndarray):
-        arr = tensor
-    else:
-        raise TypeError(f"{what}: expected a deltaprop Tensor or a NumPy array, got {type(tensor).__name__}")
+    arr = _array(what, tensor)
     if not arr.flags.writeable:
         raise ValueError(f"{what}: the array (shape {arr.shape}) is read-only; the collective writes in place")
 
@@ -262,7 +268,7 @@ def all_gather(tensor_list: list, tensor: Any, group: None = None, async_op: boo
     if len(tensor_list) != g.size:
         raise ValueError(f"all_gather: tensor_list has {len(tensor_list)} entries; it needs one per rank "
                          f"({g.size})")
-    src = np.ascontiguousarray(_buffer("all_gather", tensor)[0])
+    src = np.ascontiguousarray(_array("all_gather", tensor))  # (only read: it may be read-only)
     outs = [_buffer("all_gather", t) for t in tensor_list]
     for i, (o, _) in enumerate(outs):
         if o.shape != src.shape or o.dtype != src.dtype:

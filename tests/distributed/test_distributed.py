@@ -63,6 +63,12 @@ def test_world_of_one_collectives_are_the_identity(world_of_one):
     out = [dp.zeros((2, 2), dtype=np.float64)]
     dist.all_gather(out, t)
     np.testing.assert_array_equal(out[0].numpy(), t.numpy())
+    ro = np.arange(4.0).reshape(2, 2)
+    ro.flags.writeable = False  # a read-only source is fine (it is only read); a read-only target is not
+    dist.all_gather(out, ro)
+    np.testing.assert_array_equal(out[0].numpy(), ro)
+    with pytest.raises(ValueError, match=r"all_gather: the array \(shape \(2, 2\)\) is read-only"):
+        dist.all_gather([ro], t)
     with pytest.raises(ValueError, match="all_gather: tensor_list has 2 entries; it needs one per rank"):
         dist.all_gather(out * 2, t)
     with pytest.raises(TypeError, match="ReduceOp.AVG needs a floating-point tensor"):
