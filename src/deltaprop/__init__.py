@@ -18,6 +18,7 @@ from .ops import (abs, add, argmax, argmin, astype, broadcast_to, cat, clip, con
                   stack, std, subtract, sum, swapaxes, tanh, transpose, unsqueeze, var, where)
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 from .gradcheck import GradcheckError, gradcheck
+from .compile import compile
 from . import nn
 from .io import load, load_checkpoint, load_metadata, save, save_checkpoint
 from .plot import plot_history

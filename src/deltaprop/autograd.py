@@ -108,6 +108,8 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
         node.out = o
         if op.checks:
             node.versions = _versions(op, node, args, out)
+    if st.recorder is not None:  # a dp.compile recording (compile.py)
+        st.recorder.op(op, args, kw, node, out)
     if tangent:  # forward mode: push the tangents through this op's JVP
         ts = [a._tangent if isinstance(a, Tensor) else None for a in args]
         out._tangent = np.asarray(op.jvp(ts, o, *datas, **kw), dtype=o.dtype)
@@ -179,6 +181,8 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
     """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
     (no .grad is touched); otherwise accumulate into the leaves' .grad. Nodes are popped newest
     first (a max-heap on creation order): a topological order, found without recursion."""
+    if _state.recorder is not None:
+        _state.recorder.backward(roots, grads, retain_graph, create_graph, inputs)
     pending, heap, leaves, handed = {}, [], [], {}
     owned = memory.Owned()
     for r, g in zip(roots, grads):
@@ -250,7 +254,7 @@ def _finish(leaf, pending, want, create_graph, owned, handed) -> None:
     if leaf._hooks:
         g = _run_hooks(leaf._hooks, g, create_graph, owned, handed)
     if want is None:
-        _accumulate(leaf, g, create_graph, handed)
+        (_accumulate if _state.recorder is None else _state.recorder.accumulate)(leaf, g, create_graph, handed)
         for fn in list((leaf._post_hooks or {}).values()):
             fn(leaf)
 
@@ -272,6 +276,8 @@ def _send(key, g, pending, heap, leaves, owned) -> None:
 
 
 def _call_vjp(node, g, create_graph):
+    if _state.recorder is not None:
+        return _state.recorder.vjp(node, g, create_graph)
     op = node.op
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
         return op.vjp(node, g, apply(op, node.args, node.kw), *node.args, **node.kw)

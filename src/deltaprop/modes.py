@@ -13,6 +13,7 @@ class _State(threading.local):
     """Grad and anomaly modes: per thread, as in PyTorch (a new thread starts with the defaults)."""
     grad = True
     anomaly = False
+    recorder = None  # a dp.compile recording in progress (compile.py): told about ops, VJPs, reads
 
 
 _state = _State()

@@ -41,11 +41,11 @@ class Tensor:
 
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number."""
-        return self.data.item()
+        return _read(self).item()
 
     def tolist(self) -> list:
         """The values as (nested) Python lists."""
-        return self.data.tolist()
+        return _read(self).tolist()
 
     def __array__(self, dtype=None, copy=None):
         if dtype is not None and np.dtype(dtype) != self.data.dtype:
@@ -55,10 +55,10 @@ class Tensor:
     # conversions behave as on the underlying ndarray
     def __len__(self): return len(self.data)  # noqa: E704
     def __iter__(self): return (self[i] for i in range(len(self)))  # noqa: E704
-    def __bool__(self): return bool(self.data)  # noqa: E704
-    def __float__(self): return float(self.data)  # noqa: E704
-    def __int__(self): return int(self.data)  # noqa: E704
-    def __index__(self): return self.data.__index__()  # noqa: E704
+    def __bool__(self): return bool(_read(self))  # noqa: E704
+    def __float__(self): return float(_read(self))  # noqa: E704
+    def __int__(self): return int(_read(self))  # noqa: E704
+    def __index__(self): return _read(self).__index__()  # noqa: E704
 
     __hash__ = object.__hash__
 
@@ -96,6 +96,8 @@ class Tensor:
 
     def _bump(self) -> None:
         """Record an in-place change of the storage (seen by every view sharing the counter)."""
+        if (r := _autograd._state.recorder) is not None:  # (dp.compile must see every in-place change)
+            r.bump(self)
         c = self._version
         if c is None:
             self._version = [1]
@@ -186,6 +188,11 @@ class Tensor:
 
 from . import autograd as _autograd, hooks as _hooks, ops as _ops  # noqa: E402  (ops need Tensor defined)
 import weakref as _weakref  # noqa: E402
+
+
+def _read(t: Tensor) -> np.ndarray:  # t's array, for a value read into Python (a dp.compile recording is told)
+    r = _autograd._state.recorder
+    return t.data if r is None else r.read(t)
 
 # The operator table: each dunder is one op; the reflected form swaps operands.
 for _n, _f, _uf in [("add", _ops.add, np.add), ("sub", _ops.subtract, np.subtract), ("mul", _ops.multiply, np.multiply),

@@ -12,9 +12,10 @@ import numpy as np
 
 from .. import _config
 from ..autograd import apply
+from ..compile import effect
 from ..creation import tensor
 from ..ops import (abs, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
-                   log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, tanh)
+                   log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh)
 from ..ops import activations as _act, layers as _layers
 from ..ops._special import erf
 from ..ops.elementwise import raw
@@ -123,12 +124,16 @@ def dropout(x: Any, p: float = 0.5, training: bool = True, inplace: bool = False
         return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
     rx = np.asarray(raw(x))
     dt = rx.dtype if rx.dtype in (np.float32, np.float64) else np.float64
+    # (an effect: a compiled step draws a new mask at this point on every replay)
+    return multiply(x, effect(_dropout_mask, rx.shape, dt, p))
+
+
+def _dropout_mask(shape: tuple, dt: Any, p: float) -> np.ndarray:
+    """1/(1-p) where a uniform draw from the default generator is >= p, else 0."""
     if p == 1.0:
-        mask = np.zeros(rx.shape, dt)
-    else:
-        keep = _config.default_generator().random(rx.shape, dtype=dt) >= p
-        mask = np.multiply(keep, 1.0 / (1.0 - p), dtype=dt)
-    return multiply(x, mask)
+        return np.zeros(shape, dt)
+    keep = _config.default_generator().random(shape, dtype=dt) >= p
+    return np.multiply(keep, 1.0 / (1.0 - p), dtype=dt)
 
 
 def gelu(x: Any, approximate: str = "none") -> Tensor:
@@ -156,21 +161,13 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input of shape {xs}")
         y = _layers.batch_norm_train(xt, weight, bias, axes=axes, shape=shape, eps=eps)
-        if training and running_mean is not None:
+        if training and running_mean is not None:  # (an effect: a compiled step repeats it on every replay)
             if y._node is not None:  # the op kept its batch statistics
-                mean, var = y._node.extra[0], y._node.extra[1]
+                effect(_update_running, running_mean, running_var, y._node.extra[0], y._node.extra[1], momentum, n)
             else:
-                rx = raw(xt)
-                mean, var = rx.mean(axis=axes), rx.var(axis=axes)
-            rm, rv = running_mean.data, running_var.data
-            rm *= 1 - momentum
-            rm += momentum * mean.reshape(-1)
-            rv *= 1 - momentum
-            rv += (momentum * n / (n - 1)) * var.reshape(-1)
-            running_mean._bump()
-            running_var._bump()
+                effect(_update_running_from, running_mean, running_var, raw(xt), axes, momentum, n)
         return y
-    y = (xt - running_mean.data.reshape(shape)) / np.sqrt(running_var.data.reshape(shape) + eps)
+    y = (xt - reshape(running_mean, shape)) / sqrt(reshape(running_var, shape) + eps)
     if weight is not None:
         y = y * (reshape(weight, shape) if len(xs) > 2 else weight)
     if bias is not None:
@@ -373,3 +370,21 @@ def embedding(input: Any, weight: Any, padding_idx: int | None = None) -> Tensor
         keep = (idx != padding_idx)[..., None]
         out.register_hook(lambda g: g * keep)
     return out
+
+
+def _update_running(running_mean: Tensor, running_var: Tensor, mean: np.ndarray, var: np.ndarray,
+                    momentum: float, n: int) -> None:
+    """The running statistics, in place: r = (1 - momentum) r + momentum * batch (unbiased variance)."""
+    rm, rv = running_mean.data, running_var.data
+    rm *= 1 - momentum
+    rm += momentum * mean.reshape(-1)
+    rv *= 1 - momentum
+    rv += (momentum * n / (n - 1)) * var.reshape(-1)
+    running_mean._bump()
+    running_var._bump()
+
+
+def _update_running_from(running_mean: Tensor, running_var: Tensor, x: np.ndarray, axes: tuple, momentum: float,
+                         n: int) -> None:
+    """_update_running from the batch itself (no graph was recorded, so no statistics were kept)."""
+    _update_running(running_mean, running_var, x.mean(axis=axes), x.var(axis=axes), momentum, n)

@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .._config import get_default_dtype
+from ..compile import effect
+from ..modes import _state
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -139,6 +141,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if (rec := _state.recorder) is not None:  # a dp.compile recording checks the mode on each replay
+            rec.module(self)
         return self.forward(*args, **kwargs)
 
     # -- traversal ------------------------------------------------------------------------------
@@ -230,6 +234,9 @@ class Module:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's .grad to None (or to zeros with set_to_none=False)."""
+        effect(self._zero_grad, set_to_none)  # (a compiled step repeats it on every replay)
+
+    def _zero_grad(self, set_to_none: bool) -> None:
         for p in self.parameters():
             if set_to_none or p.grad is None:
                 p.grad = None

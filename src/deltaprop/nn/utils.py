@@ -5,6 +5,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..compile import effect
 from ..tensor import Tensor
 
 
@@ -17,7 +18,12 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     """Scale all gradients by max_norm / (total_norm + 1e-6) when that is below 1, where total_norm
     is the norm of all gradients together (as one vector). Returns total_norm. Each scaled .grad
     is a new Tensor (never written in place: a .grad may be shared)."""
-    grads = [p for p in _params(parameters) if p.grad is not None]
+    # (an effect: a compiled step computes the norm and clips again on every replay)
+    return effect(_clip_grad_norm, _params(parameters), max_norm, norm_type, error_if_nonfinite)
+
+
+def _clip_grad_norm(params: list[Tensor], max_norm: float, norm_type: float, error_if_nonfinite: bool) -> Tensor:
+    grads = [p for p in params if p.grad is not None]
     if not grads:
         return Tensor(np.array(0.0))
     norm_type = float(norm_type)
@@ -39,8 +45,11 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float, foreach: Any = None) -> None:
     """Clamp every gradient element to [-clip_value, clip_value] (new .grad Tensors)."""
-    c = float(clip_value)
-    for p in _params(parameters):
+    effect(_clip_grad_value, _params(parameters), float(clip_value))
+
+
+def _clip_grad_value(params: list[Tensor], c: float) -> None:
+    for p in params:
         if p.grad is not None:
             p.grad = Tensor(np.clip(p.grad.data, -c, c))
 

@@ -106,13 +106,23 @@ def _expand_loss_grad(g, n, reduction):
     return g / n if reduction == "mean" else g
 
 
-def _ce_fwd(ctx, x, labels, pick, reduction):
+def _pick(labels, shape):
+    """The flat positions row * C + label of the labels' logits (one gather), after the range
+    check (in the op: the labels are an input, new on each call of a compiled step)."""
+    # one range check: seen as unsigned, a negative label is huge, so it fails `< C` too
+    if labels.size and np.maximum.reduce(labels.view(np.uintp)) >= shape[1]:
+        bad = labels[(labels < 0) | (labels >= shape[1])][0]
+        raise ValueError(f"cross_entropy: label {bad} is out of range for {shape[1]} classes (valid: 0..{shape[1] - 1})")
+    return np.arange(0, labels.size * shape[1], shape[1]) + labels
+
+
+def _ce_fwd(ctx, x, labels, reduction):
     """Mean/sum/per-sample of logsumexp(x) - x[label], as log(sum(exp(x - m))) - (x[label] - m)
     (m the row's max: subtracting before adding keeps float16/float32 exact); keeps softmax(x)
-    in ctx.extra for the fast VJP. `pick`: the flat positions row * C + label (one gather)."""
+    in ctx.extra for the fast VJP."""
     x = floating(x)
     n = x.shape[0]
-    picked = x.reshape(-1).take(pick)
+    picked = x.reshape(-1).take(_pick(labels, x.shape))
     m = np.maximum.reduce(x, axis=1, keepdims=True) if x.size else np.zeros((n, 1), x.dtype)
     if not np.isfinite(m).all():  # a row of -inf or an inf logit: the careful general path
         nll = _lse(x, 1, False) - picked
@@ -134,28 +144,29 @@ def _onehot(labels, like):
     return oh
 
 
-def _ce_vjp(ctx, g, out, x, labels, pick, reduction):
+def _ce_vjp(ctx, g, out, x, labels, reduction):
     """(softmax(x) - onehot) * g (/ N for the mean)."""
     scale = _expand_loss_grad(g, raw(x).shape[0], reduction)
-    return (scale * (softmax(x, 1) - _onehot(labels, x)),)
+    return scale * (softmax(x, 1) - _onehot(labels, x)), None  # (the labels: no gradient)
 
 
-def _ce_fast(ctx, g, out, x, labels, pick, reduction):
+def _ce_fast(ctx, g, out, x, labels, reduction):
     """_ce_vjp from the forward's softmax, without building the one-hot matrix."""
     p = ctx.extra if ctx.extra is not None else _softmax_fwd(x, 1)
     scale = _expand_loss_grad(g, x.shape[0], reduction)
     d = p * scale
+    pick = np.arange(0, labels.size * x.shape[1], x.shape[1]) + labels
     d.reshape(-1)[pick] -= scale if np.ndim(scale) == 0 else scale[:, 0]  # (d is new: reshape is a view)
-    return (d,)
+    return d, None
 
 
-def _ce_jvp(ts, out, x, labels, pick, reduction):
+def _ce_jvp(ts, out, x, labels, reduction):
     per = np.sum(ts[0] * (_softmax_fwd(x, 1) - _onehot(labels, x)), axis=1)
     return _reduce(per, reduction)
 
 
 _cross_entropy = Op("cross_entropy", _ce_fwd, _ce_vjp, _ce_jvp, fast=_ce_fast, keeps=True, saves=(0,),
-                    saves_out=False)
+                    saves_out=False)  # (labels: an ndarray input, never differentiated)
 
 
 def cross_entropy(logits, labels, reduction: str = "mean"):
@@ -168,13 +179,7 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
     if lab.dtype.kind not in "iu" or lab.shape != (shape[0],):
         raise ValueError(f"cross_entropy: labels must be integers of shape ({shape[0]},) for logits of shape "
                          f"{shape}, got {lab.dtype} of shape {lab.shape}")
-    lab = lab.astype(np.intp, copy=False)
-    # one range check: seen as unsigned, a negative label is huge, so it fails `< C` too
-    if lab.size and np.maximum.reduce(lab.view(np.uintp)) >= shape[1]:
-        bad = lab[(lab < 0) | (lab >= shape[1])][0]
-        raise ValueError(f"cross_entropy: label {bad} is out of range for {shape[1]} classes (valid: 0..{shape[1] - 1})")
-    pick = np.arange(0, lab.size * shape[1], shape[1]) + lab
-    return _cross_entropy(logits, labels=lab, pick=pick, reduction=reduction)
+    return _cross_entropy(logits, lab.astype(np.intp, copy=False), reduction=reduction)
 
 
 def _mse_fwd(ctx, x, t, reduction):

@@ -11,6 +11,7 @@ import math
 import warnings
 from typing import Any
 
+from ..compile import effect
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau"]
@@ -54,12 +55,15 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         """Advance one epoch (or jump to ``epoch``, deprecated) and write the new lrs into the groups."""
+        effect(self._step, epoch)  # (a compiled step that calls it repeats it on every replay)
+
+    def _step(self, epoch: int | None) -> None:
         self._step_count += 1
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
         else:
-            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=4)
             self.last_epoch = epoch
             closed = getattr(self, "_get_closed_form_lr", None)
             values = closed() if closed is not None else self.get_lr()
@@ -164,12 +168,15 @@ class ReduceLROnPlateau(LRScheduler):
 
     def step(self, metrics: Any, epoch: int | None = None) -> None:  # type: ignore[override]
         """Record this epoch's `metrics` (a number or one-element tensor) and reduce the lrs on a plateau."""
+        effect(self._plateau_step, metrics, epoch)  # (a compiled step that calls it repeats it on every replay)
+
+    def _plateau_step(self, metrics: Any, epoch: int | None) -> None:
         item = getattr(metrics, "item", None)  # a one-element tensor or array, as PyTorch accepts
         current = float(item() if callable(item) else metrics)
         if epoch is None:
             epoch = self.last_epoch + 1
         else:
-            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=4)
         self.last_epoch = epoch
         if self._is_better(current, self.best):
             self.best = current

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import memory
 from ..autograd import enable_grad
+from ..compile import effect
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -107,6 +108,9 @@ class Optimizer:
     # -- gradients -------------------------------------------------------------------------
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset every parameter's gradient: ``p.grad = None`` (or a new zero Tensor)."""
+        effect(self._zero_grad, set_to_none)  # (a compiled step repeats it on every replay)
+
+    def _zero_grad(self, set_to_none: bool) -> None:
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -122,12 +126,15 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        effect(self._update)  # (a compiled step repeats it on every replay, reading lr and state afresh)
+        return loss
+
+    def _update(self) -> None:
         for group in self.param_groups:
             self._update_group(group)
             for p in group["params"]:  # the update wrote p.data in place: a graph that saved p sees it
                 if p.grad is not None:
                     p._bump()
-        return loss
 
     def _update_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -1,0 +1,720 @@
+"""dp.compile: record a training step, then replay it as straight-line code, without the engine.
+
+`step = dp.compile(fn)` returns a callable with fn's signature; fn is a whole step (zero the
+grads, forward, loss, backward, optimizer step) returning the loss or any Tensors. The first two
+calls with a new signature run eagerly under a recorder that the engine tells about each op's
+forward, each VJP with the gradient it receives, each gradient accumulated into a `.grad`, and each
+*effect*: a change of state outside the ops that must happen again at that point on every
+replay (the optimizer's update and zero_grad, a dropout mask drawn from the default generator,
+BatchNorm's running statistics, gradient clipping, a scheduler's step). Both recordings must
+agree (the same ops on the same parameters, the same constants): then later calls replay the
+schedule, generated once as a Python function of the inputs that calls the ops' own forward and
+VJP functions in the recorded order, with the engine's own gradient summing and accumulation.
+Same functions, same arrays, same order: the replay is bitwise equal to eager, step after step.
+
+What a replay reads afresh on every call: the arguments (Tensors or arrays: a new batch and new
+labels), the parameters' current values, the optimizer's hyperparameters and state (a
+scheduler's new learning rate applies on the next call), the default random generator.
+What the recording fixes: the Python around the ops (control flow, Python numbers, the tensors
+fn reads from its closure, the modules' train/eval mode, which is checked on every call).
+
+Guards. The cache key is the arguments' shapes and dtypes (other arguments by value or
+identity), grad mode and the default dtype; a schedule also checks that every tensor it reads
+still holds the same array (replacing `p.data` re-traces) and every module called keeps its
+mode. At most 8 schedules are kept, the oldest dropped (the last, smaller batch of an epoch is
+one more entry). Under anomaly mode the step always runs eagerly.
+
+Refusal. A value read into Python inside fn (`.item()`, `float()`, `bool()`, a comparison in an
+`if`), an in-place change outside an optimizer (`w -= lr * w.grad`, `x[i] = ...`), hooks, a
+`.grad` set by hand, a `create_graph` backward, a tensor made afresh from NumPy inside fn, or two
+recordings that differ: the step then runs eagerly from then on, with one warning naming the
+cause (`strict=True` raises RuntimeError instead).
+
+Rules kept: a non-finite loss never reaches the optimizer (the step raises NonFiniteStepError
+before the backward pass, recording and replaying alike, also when it fell back to eager);
+in-place writes bump versions as in eager; `.grad` arrays are new each step, as in eager (a
+`zero_grad(set_to_none=False)` step accumulates into fresh zeros the same way). The Tensors a
+replay returns are detached values. A compiled step is not re-entrant: calls from other
+threads wait for the running one (serialised); a call from inside fn raises RuntimeError.
+"""
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+import threading
+import warnings
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _config, memory
+from .autograd import _accumulate, _call_vjp, sum_to
+from .modes import _state
+from .tensor import Tensor
+
+__all__ = ["compile", "CompiledStep", "effect", "NonFiniteStepError"]
+
+_CACHE_SIZE = 8
+
+
+class NonFiniteStepError(FloatingPointError):
+    """A compiled step's loss is NaN or Inf: raised before the backward pass and the update."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        super().__init__(f"dp.compile: the loss is {value}; the step stopped before the backward pass, so the "
+                         "optimizer did not apply it (lower the learning rate, or check the data)")
+
+
+def effect(fn: Callable, *args: Any) -> Any:
+    """Run fn(*args) now: a change of state outside the ops (an optimizer update, a random mask,
+    running statistics). A compiled step that records it calls it again, at this point, on every
+    replay, with the replay's own arrays in place of the recorded ones."""
+    rec = _state.recorder
+    return fn(*args) if rec is None else rec.effect(fn, args)
+
+
+class _Refused(Exception):
+    """A recording that cannot be replayed (the message says why)."""
+
+
+class _Ctx:
+    """What a replayed VJP receives in place of the engine's Node."""
+
+    __slots__ = ("op", "needs", "extra", "datas", "out")
+
+    def __init__(self, op, needs):
+        self.op, self.needs = op, needs
+        self.extra = self.datas = self.out = None
+
+
+def _hooked(t: Tensor) -> bool:
+    """Whether a tensor carries any hook (its own, or a kind added later: any slot named *hook*)."""
+    return any(getattr(t, s, None) for s in Tensor.__slots__ if "hook" in s)
+
+
+class _Checker:
+    """The recorder's interface, doing nothing but the non-finite loss check: a step that runs
+    eagerly keeps the compiled step's rule that a non-finite loss is never applied."""
+
+    def op(self, op, args, kw, node, out):
+        pass
+
+    def read(self, t):
+        return t.data
+
+    def bump(self, t):
+        pass
+
+    def effect(self, fn, args):
+        return _suspended(fn, args)
+
+    def backward(self, roots, grads, retain_graph, create_graph, inputs):
+        if inputs is None and not create_graph and len(roots) == 1:
+            _check_finite(roots[0].data)
+
+    def vjp(self, node, g, create_graph):
+        return _suspended(_call_vjp, (node, g, create_graph))
+
+    def accumulate(self, leaf, g, create_graph, handed):
+        _suspended(_accumulate, (leaf, g, create_graph, handed))
+
+    def module(self, m):
+        pass
+
+
+def _suspended(fn, args):
+    """fn(*args) with this thread's recorder off (the engine's own work is not an event)."""
+    rec, _state.recorder = _state.recorder, None
+    try:
+        return fn(*args)
+    finally:
+        _state.recorder = rec
+
+
+def _check_finite(v) -> None:
+    if v.dtype.kind in "fc" and not (math.isfinite(v) if v.ndim == 0 else np.isfinite(v).all()):
+        raise NonFiniteStepError(float(v) if v.size == 1 else float("nan"))
+
+
+class _Recorder(_Checker):
+    """One eager call of fn, told by the engine about every event (see the module docstring).
+
+    Values live in numbered slots: the arguments' arrays, the arrays of tensors fn reads, op
+    outputs, gradients. `code` is the schedule as lines of Python; `sig` is the same schedule
+    in a form two recordings can compare; `consts` are the objects the code refers to."""
+
+    def __init__(self, args, kwargs, strict: bool, prior: "_Recorder | None"):
+        self.strict = strict
+        self.code: list[str] = []
+        self.listing: list[str] = []
+        self.sig: list = []
+        self.consts: dict[str, Any] = {}
+        self._const_ids: dict[int, str] = {}
+        self.alive: list = []  # everything whose id the recording uses (ids stay unique)
+        self.slot: dict[int, str] = {}  # id(array) -> its variable in the code
+        self.info: dict[str, tuple] = {}  # variable -> (shape, dtype)
+        self.n = 0
+        self.ctx: dict[int, tuple[str, Any]] = {}  # id(node) -> (ctx variable, node)
+        self.pending: dict[int, str] = {}  # backward: id(node or leaf) -> gradient variable so far
+        self.leaves: dict[int, tuple] = {}  # id(tensor) -> (tensor, array, requires_grad)
+        self.modules: dict[int, tuple] = {}  # id(module) -> (module, training)
+        self.tensors: dict[int, str] = {}  # id(argument tensor) -> its expression
+        self.grads: dict[int, tuple] = {}  # id(leaf) -> (leaf, the .grad it should hold now)
+        self.big = False  # some array is large enough for the recycler (memory.MIN_BYTES)
+        self.in_backward = False
+        self.refused: str | None = None
+        self.returned = None
+        for i, a in enumerate(args):
+            self._arg(a, f"args[{i}]")
+        for k, a in kwargs.items():
+            self._arg(a, f"kwargs[{k!r}]")
+        if prior is not None:  # leaves whose .grad the previous recording saw: watch them from the start
+            for t, _g in prior.grads.values():
+                self.grads[id(t)] = (t, t.grad)
+
+    # -- slots ----------------------------------------------------------------------------
+    def _new(self, arr, name=None) -> str:
+        v = name or f"v{self.n}"
+        self.n += 1
+        self.alive.append(arr)
+        self.slot[id(arr)] = v
+        if isinstance(arr, np.ndarray):
+            self.info[v] = (arr.shape, arr.dtype)
+            base = arr if arr.base is None else arr.base
+            if isinstance(base, np.ndarray) and base.nbytes >= memory.MIN_BYTES:
+                self.big = True
+        return v
+
+    def _const(self, obj, prefix="k") -> str:
+        name = self._const_ids.get(id(obj))
+        if name is None:
+            name = self._const_ids[id(obj)] = f"{prefix}{len(self.consts)}"
+            self.consts[name] = obj
+            self.alive.append(obj)
+        return name
+
+    def _arg(self, a, expr: str, depth: int = 0) -> None:
+        if isinstance(a, Tensor):
+            self.tensors[id(a)] = expr
+            self.alive.append(a)
+            v = self._new(a.data, f"a{self.n}")
+            self.code.append(f"{v} = {expr}.data")
+        elif isinstance(a, np.ndarray):
+            v = self._new(a, f"a{self.n}")
+            self.code.append(f"{v} = {expr}")
+        elif isinstance(a, (tuple, list)) and depth == 0:
+            for i, x in enumerate(a):
+                self._arg(x, f"{expr}[{i}]", 1)
+
+    def _operand(self, x, sig: list) -> str:
+        """The code for an op's or effect's argument x, and its comparable form appended to sig."""
+        if isinstance(x, Tensor):
+            d = x.data
+            v = self.slot.get(id(d))
+            if v is not None:
+                sig.append(("s", v))
+                return v
+            self._leaf(x, sig)
+            return self._const(d, "c")  # (checked to be the tensor's array on every call)
+        if isinstance(x, np.ndarray):
+            v = self.slot.get(id(x))
+            if v is not None:
+                sig.append(("s", v))
+                return v
+            sig.append(("o", id(x)))  # an array from outside: the same object every call (checked)
+            return self._const(x, "c")
+        if x is None or isinstance(x, (bool, int, str)):
+            sig.append(("v", type(x), x))
+            return repr(x)
+        if isinstance(x, (float, np.generic)):
+            sig.append(("v", type(x), x if x == x else "nan"))
+            return self._const(x)
+        if isinstance(x, (tuple, list)):
+            parts = [self._operand(e, sig) for e in x]
+            sig.append(("L", type(x), len(x)))
+            body = ", ".join(parts) + ("," if len(parts) == 1 and isinstance(x, tuple) else "")
+            return f"({body})" if isinstance(x, tuple) else f"[{body}]"
+        if isinstance(x, type(len)) or callable(getattr(x, "__func__", None)):
+            sig.append(("m", id(getattr(x, "__func__", x)), id(getattr(x, "__self__", None))))
+            return self._const(x, "f")
+        sig.append(("o", id(x)))
+        return self._const(x)
+
+    def _leaf(self, t: Tensor, sig: list) -> str:
+        """A tensor fn reads that no op of this call made: an argument, or one it holds (a
+        parameter, a buffer, a constant); the latter is checked to hold the same array each call."""
+        expr = self.tensors.get(id(t))
+        if expr is not None:
+            sig.append(("t", expr))
+            return expr
+        if id(t) not in self.leaves:
+            if t._node is not None:
+                raise _Refused(f"fn uses a tensor of shape {t.shape} computed before the call (its graph "
+                               "cannot be replayed); compute it inside fn or pass it as an argument")
+            self.leaves[id(t)] = (t, t.data, t.requires_grad)
+            self.alive.append(t)
+            self.grads.setdefault(id(t), (t, t.grad))
+            self._const(t.data, "c")
+        sig.append(("o", id(t)))
+        return self._const(t, "t")
+
+    def _refuse(self, why: str) -> None:
+        if self.strict:
+            raise RuntimeError(f"dp.compile(strict=True): {why}")
+        if self.refused is None:
+            self.refused = why
+
+    # -- what the engine tells -------------------------------------------------------------
+    def _after_backward(self) -> None:
+        """The first event after a backward pass: grad mode back as the pass leaves it."""
+        if self.in_backward:
+            self.in_backward = False
+            self.code.append("st.grad = grad_mode")
+
+    def op(self, op, args, kw, node, out):
+        if self.refused:
+            return
+        self._after_backward()
+        try:
+            if not op.primitive:
+                raise _Refused(f"fn applies '{op.name}', a dp.Function, whose backward is Python code")
+            sig = ["fwd", op]
+            ins = [self._operand(a, sig) for a in args]
+            kws = []
+            for k, v in kw.items():
+                sig.append(k)
+                kws.append(f"{k}={self._operand(v, sig)}")
+            fwd = self._const(op.fwd, "f")
+            o = out.data
+            v = self._new(o)
+            call_args = ", ".join(ins + kws)
+            if node is not None:
+                c = f"x{len(self.ctx)}"
+                self.ctx[id(node)] = (c, node, ins, kws)
+                self.alive.append(node)
+                self.consts[c] = _Ctx(op, node.needs)
+                sig.append(("ctx", node.needs))
+                pre = [f"{c}.extra = None"]
+                call = f"{fwd}({c}, {call_args})" if op.keeps else f"{fwd}({call_args})"
+            else:
+                pre, call = [], f"{fwd}(None, {call_args})" if op.keeps else f"{fwd}({call_args})"
+            self.code += pre + [f"{v} = {call}"]
+            if o.ndim == 0:  # a reduction may return a NumPy scalar: the engine makes it an array
+                self.code.append(f"if type({v}) is not ndarray: {v} = asarray({v})")
+            if node is not None:
+                self.code.append(f"#M {c}.datas = ({', '.join(ins)},); {c}.out = {v}")
+                self._extras(node, c)
+            shown = [self._show(n) for n in ins] + [f"{k}={_short(x)}" for k, x in kw.items()]
+            self.listing.append(f"{v} = {op.name}({', '.join(shown)})  -> {_fmt(o)}")
+            self.sig.append(tuple(sig))
+        except _Refused as e:
+            self._refuse(str(e))
+
+    def _extras(self, node, c: str) -> None:
+        """Arrays the forward kept for its VJP (ctx.extra) may be read by an effect (BatchNorm's
+        running statistics): name them too."""
+        ex = node.extra
+        items = [(None, ex)] if isinstance(ex, np.ndarray) else list(enumerate(ex)) if isinstance(ex, tuple) else []
+        for j, a in items:
+            if isinstance(a, np.ndarray):
+                v = self._new(a)
+                self.code.append(f"{v} = {c}.extra" + ("" if j is None else f"[{j}]"))
+
+    def _show(self, name: str) -> str:
+        """A variable with its shape and dtype, for the listing."""
+        s = self.info.get(name)
+        if s is None and name in self.consts and isinstance(self.consts[name], np.ndarray):
+            s = (self.consts[name].shape, self.consts[name].dtype)
+        return name if s is None else f"{name}{_fmtsd(*s)}"
+
+    def read(self, t):
+        self._refuse(f"fn reads a tensor's value into Python (.item(), float(), bool(), a comparison in an "
+                     f"`if`; shape {t.shape}), which a replay cannot repeat")
+        return t.data
+
+    def bump(self, t):
+        self._refuse(f"fn changes a tensor of shape {t.shape} in place outside an optimizer (x -= ..., "
+                     "x[i] = ..., np.copyto); use an optimizer, or write it out of place")
+
+    def effect(self, fn, args):
+        if not self.refused:
+            self._after_backward()
+            try:
+                self._check_grads()
+                sig = ["effect"]
+                ops = [self._operand(fn, sig)] + [self._eoperand(a, sig) for a in args]
+            except _Refused as e:
+                self._refuse(str(e))
+        r = _suspended(fn, args)
+        if self.refused:
+            return r
+        self._refresh_grads()
+        line = f"{ops[0]}({', '.join(ops[1:])})"
+        name = getattr(fn, "__qualname__", repr(fn))
+        arr = r.data if isinstance(r, Tensor) else r if isinstance(r, np.ndarray) else None
+        if arr is not None:
+            v = self._new(arr)
+            line = f"{v} = {line}" + (".data" if isinstance(r, Tensor) else "")
+            self.listing.append(f"{v} = effect {name}  -> {_fmt(arr)}")
+        else:
+            self.listing.append(f"effect {name}")
+        self.code.append(line)
+        self.sig.append(tuple(sig))
+        return r
+
+    def _eoperand(self, x, sig: list) -> str:
+        """An effect's argument: tensors stay tensors (an effect may write them and bump them)."""
+        if isinstance(x, Tensor):
+            expr = self.tensors.get(id(x))
+            if expr is not None:
+                sig.append(("t", expr))
+                return expr
+            v = self.slot.get(id(x.data))
+            if v is not None:  # made by an op of this call: a new, detached tensor on each replay
+                sig.append(("s", v))
+                return f"Tensor({v})"
+            self._leaf(x, sig)
+            return self._const(x, "t")
+        if isinstance(x, (tuple, list)):
+            parts = [self._eoperand(e, sig) for e in x]
+            sig.append(("L", type(x), len(x)))
+            body = ", ".join(parts) + ("," if len(parts) == 1 and isinstance(x, tuple) else "")
+            return f"({body})" if isinstance(x, tuple) else f"[{body}]"
+        return self._operand(x, sig)
+
+    def backward(self, roots, grads, retain_graph, create_graph, inputs):
+        if not self.refused:
+            if create_graph or inputs is not None or len(roots) != 1:
+                self._refuse("fn calls backward with create_graph=True or inputs=, or dp.grad-style "
+                             "transforms, which dp.compile does not replay")
+            elif not isinstance(grads[0], np.ndarray) or not (grads[0] == 1).all():
+                self._refuse("fn calls backward(gradient=...) with a gradient other than ones")
+            elif id(roots[0].data) not in self.slot:
+                self._refuse("fn calls backward on a tensor made outside fn")
+        _check_finite(roots[0].data)
+        if self.refused:
+            return
+        r, g = roots[0], grads[0]
+        loss = self.slot[id(r.data)]
+        self.code.append(f"_check_finite({loss})")
+        v = self._new(g)
+        shape = "()" if g.ndim == 0 else repr(g.shape)
+        dt = self._const(g.dtype)
+        self.in_backward = True
+        self.code += ["st.grad = False", "owned, handed = Owned(), {}",
+                      f"{v} = np_array(1, {dt}) if {g.ndim} == 0 else np_ones({shape}, {dt})"]
+        self.listing.append(f"# backward from {loss}\n{v} = ones{_fmt(g)}")
+        self.pending = {id(r._node or r): v}
+        self.sig.append(("backward", g.shape, g.dtype))
+
+    def vjp(self, node, g, create_graph):
+        igs = _suspended(_call_vjp, (node, g, create_graph))
+        if self.refused:
+            return igs
+        try:
+            self._vjp(node, igs)
+        except _Refused as e:
+            self._refuse(str(e))
+        return igs
+
+    def _vjp(self, node, igs) -> None:
+        c, _n, ins, kws = self.ctx.get(id(node), (None, None, None, None))
+        gv = self.pending.pop(id(node), None)
+        if c is None or gv is None:
+            raise _Refused("fn calls backward through a graph built outside fn")
+        if node.hooks or node.retained is not None:
+            raise _Refused("fn registers hooks or retain_grad() on its tensors, which dp.compile does not replay")
+        op = node.op
+        fn = self._const(op.fast or op.vjp, "f")
+        out = self.slot[id(node.out)]
+        self.code.append(f"r = {fn}({c}, {gv}, {out}, {', '.join(ins + kws)})")
+        self.listing.append(f"r = {op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)})")
+        sig = ["vjp", op, gv]
+        for i, (a, ig) in enumerate(zip(node.args, igs)):
+            if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+                continue
+            conv = []
+            if type(ig) is Tensor:
+                ig = ig.data
+                conv.append(".data")
+            d = a.data
+            v = self._new(ig)
+            self.code.append(f"{v} = r[{i}]" + "".join(conv))
+            if ig.shape != d.shape:
+                self.code.append(f"{v} = sum_to({v}, {d.shape!r})")
+                conv.append(f"sum_to{d.shape}")
+            if ig.dtype != d.dtype:
+                self.code.append(f"{v} = {v}.astype({self._const(d.dtype)})")
+                conv.append(f"astype({d.dtype})")
+            self.info[v] = (d.shape, d.dtype)
+            self.code.append(f"#M owned.add({v}, {c}, {gv})")
+            self.listing.append(f"{v} = r[{i}]{''.join(' ' + x for x in conv)}  -> {_fmtsd(d.shape, d.dtype)}")
+            self._send(a._node or a, v)
+            sig.append((i, tuple(conv)))
+        self.code.append(f"#M owned.drop({gv})")
+        self.sig.append(tuple(sig))
+
+    def _send(self, key, v: str) -> None:
+        """The engine's _send: the first gradient a node or leaf receives is kept, later ones added."""
+        k = id(key)
+        old = self.pending.get(k)
+        if old is None:
+            self.pending[k] = v
+            if not hasattr(key, "seq"):  # a leaf
+                self.alive.append(key)
+        else:
+            s = f"v{self.n}"
+            self.n += 1
+            self.info[s] = self.info[v]
+            self.code += [f"{s} = {old} + {v}", f"#M owned.new({s}); owned.drop({old}); owned.drop({v})"]
+            self.listing.append(f"{s} = {old} + {v}")
+            self.pending[k] = s
+
+    def accumulate(self, leaf, g, create_graph, handed):
+        if not self.refused:
+            try:
+                gv = self.pending.pop(id(leaf), None)
+                if gv is None:
+                    raise _Refused("fn calls backward through a graph built outside fn")
+                if _hooked(leaf):
+                    raise _Refused("a tensor that fn differentiates has hooks registered (e.g. "
+                                   "DistributedDataParallel's), which dp.compile does not replay")
+                self._check_grads()
+                t = self._leaf(leaf, [])
+                self.code += [f"#M owned.hand_out({gv})", f"_accumulate({t}, {gv}, False, handed)"]
+                self.listing.append(f"{t}.grad {'=' if leaf.grad is None else '+='} {gv}  ({_fmt(leaf.data)})")
+                self.sig.append(("acc", id(leaf)))
+            except _Refused as e:
+                self._refuse(str(e))
+        _suspended(_accumulate, (leaf, g, create_graph, handed))
+        if id(leaf) in self.grads:
+            self.grads[id(leaf)] = (leaf, leaf.grad)
+
+    def module(self, m) -> None:
+        self.modules.setdefault(id(m), (m, m.training))
+
+    # -- .grad written behind the recorder's back --------------------------------------------
+    def _check_grads(self) -> None:
+        for t, g in self.grads.values():
+            if t.grad is not g:
+                raise _Refused(f"the .grad of a tensor of shape {t.shape} was set by code dp.compile cannot "
+                               "replay (p.grad = ..., Tensor.zero_grad()); use opt.zero_grad() or "
+                               "model.zero_grad()")
+
+    def _refresh_grads(self) -> None:
+        for k, (t, _g) in list(self.grads.items()):
+            self.grads[k] = (t, t.grad)
+
+    # -- the end ---------------------------------------------------------------------------
+    def finish(self, result) -> None:
+        if self.refused:
+            return
+        self._after_backward()
+        try:
+            self._check_grads()
+            if self.pending:
+                raise _Refused("fn's backward pass did not finish inside fn")
+            sig: list = ["return"]
+            self.returned = self._result(result, sig)
+            self.sig.append(tuple(sig))
+            self.sig.append(tuple(sorted((k, m.training) for k, (m, _t) in self.modules.items())))
+        except _Refused as e:
+            self._refuse(str(e))
+
+    def _result(self, r, sig) -> str:
+        if isinstance(r, Tensor):
+            v = self.slot.get(id(r.data))
+            if v is None or id(r) in self.leaves or id(r) in self.tensors:
+                return self._operand(r, sig)
+            sig.append(("s", v))
+            return f"Tensor({v})"
+        if isinstance(r, (tuple, list)):
+            parts = [self._result(e, sig) for e in r]
+            sig.append(("L", type(r), len(r)))
+            body = ", ".join(parts) + ("," if len(parts) == 1 and isinstance(r, tuple) else "")
+            return f"({body})" if isinstance(r, tuple) else f"[{body}]"
+        if isinstance(r, dict):
+            sig.append(("D", tuple(r)))
+            return "{" + ", ".join(f"{k!r}: {self._result(v, sig)}" for k, v in r.items()) + "}"
+        return self._operand(r, sig)
+
+    def build(self) -> "_Schedule":
+        guards = [f"{self._const(t, 't')}.data is {self._const(a, 'c')} and "
+                  f"{self._const(t, 't')}.requires_grad is {r}" for t, a, r in self.leaves.values()]
+        guards += [f"{self._const(m, 'm')}.training is {tr}" for m, tr in self.modules.values()]
+        # (the recycler's bookkeeping, mirrored from the engine, only where an array is big enough for it)
+        body = [ln[3:] if ln.startswith("#M ") else ln for ln in self.code if self.big or not ln.startswith("#M ")]
+        src = ["def replay(args, kwargs):",
+               f"    if not ({' and '.join(guards) or 'True'}):",
+               "        return MISS",
+               "    grad_mode = st.grad",
+               "    try:"]
+        src += ["        " + ln for ln in body]
+        src += [f"        return {self.returned}", "    finally:", "        st.grad = grad_mode"]
+        env = dict(self.consts, MISS=_MISS, st=_state, ndarray=np.ndarray, asarray=np.asarray,
+                   np_array=np.array, np_ones=np.ones, Owned=memory.Owned, sum_to=sum_to,
+                   _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor)
+        code = "\n".join(src)
+        exec(builtins.compile(code, "<dp.compile schedule>", "exec"), env)  # noqa: S102 (generated here)
+        return _Schedule(env["replay"], code, self.listing)
+
+    def trim(self) -> None:
+        """Keep only what the next recording is compared with (drop the arrays of this call)."""
+        self.alive, self.slot, self.info, self.code, self.ctx = [], {}, {}, [], {}
+
+
+def _short(x) -> str:
+    return _fmt(x) if isinstance(x, np.ndarray) else repr(x)
+
+
+def _fmtsd(shape, dtype) -> str:
+    return f"{tuple(shape)!r}:{np.dtype(dtype).name}"
+
+
+def _fmt(a) -> str:
+    return _fmtsd(a.shape, a.dtype)
+
+
+_MISS = object()
+
+
+class _Schedule:
+    __slots__ = ("run", "code", "listing")
+
+    def __init__(self, run, code, listing):
+        self.run, self.code, self.listing = run, code, listing
+
+
+_EAGER = "eager"
+
+
+class CompiledStep:
+    """A training step that records itself and replays (see deltaprop.compile's docstring)."""
+
+    def __init__(self, fn: Callable, strict: bool = False) -> None:
+        self.fn, self.strict = fn, strict
+        self._cache: OrderedDict = OrderedDict()  # key -> _Recorder (one recording) | _Schedule | _EAGER
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._warned = False
+        self.replays = self.recordings = 0
+        functools.update_wrapper(self, fn)
+
+    def _key(self, args, kwargs):
+        parts = [_state.grad, np.dtype(_config.get_default_dtype())]
+        for a in list(args) + list(kwargs.items()):
+            parts.append(_sig(a))
+        return tuple(parts)
+
+    def __call__(self, *args, **kwargs):
+        me = threading.get_ident()
+        if self._owner == me:
+            raise RuntimeError("dp.compile: a compiled step was called from inside itself; it is not re-entrant")
+        if _state.recorder is not None:  # inside another recording (or its eager fallback): be part of it
+            return self.fn(*args, **kwargs)
+        with self._lock:  # other threads wait: calls are serialised
+            self._owner = me
+            try:
+                return self._call(args, kwargs)
+            finally:
+                self._owner = None
+
+    def _call(self, args, kwargs):
+        if _state.anomaly:
+            return self._eager(args, kwargs)
+        key = self._key(args, kwargs)
+        entry = self._cache.get(key)
+        if isinstance(entry, _Schedule):
+            r = entry.run(args, kwargs)
+            if r is not _MISS:
+                self.replays += 1
+                return r
+            entry = None  # a guard failed (a parameter's array replaced, a module's mode changed)
+        if entry is _EAGER:
+            return self._eager(args, kwargs)
+        rec = _Recorder(args, kwargs, self.strict, entry if isinstance(entry, _Recorder) else None)
+        result = self._record(rec, args, kwargs)
+        self.recordings += 1
+        self._cache[key] = self._settle(rec, entry if isinstance(entry, _Recorder) else None)
+        self._cache.move_to_end(key)
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return result
+
+    def _record(self, rec, args, kwargs):
+        _state.recorder = rec
+        try:
+            result = self.fn(*args, **kwargs)
+            rec.finish(result)
+        finally:
+            _state.recorder = None
+        return result
+
+    def _settle(self, rec: _Recorder, prior: _Recorder | None):
+        """After a recording: wait for a second one, build the schedule, or give up on replaying."""
+        why = rec.refused
+        if why is None and prior is not None:
+            if rec.sig != prior.sig:
+                why = "two calls with the same argument shapes did not apply the same ops to the same tensors " \
+                      "(a tensor made afresh inside fn, or Python control flow that changes between calls)"
+            else:
+                return rec.build()
+        if why is None:
+            rec.trim()
+        if why is not None:
+            if self.strict:
+                raise RuntimeError(f"dp.compile(strict=True): {why}")
+            if not self._warned:
+                self._warned = True
+                warnings.warn(f"dp.compile: {getattr(self.fn, '__qualname__', 'the step')} runs eagerly: {why}",
+                              RuntimeWarning, stacklevel=4)
+            return _EAGER
+        return rec
+
+    def _eager(self, args, kwargs):
+        _state.recorder = _Checker()
+        try:
+            return self.fn(*args, **kwargs)
+        finally:
+            _state.recorder = None
+
+    def schedule(self) -> str:
+        """The most recently used schedule, one line per call (op forwards, VJPs, gradient sums,
+        accumulations, effects) with shapes and dtypes; says so when nothing is compiled yet."""
+        for entry in reversed(self._cache.values()):
+            if isinstance(entry, _Schedule):
+                return "\n".join(entry.listing)
+        return "(no schedule yet: the first two calls with new shapes run eagerly and record)"
+
+    def source(self) -> str:
+        """The Python code of the most recently used schedule (what a replay executes)."""
+        for entry in reversed(self._cache.values()):
+            if isinstance(entry, _Schedule):
+                return entry.code
+        return ""
+
+
+def _sig(a):
+    if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):  # a keyword argument
+        return (a[0], _sig(a[1]))
+    if isinstance(a, Tensor):
+        return ("T", a.data.shape, a.data.dtype, a.requires_grad)
+    if isinstance(a, np.ndarray):
+        return ("A", a.shape, a.dtype)
+    if isinstance(a, (tuple, list)):
+        return (type(a), tuple(_sig(x) for x in a))
+    if a is None or isinstance(a, (bool, int, float, str)):
+        return (type(a), a)
+    return ("O", id(a))
+
+
+def compile(fn: Callable | None = None, *, strict: bool = False):
+    """Compile a training step: the first two calls with new argument shapes run eagerly and
+    record; later calls replay the recording (bitwise equal to eager, without the engine's
+    bookkeeping). Usable as @dp.compile or @dp.compile(strict=True). See deltaprop.compile."""
+    if fn is None:
+        return lambda f: CompiledStep(f, strict)
+    return CompiledStep(fn, strict)
