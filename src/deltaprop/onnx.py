@@ -1,0 +1,760 @@
+"""ONNX export: `export(model, example_input, path)` and `deltaprop export model.safetensors model.onnx`.
+
+Export traces. It runs the model once in eval mode on the example input with every parameter
+recording (autograd Nodes: op, args, settings), then walks the recorded graph in creation order
+and maps each op to ONNX nodes, built with the `onnx` package's own helpers (opset 17, IR
+version 8, so that current runtimes load it). Whatever does not depend on the input (a weight
+reshaped, a dilated kernel) is folded into a constant. Any module built from deltaprop's ops
+exports, Sequential or not; an op without a mapping (a user's dp.Function) and a value read
+into Python during the trace (`.item()`, `float()`, `bool()`, `.numpy()`) raise ExportError
+naming it. With dynamic_batch the first axis of the input and of every value that follows it is
+a symbolic "batch" dimension; shapes baked into reshapes are written so that they follow it.
+
+`onnx` is optional (`pip install 'deltaprop[onnx]'`) and imported only when exporting.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import autograd
+from .autograd import Node
+from .nn.module import Module
+from .tensor import Tensor
+
+__all__ = ["export", "build", "ExportError", "main"]
+
+OPSET = 17
+IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12); every current onnxruntime loads it
+_SCALED = "scaled"  # a `lead` value: axis 0 is a fixed multiple of the batch (after a reshape merged axes)
+
+
+class ExportError(RuntimeError):
+    """The model cannot be exported as traced (an op without an ONNX mapping, a value read in
+    Python during the trace, a shape that cannot follow a dynamic batch)."""
+
+
+def _onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as exc:
+        raise ImportError(f"ONNX export needs the onnx package ({exc}); install it with "
+                          "pip install 'deltaprop[onnx]'") from None
+    return onnx, helper, numpy_helper
+
+
+# ----------------------------------------------------------------------------- tracing
+class _Trace:
+    """What one traced forward recorded: the input, the output(s), the spans of each module's
+    call (to name a module in errors), and comparison results (bool tensors made from traced
+    values, which ops receive as plain arrays: they are exported as comparison nodes)."""
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x
+        self.spans: list[tuple[int, int, str]] = []
+        self.compares: dict[int, tuple[str, Any, Any, Tensor]] = {}
+        self._dep: dict[int, bool] = {}
+
+    def depends(self, t: Any) -> bool:
+        """Whether Tensor t's value depends on the traced input."""
+        if not isinstance(t, Tensor):
+            return False
+        if t is self.x or id(t.data) in self.compares:
+            return True
+        return t._node is not None and self.node_depends(t._node)
+
+    def node_depends(self, node: Node) -> bool:
+        stack, order = [node], []
+        while stack:  # iterative: deep graphs must not overflow the stack
+            n = stack.pop()
+            if id(n) in self._dep:
+                continue
+            self._dep[id(n)] = False
+            order.append(n)
+            for a in n.args:
+                if isinstance(a, Tensor) and a._node is not None:
+                    stack.append(a._node)
+        for n in sorted(order, key=lambda n: n.seq):
+            self._dep[id(n)] = self._direct(n)
+        return self._dep[id(node)]
+
+    def _direct(self, n: Node) -> bool:
+        for a in n.args:
+            if isinstance(a, Tensor):
+                if a is self.x or id(a.data) in self.compares or (a._node is not None and self._dep.get(id(a._node))):
+                    return True
+            elif isinstance(a, np.ndarray) and id(a) in self.compares:
+                return True
+        index = n.kw.get("index") if n.kw else None
+        return index is not None and self._index_depends(index)
+
+    def _index_depends(self, index: Any) -> bool:
+        parts = index if isinstance(index, tuple) else (index,)
+        return any(isinstance(p, np.ndarray) and (p is self.x.data or id(p) in self.compares) for p in parts)
+
+    def module_of(self, seq: int) -> str | None:
+        """The innermost module whose call created the node numbered seq."""
+        best = None
+        for start, end, name in self.spans:
+            if start <= seq <= end and (best is None or end - start < best[1] - best[0]):
+                best = (start, end, name)
+        return None if best is None else best[2]
+
+
+_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
+_COMPARES = {"__lt__": "Less", "__le__": "LessOrEqual", "__gt__": "Greater", "__ge__": "GreaterOrEqual",
+             "__eq__": "Equal", "__ne__": "NotEqual"}
+
+
+def _run_traced(model: Any, x: Tensor) -> tuple[_Trace, Any]:
+    """Run model(x) in eval mode with recording on (every float parameter requiring grad for the
+    call), watching value reads and comparisons; restore the model's modes afterwards."""
+    tr = _Trace(x)
+    modules = list(model.modules()) if isinstance(model, Module) else []
+    modes = [(m, m.training) for m in modules]
+    params = [(p, p.requires_grad) for m in modules for p in m._parameters.values() if p is not None]
+    names = {id(m): (n or type(m).__name__) for n, m in model.named_modules()} if modules else {}
+    saved = {k: getattr(Tensor, k) for k in _READS + tuple(_COMPARES)}
+    saved_call = Module.__call__
+
+    def reader(name):
+        orig = saved[name]
+
+        def read(self, *a, **k):
+            if tr.depends(self):
+                what = {"__float__": "float()", "__int__": "int()", "__bool__": "bool() (an if/while on a tensor)",
+                        "__index__": "an index"}.get(name, f".{name}()")
+                raise ExportError(f"onnx export: the traced model reads a tensor's value into Python with {what} "
+                                  f"(shape {self.shape}); the exported graph cannot depend on it. Write that part "
+                                  "with tensor ops (e.g. dp.where instead of an if)")
+            return orig(self, *a, **k)
+        return read
+
+    def comparer(name):
+        orig = saved[name]
+
+        def compare(self, other):
+            out = orig(self, other)
+            if isinstance(out, Tensor) and (tr.depends(self) or tr.depends(other)):
+                tr.compares[id(out.data)] = (_COMPARES[name], self, other, out)
+            return out
+        return compare
+
+    def call(self, *a, **k):
+        start = next(autograd._seq)
+        try:
+            return saved_call(self, *a, **k)
+        finally:
+            tr.spans.append((start, next(autograd._seq), f"'{names.get(id(self), type(self).__name__)}' "
+                                                         f"({type(self).__name__})"))
+    try:
+        for m in modules:
+            m.training = False
+        for p, _ in params:
+            if p.data.dtype.kind == "f":
+                p.requires_grad = True
+        for k in _READS:
+            setattr(Tensor, k, reader(k))
+        for k in _COMPARES:
+            setattr(Tensor, k, comparer(k))
+        Module.__call__ = call
+        with autograd.enable_grad():
+            out = model(x)
+    finally:
+        Module.__call__ = saved_call
+        for k, f in saved.items():
+            setattr(Tensor, k, f)
+        for p, r in params:
+            p.requires_grad = r
+        for m, t in modes:
+            m.training = t
+    return tr, out
+
+
+# ----------------------------------------------------------------------------- building
+class _Graph:
+    """The ONNX graph under construction: nodes, constants, and for each value its name, dtype,
+    shape and whether its axis 0 follows the dynamic batch (`lead`)."""
+
+    def __init__(self, tr: _Trace, dynamic: bool) -> None:
+        self.onnx, self.helper, self.numpy_helper = _onnx()
+        self.tr, self.dynamic = tr, dynamic
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+        self.lead: dict[str, bool] = {"input": dynamic}
+        self.names: dict[int, str] = {}  # id(node) -> its output's name
+        self.consts: dict[tuple, str] = {}
+        self._keep: list[Any] = []  # (what const ids refer to stays alive)
+        self._n = itertools.count()
+        self.node: Node | None = None
+
+    # names and constants
+    def fresh(self, base: str) -> str:
+        return f"{base}_{next(self._n)}"
+
+    def const(self, value: Any, dtype: Any = None) -> str:
+        arr = np.asarray(value)
+        if dtype is not None and arr.dtype != np.dtype(dtype):
+            arr = arr.astype(dtype)
+        key = (id(value), arr.dtype.str, arr.shape) if isinstance(value, np.ndarray) and dtype is None else None
+        if key is not None and key in self.consts:
+            return self.consts[key]
+        name = self.fresh("const")
+        self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self.lead[name] = False
+        if key is not None:
+            self.consts[key] = name
+            self._keep.append(value)
+        return name
+
+    def ints(self, values: Sequence[int]) -> str:
+        return self.const(np.asarray(list(values), np.int64))
+
+    def add(self, op_type: str, inputs: Sequence[str], lead: bool = False, **attrs) -> str:
+        out = self.fresh(op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], **attrs))
+        self.lead[out] = lead
+        return out
+
+    # operands
+    def value(self, a: Any, dtype: Any = None) -> str:
+        """The name of arg a (a traced value, a comparison, or a constant), cast to dtype if given."""
+        tr = self.tr
+        if isinstance(a, Tensor) and (a is tr.x or (a._node is not None and id(a._node) in self.names)):
+            name = "input" if a is tr.x else self.names[id(a._node)]
+            have = a.data.dtype
+        elif id(a.data if isinstance(a, Tensor) else a) in tr.compares:
+            name, have = self._compare(a.data if isinstance(a, Tensor) else a), np.dtype(bool)
+        else:
+            data = a.data if isinstance(a, Tensor) else a
+            self._check_constant(data)
+            if dtype is None and not isinstance(data, np.ndarray):
+                dtype = self.node.out.dtype if self.node is not None else None
+            return self.const(data, dtype)
+        if dtype is not None and np.dtype(dtype) != have:
+            return self.add("Cast", [name], self.lead[name], to=self.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
+        return name
+
+    def _compare(self, arr: np.ndarray) -> str:
+        key = ("cmp", id(arr))
+        if key not in self.consts:
+            op_type, a, b, out = self.tr.compares[id(arr)]
+            dt = np.result_type(np.asarray(a.data if isinstance(a, Tensor) else a),
+                                np.asarray(b.data if isinstance(b, Tensor) else b))
+            na, nb = self.value(a, dt), self.value(b, dt)
+            lead = self.lead[na] or self.lead[nb]
+            self.consts[key] = (self.add("Not", [self.add("Equal", [na, nb], lead)], lead) if op_type == "NotEqual"
+                                else self.add(op_type, [na, nb], lead))
+        return self.consts[key]
+
+    def _check_constant(self, data: Any) -> None:
+        """A constant that shares memory with a traced value (x.detach(), x.data) would freeze
+        the example input's numbers into the graph: refuse."""
+        if isinstance(data, np.ndarray) and data.size and np.may_share_memory(data, self.tr.x.data):
+            raise ExportError(f"onnx export: {self.where()} uses the input's values as a constant (through "
+                              ".detach() or .data?); the graph would not depend on its input there")
+
+    def where(self) -> str:
+        n = self.node
+        if n is None:
+            return "the model"
+        mod = self.tr.module_of(n.seq)
+        return f"op '{n.op.name}'" + (f" in module {mod}" if mod else "")
+
+    def shape_of(self, a: Any) -> tuple:
+        return tuple(np.shape(a.data if isinstance(a, Tensor) else a))
+
+    def is_lead(self, a: Any) -> bool:
+        if isinstance(a, Tensor) and a is self.tr.x:
+            return self.dynamic
+        if isinstance(a, Tensor) and a._node is not None and id(a._node) in self.names:
+            return self.lead[self.names[id(a._node)]]
+        return False
+
+    def refuse(self, why: str) -> None:
+        raise ExportError(f"onnx export: {self.where()}: {why}")
+
+
+# ----------------------------------------------------------------------------- op mappings
+# Each mapping gets the graph and the node (op, args, kw, out) and returns the output's name.
+_MAP: dict[str, Callable[[_Graph, Node], str]] = {}
+
+
+def _maps(*names: str):
+    def reg(fn):
+        for n in names:
+            _MAP[n] = fn
+        return fn
+    return reg
+
+
+def _args(g: _Graph, n: Node, dtype: Any = "out") -> list[str]:
+    dt = n.out.dtype if dtype == "out" else dtype
+    return [g.value(a, dt) for a in n.args]
+
+
+def _elementwise_lead(g: _Graph, n: Node) -> bool:
+    """Axis 0 of an elementwise result follows the batch when an operand of the same rank has it."""
+    leads = [g.is_lead(a) for a in n.args if len(g.shape_of(a)) == n.out.ndim]
+    return True if True in leads else (_SCALED if _SCALED in leads else False)
+
+
+_BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "maximum": "Max", "minimum": "Min"}
+_UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs", "sin": "Sin", "cos": "Cos",
+          "tanh": "Tanh", "sigmoid": "Sigmoid", "relu": "Relu"}
+
+
+@_maps(*_BINARY)
+def _binary(g: _Graph, n: Node) -> str:
+    return g.add(_BINARY[n.op.name], _args(g, n), _elementwise_lead(g, n))
+
+
+@_maps(*_UNARY)
+def _unary(g: _Graph, n: Node) -> str:
+    return g.add(_UNARY[n.op.name], _args(g, n), _elementwise_lead(g, n))
+
+
+def _scalar(g: _Graph, n: Node, v: float) -> str:
+    return g.const(np.asarray(v, n.out.dtype))
+
+
+@_maps("log1p")
+def _log1p(g: _Graph, n: Node) -> str:
+    lead = _elementwise_lead(g, n)
+    return g.add("Log", [g.add("Add", [_args(g, n)[0], _scalar(g, n, 1)], lead)], lead)
+
+
+@_maps("softplus")
+def _softplus(g: _Graph, n: Node) -> str:
+    """relu(x) + log(1 + exp(-|x|)): stable for large |x| (as deltaprop computes it)."""
+    lead = _elementwise_lead(g, n)
+    x = _args(g, n)[0]
+    e = g.add("Exp", [g.add("Neg", [g.add("Abs", [x], lead)], lead)], lead)
+    return g.add("Add", [g.add("Relu", [x], lead), g.add("Log", [g.add("Add", [e, _scalar(g, n, 1)], lead)], lead)],
+                 lead)
+
+
+@_maps("leaky_relu")
+def _leaky(g: _Graph, n: Node) -> str:
+    return g.add("LeakyRelu", _args(g, n), _elementwise_lead(g, n), alpha=float(n.kw["slope"]))
+
+
+def _phi(g: _Graph, n: Node, x: str, lead: bool) -> str:
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
+    erf = g.add("Erf", [g.add("Mul", [x, _scalar(g, n, 1 / math.sqrt(2))], lead)], lead)
+    return g.add("Mul", [g.add("Add", [erf, _scalar(g, n, 1)], lead), _scalar(g, n, 0.5)], lead)
+
+
+@_maps("ndtr")
+def _ndtr(g: _Graph, n: Node) -> str:
+    return _phi(g, n, _args(g, n)[0], _elementwise_lead(g, n))
+
+
+@_maps("gelu")
+def _gelu(g: _Graph, n: Node) -> str:
+    """GELU written out in opset-17 ops: x Phi(x) (Erf), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    lead = _elementwise_lead(g, n)
+    x = _args(g, n)[0]
+    if n.kw["approximate"] == "tanh":
+        x3 = g.add("Mul", [g.add("Mul", [x, x], lead), x], lead)
+        inner = g.add("Add", [x, g.add("Mul", [x3, _scalar(g, n, 0.044715)], lead)], lead)
+        t = g.add("Tanh", [g.add("Mul", [inner, _scalar(g, n, math.sqrt(2 / math.pi))], lead)], lead)
+        half = g.add("Mul", [x, _scalar(g, n, 0.5)], lead)
+        return g.add("Mul", [half, g.add("Add", [t, _scalar(g, n, 1)], lead)], lead)
+    return g.add("Mul", [x, _phi(g, n, x, lead)], lead)
+
+
+@_maps("pow")
+def _pow(g: _Graph, n: Node) -> str:
+    lead = _elementwise_lead(g, n)
+    if "p" in n.kw:  # x ** constant
+        return g.add("Pow", [_args(g, n)[0], g.value(n.kw["p"], n.out.dtype)], lead)
+    return g.add("Pow", _args(g, n), lead)
+
+
+@_maps("clip")
+def _clip(g: _Graph, n: Node) -> str:
+    lo, hi = n.kw["lo"], n.kw["hi"]
+    dt = n.out.dtype
+    ins = [_args(g, n)[0], "" if lo is None else g.value(lo, dt), "" if hi is None else g.value(hi, dt)]
+    if any(np.ndim(b) for b in (lo, hi) if b is not None):  # Clip takes scalar bounds only
+        x = ins[0]
+        if lo is not None:
+            x = g.add("Max", [x, ins[1]], _elementwise_lead(g, n))
+        if hi is not None:
+            x = g.add("Min", [x, ins[2]], _elementwise_lead(g, n))
+        return x
+    while ins and ins[-1] == "":
+        ins.pop()
+    return g.add("Clip", ins, _elementwise_lead(g, n))
+
+
+@_maps("where")
+def _where(g: _Graph, n: Node) -> str:
+    c, a, b = n.args
+    return g.add("Where", [g.value(c, bool), g.value(a, n.out.dtype), g.value(b, n.out.dtype)],
+                 _elementwise_lead(g, n))
+
+
+@_maps("astype")
+def _astype(g: _Graph, n: Node) -> str:
+    return g.add("Cast", [g.value(n.args[0])], _elementwise_lead(g, n),
+                 to=g.helper.np_dtype_to_tensor_dtype(np.dtype(n.kw["dtype"])))
+
+
+# reductions
+def _axes(n: Node) -> tuple[int, ...]:
+    nd = np.ndim(n.datas[0])
+    axis = n.kw.get("axis")
+    if axis is None:
+        return tuple(range(nd))
+    return tuple(sorted(a % nd for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis)))
+
+
+def _reduce_lead(g: _Graph, n: Node, axes: tuple[int, ...]) -> bool:
+    kept = n.kw.get("keepdims") or n.out.ndim == np.ndim(n.datas[0]) - len(axes)
+    return 0 not in axes and kept and g.is_lead(n.args[0])
+
+
+_REDUCE = {"mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin", "prod": "ReduceProd",
+           "logsumexp": "ReduceLogSumExp"}
+
+
+@_maps("sum", *_REDUCE)
+def _reduce(g: _Graph, n: Node) -> str:
+    axes = _axes(n)
+    x, keep = _args(g, n)[0], int(bool(n.kw.get("keepdims")))
+    lead = _reduce_lead(g, n, axes)
+    if n.op.name == "sum":  # (axes became an input in opset 13; the others follow in opset 18)
+        return g.add("ReduceSum", [x, g.ints(axes)], lead, keepdims=keep)
+    return g.add(_REDUCE[n.op.name], [x], lead, axes=list(axes), keepdims=keep)
+
+
+@_maps("var")
+def _var(g: _Graph, n: Node) -> str:
+    axes = _axes(n)
+    x = _args(g, n)[0]
+    lead = _reduce_lead(g, n, axes)
+    xl = g.is_lead(n.args[0])
+    c = g.add("Sub", [x, g.add("ReduceMean", [x], 0 not in axes and xl, axes=list(axes), keepdims=1)], xl)
+    m = g.add("ReduceMean", [g.add("Mul", [c, c], xl)], lead, axes=list(axes), keepdims=int(bool(n.kw["keepdims"])))
+    count = int(np.prod([np.shape(n.datas[0])[a] for a in axes]))
+    if 0 in axes and xl:
+        g.refuse("a variance over the batch axis cannot follow a dynamic batch; export with dynamic_batch=False")
+    ddof = n.kw.get("ddof", 0)
+    return m if not ddof else g.add("Mul", [m, _scalar(g, n, count / (count - ddof))], lead)
+
+
+@_maps("softmax", "log_softmax")
+def _softmax(g: _Graph, n: Node) -> str:
+    # opset >= 13: one axis (opset < 13 flattened everything from `axis` on: not what softmax(axis) means)
+    axis = n.kw["axis"] % n.out.ndim
+    return g.add("Softmax" if n.op.name == "softmax" else "LogSoftmax", _args(g, n), axis != 0 and g.is_lead(n.args[0]),
+                 axis=axis)
+
+
+@_maps("matmul")
+def _matmul(g: _Graph, n: Node) -> str:
+    a, b = n.args
+    lead = np.ndim(n.datas[0]) >= 2 and g.is_lead(a) or np.ndim(n.datas[1]) > 2 and g.is_lead(b)
+    return g.add("MatMul", _args(g, n), lead)
+
+
+@_maps("linear")
+def _linear(g: _Graph, n: Node) -> str:
+    """Gemm(x, W, b, transB=1) on 2-D input (W is (out, in): forgetting transB passes the checker
+    on a square W and gives wrong numbers); MatMul with W.T and Add above."""
+    x, w = n.args[0], n.args[1]
+    lead = np.ndim(n.datas[0]) >= 2 and g.is_lead(x)
+    names = _args(g, n)
+    if np.ndim(n.datas[0]) == 2:
+        return g.add("Gemm", names, lead, transB=1)
+    if not g.tr.depends(w):
+        wt = g.const(np.ascontiguousarray(np.asarray(n.datas[1]).T).astype(n.out.dtype))
+    else:
+        wt = g.add("Transpose", [names[1]], False, perm=[1, 0])
+    y = g.add("MatMul", [names[0], wt], lead)
+    return y if len(names) == 2 else g.add("Add", [y, names[2]], lead)
+
+
+# layers
+@_maps("conv2d")
+def _conv(g: _Graph, n: Node) -> str:
+    (sh, sw), (ph, pw) = n.kw["stride"], n.kw["padding"]
+    return g.add("Conv", _args(g, n), g.is_lead(n.args[0]), strides=[sh, sw], pads=[ph, pw, ph, pw])
+
+
+@_maps("max_pool2d")
+def _max_pool(g: _Graph, n: Node) -> str:
+    (kh, kw), (sh, sw), (ph, pw) = n.kw["kernel"], n.kw["stride"], n.kw["padding"]
+    return g.add("MaxPool", _args(g, n), g.is_lead(n.args[0]), kernel_shape=[kh, kw], strides=[sh, sw],
+                 pads=[ph, pw, ph, pw])
+
+
+@_maps("avg_pool2d")
+def _avg_pool(g: _Graph, n: Node) -> str:
+    (kh, kw), (sh, sw), (ph, pw) = n.kw["kernel"], n.kw["stride"], n.kw["padding"]
+    divisor = n.kw["divisor"]
+    x = _args(g, n)[0]
+    lead = g.is_lead(n.args[0])
+    h, w = np.shape(n.datas[0])[2:]
+    if (kh, kw) == (h, w) and (ph, pw) == (0, 0) and divisor == kh * kw:  # adaptive to 1x1, or a global mean
+        return g.add("GlobalAveragePool", [x], lead)
+    if isinstance(divisor, np.ndarray):  # count_include_pad=False: the count of real elements in each window
+        return g.add("AveragePool", [x], lead, kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw],
+                     count_include_pad=0)
+    y = g.add("AveragePool", [x], lead, kernel_shape=[kh, kw], strides=[sh, sw], pads=[ph, pw, ph, pw],
+              count_include_pad=1)
+    return y if divisor == kh * kw else g.add("Mul", [y, _scalar(g, n, kh * kw / divisor)], lead)
+
+
+@_maps("batch_norm")
+def _batch_norm(g: _Graph, n: Node) -> str:
+    """Batch statistics (a BatchNorm without running stats normalises with its batch in eval)."""
+    axes, shape, eps = list(n.kw["axes"]), n.kw["shape"], n.kw["eps"]
+    if g.is_lead(n.args[0]):
+        g.refuse("batch statistics (track_running_stats=False) cannot follow a dynamic batch; export with "
+                 "dynamic_batch=False")
+    x = g.value(n.args[0], n.out.dtype)
+    c = g.add("Sub", [x, g.add("ReduceMean", [x], axes=axes, keepdims=1)])
+    var = g.add("ReduceMean", [g.add("Mul", [c, c])], axes=axes, keepdims=1)
+    y = g.add("Div", [c, g.add("Sqrt", [g.add("Add", [var, _scalar(g, n, eps)])])])
+    w, b = n.args[1], n.args[2]
+    if w is not None:
+        y = g.add("Mul", [y, g.const(np.reshape(w.data if isinstance(w, Tensor) else w, shape), n.out.dtype)])
+    if b is not None:
+        y = g.add("Add", [y, g.const(np.reshape(b.data if isinstance(b, Tensor) else b, shape), n.out.dtype)])
+    return y
+
+
+# shapes
+@_maps("reshape")
+def _reshape(g: _Graph, n: Node) -> str:
+    src, out = np.shape(n.datas[0]), n.out.shape
+    lead = g.is_lead(n.args[0])
+    target = list(out)
+    if lead:  # axis 0 must absorb the batch: -1 there, the rest fixed
+        rest_in, rest_out = int(np.prod(src[1:])), int(np.prod(out[1:]))
+        if not out or rest_out == 0 or rest_in % rest_out if rest_out else True:
+            g.refuse(f"a reshape from {src} to {out} does not keep the batch in axis 0; export with "
+                     "dynamic_batch=False")
+        target[0] = -1
+        if out[0] != src[0]:
+            lead = _SCALED  # axis 0 is a multiple of the batch now, not the batch
+    return g.add("Reshape", [g.value(n.args[0]), g.ints(target)], lead)
+
+
+@_maps("transpose")
+def _transpose(g: _Graph, n: Node) -> str:
+    nd = np.ndim(n.datas[0])
+    perm = list(n.kw["axes"]) if n.kw["axes"] is not None else list(range(nd))[::-1]
+    lead = g.is_lead(n.args[0])
+    if lead and perm[0] != 0:
+        g.refuse(f"a transpose {tuple(perm)} moves the batch axis; export with dynamic_batch=False")
+    return g.add("Transpose", _args(g, n), lead, perm=perm)
+
+
+@_maps("broadcast_to")
+def _broadcast(g: _Graph, n: Node) -> str:
+    shape = list(n.kw["shape"])
+    lead = np.ndim(n.datas[0]) == len(shape) and g.is_lead(n.args[0])
+    if lead:
+        shape[0] = 1  # Expand broadcasts 1 against the input's own (dynamic) batch
+    elif g.dynamic and g.is_lead(n.args[0]):
+        g.refuse("broadcast_to adds axes before the batch axis; export with dynamic_batch=False")
+    return g.add("Expand", [g.value(n.args[0]), g.ints(shape)], lead)
+
+
+@_maps("concatenate")
+def _concat(g: _Graph, n: Node) -> str:
+    axis = n.kw["axis"] % n.out.ndim
+    leads = [g.is_lead(a) for a in n.args]
+    if axis != 0 and any(leads) and not all(leads):
+        g.refuse("a concatenation mixes batch-sized and fixed tensors; export with dynamic_batch=False")
+    return g.add("Concat", _args(g, n), next((v for v in leads if v), False), axis=axis)
+
+
+@_maps("stack")
+def _stack(g: _Graph, n: Node) -> str:
+    axis = n.kw["axis"] % n.out.ndim
+    leads = [g.is_lead(a) for a in n.args]
+    if any(leads) and (axis == 0 or not all(leads)):
+        g.refuse("a stack along the batch axis (or of batch-sized and fixed tensors) cannot follow a dynamic "
+                 "batch; export with dynamic_batch=False")
+    ax = g.ints([axis])
+    parts = [g.add("Unsqueeze", [a, ax], l) for a, l in zip(_args(g, n), leads)]
+    return g.add("Concat", parts, next((v for v in leads if v), False), axis=axis)
+
+
+@_maps("getitem")
+def _getitem(g: _Graph, n: Node) -> str:
+    """Basic indexing as Slice/Squeeze/Unsqueeze; one integer array (an Embedding's lookup) as Gather."""
+    src = n.args[0]
+    shape = np.shape(n.datas[0])
+    index = n.kw["index"]
+    parts = list(index) if isinstance(index, tuple) else [index]
+    arrays = [i for i, p in enumerate(parts) if isinstance(p, np.ndarray)]
+    lead = g.is_lead(src)
+    if arrays:
+        if len(arrays) > 1 or parts[arrays[0]].dtype == bool or any(
+                not (isinstance(p, slice) and p == slice(None)) and p is not Ellipsis
+                for i, p in enumerate(parts) if i != arrays[0]):
+            g.refuse("only one integer index array (with full slices around it) exports, as Gather")
+        axis = len(shape) - (len(parts) - 1 - arrays[0]) if any(p is Ellipsis for p in parts) else arrays[0]
+        arr = parts[arrays[0]]
+        tr = g.tr
+        if arr is tr.x.data:
+            idx, ilead = "input", g.lead["input"]
+        elif id(arr) in tr.compares:
+            g.refuse("indexing with a comparison result is not exportable")
+        else:
+            idx, ilead = g.const(np.asarray(arr, np.int64)), False
+        if lead and axis == 0:
+            g.refuse("indexing the batch axis with an array cannot follow a dynamic batch")
+        return g.add("Gather", [g.value(src), idx], (axis != 0 and lead) or (axis == 0 and ilead),
+                     axis=axis)
+    # expand Ellipsis, then walk the input axes
+    if any(p is Ellipsis for p in parts):
+        k = next(i for i, p in enumerate(parts) if p is Ellipsis)
+        used = sum(1 for p in parts if p is not None and p is not Ellipsis)
+        parts[k:k + 1] = [slice(None)] * (len(shape) - used)
+    starts, ends, axes, steps, squeeze, unsqueeze = [], [], [], [], [], []
+    ax = pos = 0
+    for p in parts:
+        if p is None:
+            unsqueeze.append(pos)
+            pos += 1
+            continue
+        if isinstance(p, (int, np.integer)):
+            i = int(p) % shape[ax]
+            starts.append(i), ends.append(i + 1), axes.append(ax), steps.append(1)
+            squeeze.append(ax)
+        elif p != slice(None):
+            a, b, s = p.indices(shape[ax])
+            if s < 0 and b < 0:
+                b = -shape[ax] - 1  # "before the first element" for a negative step
+            starts.append(a), ends.append(b), axes.append(ax), steps.append(s)
+            pos += 1
+        else:
+            pos += 1
+        if ax == 0 and lead and not (isinstance(p, slice) and p == slice(None)):
+            g.refuse("indexing the batch axis cannot follow a dynamic batch; export with dynamic_batch=False")
+        ax += 1
+    y = g.value(src)
+    if axes:
+        y = g.add("Slice", [y, g.ints(starts), g.ints(ends), g.ints(axes), g.ints(steps)], lead)
+    if squeeze:
+        y = g.add("Squeeze", [y, g.ints(squeeze)], 0 not in squeeze and lead)
+    if unsqueeze:
+        y = g.add("Unsqueeze", [y, g.ints(unsqueeze)], 0 not in unsqueeze and lead)
+    return y
+
+
+# ----------------------------------------------------------------------------- export
+def _as_input(example_input: Any) -> Tensor:
+    arr = example_input.data if isinstance(example_input, Tensor) else np.asarray(example_input)
+    if arr.dtype.kind == "f":
+        return Tensor(arr, requires_grad=True)
+    if arr.dtype.kind in "iu":
+        return Tensor(arr)
+    raise TypeError(f"onnx export: example_input must be a float or integer array or Tensor, got dtype {arr.dtype}")
+
+
+def build(model: Any, example_input: Any, dynamic_batch: bool = True) -> Any:
+    """The onnx.ModelProto of `model` traced on example_input (what `export` writes): input
+    'input', output 'output' (or 'output0', 'output1', ... for a tuple), checked by onnx.checker."""
+    onnx, helper, _ = _onnx()
+    x = _as_input(example_input)
+    if dynamic_batch and x.ndim == 0:
+        raise ValueError("onnx export: a 0-d example input has no batch axis; pass dynamic_batch=False")
+    tr, out = _run_traced(model, x)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    if not outs or not all(isinstance(o, Tensor) for o in outs):
+        raise ExportError(f"onnx export: the model must return a Tensor or a tuple of Tensors, got "
+                          f"{type(out).__name__}")
+    g = _Graph(tr, dynamic_batch)
+    nodes: dict[int, Node] = {}
+    stack = [o._node for o in outs if o._node is not None]
+    while stack:
+        nd = stack.pop()
+        if id(nd) in nodes:
+            continue
+        nodes[id(nd)] = nd
+        stack.extend(a._node for a in nd.args if isinstance(a, Tensor) and a._node is not None)
+    for nd in sorted(nodes.values(), key=lambda nd: nd.seq):
+        if not tr.node_depends(nd):
+            continue  # a constant: its value (nd.out) becomes an initializer where it is used
+        g.node = nd
+        fn = _MAP.get(nd.op.name)
+        if fn is None:
+            mod = tr.module_of(nd.seq)
+            kind = "a user-defined dp.Function" if not nd.op.primitive else "an op"
+            raise ExportError(f"onnx export: {kind} '{nd.op.name}'" + (f" in module {mod}" if mod else "") +
+                              " has no ONNX mapping; write it with deltaprop's built-in ops to export it")
+        g.names[id(nd)] = fn(g, nd)
+    g.node = None
+    graph_outputs = []
+    for i, o in enumerate(outs):
+        name = "output" if len(outs) == 1 else f"output{i}"
+        if not tr.depends(o):
+            raise ExportError(f"onnx export: model output {i} does not depend on the input")
+        src = g.value(o)
+        g.nodes.append(helper.make_node("Identity", [src], [name]))
+        lead = g.lead[src]
+        dims = [("batch" if lead is True else None) if lead and k == 0 else d for k, d in enumerate(o.shape)]
+        graph_outputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(o.dtype), dims))
+    in_dims = ["batch" if dynamic_batch and k == 0 else d for k, d in enumerate(x.shape)]
+    inputs = [helper.make_tensor_value_info("input", helper.np_dtype_to_tensor_dtype(x.dtype), in_dims)]
+    graph = helper.make_graph(g.nodes, type(model).__name__, inputs, graph_outputs, initializer=g.inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="deltaprop",
+                              ir_version=IR_VERSION)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(model: Any, example_input: Any, path: str | os.PathLike, dynamic_batch: bool = True) -> None:
+    """Write `model` as an ONNX file (opset 17), traced in eval mode on example_input; with
+    dynamic_batch the first axis is a symbolic 'batch'. The file is written atomically.
+    Raises ExportError naming the op (and module) that cannot be exported."""
+    from .io import _atomic_write
+
+    proto = build(model, example_input, dynamic_batch)
+    _atomic_write(path, proto.SerializeToString())
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv: Sequence[str] | None = None) -> int:
+    """`deltaprop export MODEL.safetensors OUT.onnx [--static-batch]`: rebuild the network from the
+    model file's metadata (as `deltaprop evaluate` does) and export it."""
+    from . import cli
+
+    parser = argparse.ArgumentParser(prog=f"{cli.PROG} export", description="Export a model file made by "
+                                     "'deltaprop train' to ONNX (opset 17).")
+    parser.add_argument("model", help="a .safetensors model file written by 'deltaprop train'")
+    parser.add_argument("out", help="the .onnx file to write")
+    parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of a "
+                                                                     "symbolic batch axis")
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    try:
+        model, meta = cli.rebuild_model(args.model)
+        example = np.zeros((1, meta["sizes"][0]), np.dtype(meta["dtype"]))
+        export(model, example, args.out, dynamic_batch=not args.static_batch)
+    except ImportError as exc:
+        print(f"{cli.PROG} export: error: {exc}", file=sys.stderr)
+        return 1
+    except (cli.CommandError, ValueError, OSError, ExportError) as exc:
+        print(f"{cli.PROG} export: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} (ONNX opset {OPSET}, input 'input' of shape "
+          f"({'batch' if not args.static_batch else 1}, {meta['sizes'][0]}), output 'output')")
+    return 0
