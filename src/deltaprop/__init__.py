@@ -31,7 +31,7 @@ if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1":  # the user's explicit opt-i
 
 def __getattr__(name):
     # Subpackages with heavier imports load on first use, keeping `import deltaprop` fast.
-    if name in ("optim", "data", "explain", "distributed"):
+    if name in ("optim", "data", "explain", "distributed", "onnx"):  # (onnx: the package itself loads on export)
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")

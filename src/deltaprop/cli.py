@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     sub.add_parser("explain", add_help=False, help="see backpropagation step by step (deltaprop explain --help)")
     sub.add_parser("bench", add_help=False, help="benchmark against the installed peers (deltaprop bench --help)")
+    sub.add_parser("export", add_help=False, help="write a model file as ONNX (deltaprop export --help)")
     parser.commands = {"train": t, "evaluate": e, "predict": p}
     return parser
 
@@ -382,8 +383,9 @@ def _delegate(module: str, argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `deltaprop` command with `argv` (default: sys.argv[1:]); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("explain", "bench"):
-        return _delegate({"explain": "deltaprop.explain.cli", "bench": "deltaprop.bench"}[argv[0]], argv[1:])
+    if argv and argv[0] in ("explain", "bench", "export"):
+        return _delegate({"explain": "deltaprop.explain.cli", "bench": "deltaprop.bench",
+                          "export": "deltaprop.onnx"}[argv[0]], argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_help()

@@ -732,29 +732,37 @@ def export(model: Any, example_input: Any, path: str | os.PathLike, dynamic_batc
 # ----------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
     """`deltaprop export MODEL.safetensors OUT.onnx [--static-batch]`: rebuild the network from the
-    model file's metadata (as `deltaprop evaluate` does) and export it."""
-    from . import cli
+    model file's metadata (run.read_model_file and the weights loader `deltaprop evaluate` uses)
+    and export it; its input is the model file's rows (batch, features). Exit 0, 2 usage, 1 failure."""
+    import deltaprop as dp
+    from . import run
 
-    parser = argparse.ArgumentParser(prog=f"{cli.PROG} export", description="Export a model file made by "
-                                     "'deltaprop train' to ONNX (opset 17).")
-    parser.add_argument("model", help="a .safetensors model file written by 'deltaprop train'")
-    parser.add_argument("out", help="the .onnx file to write")
-    parser.add_argument("--static-batch", action="store_true", help="fix the batch size to 1 instead of a "
-                                                                     "symbolic batch axis")
+    prog = "deltaprop export"
+    parser = argparse.ArgumentParser(prog=prog, description="Export a model file written by 'deltaprop train' "
+                                     f"to ONNX (opset {OPSET}), for onnxruntime and other runtimes.")
+    parser.add_argument("model", help="a .safetensors model file (or checkpoint) written by 'deltaprop train'")
+    parser.add_argument("out", help="the .onnx file to write (atomically)")
+    parser.add_argument("--static-batch", action="store_true",
+                        help="fix the batch size to 1 instead of a symbolic 'batch' axis")
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    except SystemExit as exc:
+    except SystemExit as exc:  # --help, usage errors (argparse printed the message)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    before = dp.get_default_dtype()
     try:
-        model, meta = cli.rebuild_model(args.model)
-        example = np.zeros((1, meta["sizes"][0]), np.dtype(meta["dtype"]))
-        export(model, example, args.out, dynamic_batch=not args.static_batch)
-    except ImportError as exc:
-        print(f"{cli.PROG} export: error: {exc}", file=sys.stderr)
+        state, meta, _, _ = run.read_model_file(args.model)
+        dtype = np.dtype(meta["dtype"])
+        dp.set_default_dtype(dtype)
+        model = run._load_weights(args.model, meta, state)
+        features = int(meta["sizes"][0])
+        export(model, np.zeros((1, features), dtype), args.out, dynamic_batch=not args.static_batch)
+    except (ImportError, ValueError, OSError, ExportError) as exc:
+        msg = f"no such file: {exc.filename!r}" if isinstance(exc, FileNotFoundError) and exc.filename else exc
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 1
-    except (cli.CommandError, ValueError, OSError, ExportError) as exc:
-        print(f"{cli.PROG} export: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {args.out} (ONNX opset {OPSET}, input 'input' of shape "
-          f"({'batch' if not args.static_batch else 1}, {meta['sizes'][0]}), output 'output')")
+    finally:
+        dp.set_default_dtype(before)
+    batch = 1 if args.static_batch else "batch"
+    print(f"wrote {args.out}: ONNX opset {OPSET}, input 'input' ({batch}, {features}) {dtype.name}, "
+          f"output 'output' ({batch}, {meta['sizes'][-1]})")
     return 0

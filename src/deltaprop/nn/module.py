@@ -52,6 +52,17 @@ def _to_array(data: Any) -> np.ndarray:
     return arr
 
 
+def _foreign_array(v: Any) -> np.ndarray:
+    """An ndarray from a state_dict value: a PyTorch tensor (detached, on the CPU, bfloat16
+    widened to float32: NumPy has no bfloat16; torch is never imported here) or anything np.asarray takes."""
+    if type(v).__module__.startswith("torch") and hasattr(v, "detach"):
+        v = v.detach().cpu()
+        if str(v.dtype) == "torch.bfloat16":
+            v = v.float()
+        return v.numpy()
+    return np.asarray(v)
+
+
 def _addindent(text: str, n: int) -> str:
     lines = text.split("\n")
     return lines[0] if len(lines) == 1 else "\n".join([lines[0]] + [" " * n + ln for ln in lines[1:]])
@@ -302,7 +313,7 @@ class Module:
                 continue
             v = state_dict[k]
             try:
-                arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+                arr = v.data if isinstance(v, Tensor) else _foreign_array(v)
             except Exception as e:  # noqa: BLE001 - reported with the key below
                 problems.append(f"{k}: cannot convert {type(v).__name__} to an array ({e})")
                 continue
