@@ -205,3 +205,70 @@ def test_wrapper_api(monkeypatch):
             DistributedDataParallel([])
     finally:
         dist.destroy_process_group()
+
+
+COMPILED = PRELUDE + """
+import warnings
+def replica():
+    dp.manual_seed(5)
+    model = dp.nn.Sequential(dp.nn.Linear(6, 12), dp.nn.ReLU(), dp.nn.Linear(12, 3))
+    ddp = DDP(model, bucket_cap_mb=0.0005)
+    opt = dp.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
+
+    def step(x, t):
+        opt.zero_grad()
+        loss = dp.nn.functional.cross_entropy(ddp(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+    return model, step
+
+(compiled_model, step), (eager_model, eager) = replica(), replica()
+step = dp.compile(step)
+rng = np.random.default_rng(r)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(5):
+        x, t = dp.tensor(rng.normal(size=(8, 6)).astype(np.float32)), rng.integers(0, 3, 8)
+        step(x, t)
+        eager(x, t)
+same = all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(compiled_model.parameters(), eager_model.parameters()))
+eagerly = [str(w.message) for w in caught if "runs eagerly" in str(w.message)]
+report(same, same_everywhere(compiled_model.parameters()), len(eagerly), "hooks" in eagerly[0] if eagerly else None)
+"""
+
+
+def test_dp_compile_runs_a_ddp_step_eagerly(mpirun):
+    # the Allreduces happen in hooks and an end-of-backward callback, which a replay would skip:
+    # dp.compile sees the hooks on the parameters and runs the step eagerly (one warning)
+    out = mpirun(2, COMPILED)
+    assert out.stdout.split("\n")[:-1] == ["True True 1 True"] * 2
+
+
+def test_dp_compile_replays_ddp_in_a_world_of_one(monkeypatch):
+    # one process: nothing to reduce, no hooks; the compiled step replays, bitwise as eager
+    for var in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    dist.init_process_group()
+    try:
+        runs = []
+        for compiled in (False, True):
+            dp.manual_seed(5)
+            model = dp.nn.Sequential(dp.nn.Linear(6, 12), dp.nn.ReLU(), dp.nn.Linear(12, 3))
+            ddp = DistributedDataParallel(model)
+            opt = dp.optim.Adam(ddp.parameters(), lr=0.01)
+
+            def step(x, t):
+                opt.zero_grad()
+                loss = dp.nn.functional.cross_entropy(ddp(x), t)
+                loss.backward()
+                opt.step()
+                return loss
+            fn = dp.compile(step, strict=True) if compiled else step  # strict: a fallback would raise
+            rng = np.random.default_rng(0)
+            for _ in range(6):
+                fn(dp.tensor(rng.normal(size=(8, 6)).astype(np.float32)), rng.integers(0, 3, 8))
+            runs.append([p.numpy() for p in model.parameters()])
+        assert all(np.array_equal(a, b) for a, b in zip(*runs))
+    finally:
+        dist.destroy_process_group()
