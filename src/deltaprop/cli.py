@@ -19,8 +19,6 @@ from deltaprop import plot as dp_plot, run
 
 PROG = "deltaprop"
 DATASETS = run.BUILTIN + ("mnist",)
-RESUME_FIXED = ("dataset", "hidden", "activation", "optimizer", "lr", "batch_size", "seed", "dtype", "momentum",
-                "model", "weight_decay", "scheduler", "early_stopping")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,14 +47,11 @@ def _number(kind: type, ok: Any, want: str) -> Any:
 
 
 def _sizes(text: str) -> tuple[int, ...]:
-    s = text.strip()
-    if s in ("", "0"):
-        return ()
     try:
-        sizes = tuple(int(part) for part in s.split(","))
+        sizes = () if text.strip() in ("", "0") else tuple(int(part) for part in text.split(","))
     except ValueError:
-        sizes = ()
-    if not sizes or any(n < 1 for n in sizes):
+        sizes = (0,)
+    if any(n < 1 for n in sizes):
         raise argparse.ArgumentTypeError(f"invalid hidden sizes {text!r}: use comma-separated positive integers "
                                          "like 64 or 16,16 (\"\" or 0 for no hidden layer)")
     return sizes
@@ -68,6 +63,10 @@ def _fmt_hidden(h: Sequence[int]) -> str:
 
 def _per_dataset(field: str, fmt: Any = str) -> str:
     return "; ".join(f"{name} {fmt(getattr(d, field))}" for name, d in run.DEFAULTS.items())
+
+
+POSITIVE_INT = _number(int, lambda v: v >= 1, "a positive integer")
+JSON_HELP = "print one JSON object with the results as the last line of stdout (default: off)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,55 +87,54 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="Examples: deltaprop train | deltaprop train --data cancer.csv --target diagnosis | "
                               "deltaprop train --model cnn | deltaprop train --epochs 2 --checkpoint ckpt.safetensors"
                               " && deltaprop train --resume ckpt.safetensors --epochs 4")
-    a = t.add_argument
-    a("--dataset", choices=DATASETS, default=None, help="built-in dataset (default: digits, an 80/20 split seeded "
-      "by --seed; xor and mazur are tiny and train on their test points; mnist reads --data-dir)")
-    a("--data", default=None, metavar="FILE", help="train on your own file instead: .csv (header row), .npz "
-      "(arrays X, y) or .npy (X.npy with y.npy beside it) (default: none)")
-    a("--target", default=None, metavar="COL", help="the target column of --data (default: the last column)")
-    a("--task", choices=("classification", "regression"), default=None,
-      help="what to learn from --data (default: classification for text or few integer labels, else regression)")
-    a("--data-dir", default=None, metavar="DIR", help="the MNIST IDX files (or .npz) of --dataset mnist "
-      "(default: none)")
-    a("--model", choices=run.MODELS, default=None, help="mlp, or cnn (a small CNN for images: digits, MNIST) "
-      "(default: mlp)")
-    a("--hidden", type=_sizes, default=None, metavar="SIZES", help="hidden layer sizes, comma-separated ('' or 0 "
-      f"for none; cnn: its one dense layer) (default: {_per_dataset('hidden', _fmt_hidden)})")
-    a("--activation", choices=run.ACTIVATIONS, default=None,
-      help=f"hidden activation (default: {_per_dataset('activation')})")
-    a("--optimizer", choices=run.OPTIMIZERS, default=None,
-      help=f"optimizer, with PyTorch's defaults besides --lr (default: {_per_dataset('optimizer')})")
-    a("--lr", type=_number(float, lambda v: math.isfinite(v) and v > 0, "a positive number such as 0.01"),
-      default=None, help=f"learning rate (default: {_per_dataset('lr')})")
-    a("--momentum", type=_number(float, lambda v: 0 <= v < 1, "a number in [0, 1) such as 0.9"), default=None,
-      help=f"momentum of --optimizer sgd, in [0, 1) (default: {_per_dataset('momentum')})")
-    a("--weight-decay", type=_number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0 such as 1e-4"),
-      default=None, metavar="WD", help="L2 penalty (AdamW: decoupled) (default: the optimizer's, 0; adamw 0.01)")
-    a("--scheduler", choices=run.SCHEDULERS, default=None, help="learning-rate schedule: step (x0.1 every third "
-      "of the epochs), cosine (to 0), plateau (x0.1 after 5 epochs without a better validation loss) "
-      "(default: none; cnn: cosine)")
-    a("--early-stopping", type=_number(int, lambda v: v >= 1, "a positive integer"), default=None,
-      metavar="PATIENCE", help="hold out 10%% of the training split and stop after PATIENCE epochs without a "
-      "better validation loss, keeping the best model (default: off)")
-    a("--epochs", type=_number(int, lambda v: v >= 1, "a positive integer"), default=None,
-      help=f"total number of epochs, counting those of a --resume checkpoint (default: {_per_dataset('epochs')})")
-    a("--batch-size", type=_number(int, lambda v: v >= 0, "a non-negative integer (0 = full batch)"), default=None,
-      metavar="N", help="minibatch size, 0 for full batch (default: "
-      f"{_per_dataset('batch_size', lambda b: 'full batch' if b == 0 else str(b))})")
-    a("--seed", type=_number(int, lambda v: v >= 0, "a non-negative integer"), default=None,
-      help="seed of the data, the split, the initial weights and the shuffling; one seed makes a run "
-           "bit-identical (default: 0)")
-    a("--dtype", choices=run.DTYPES, default=None, help="floating-point precision (default: float32)")
-    a("--out", default="model.safetensors", metavar="PATH", help="where to write the model (default: %(default)s)")
-    a("--plot", default="training.png", metavar="PATH",
-      help="where to write the loss/accuracy plot, needs matplotlib (default: %(default)s)")
-    a("--no-plot", action="store_true", help="do not write the plot (default: off)")
-    a("--checkpoint", default=None, metavar="PATH", help="also write a full checkpoint (model, optimizer and "
-      "schedule state, epoch) to resume from (default: none)")
-    a("--resume", default=None, metavar="CKPT", help="continue training from a checkpoint written with "
-      "--checkpoint, up to --epochs in total; architecture, data and seed come from the checkpoint (default: none)")
-    a("--json", action="store_true", help="print one JSON object with the results as the last line of stdout "
-      "(default: off)")
+    batch = _per_dataset("batch_size", lambda b: "full batch" if b == 0 else str(b))
+    options: list[tuple[str, dict[str, Any], str]] = [
+        ("--dataset", {"choices": DATASETS}, "built-in dataset (default: digits, an 80/20 split seeded by --seed; "
+         "xor and mazur are tiny and train on their test points; mnist reads --data-dir)"),
+        ("--data", {"metavar": "FILE"}, "train on your own file instead: .csv (header row), .npz (arrays X, y) or "
+         ".npy (X.npy with y.npy beside it) (default: none)"),
+        ("--target", {"metavar": "COL"}, "the target column of --data (default: the last column)"),
+        ("--task", {"choices": ("classification", "regression")}, "what to learn from --data (default: "
+         "classification for text or few integer labels, else regression)"),
+        ("--data-dir", {"metavar": "DIR"}, "the MNIST IDX files (or .npz) of --dataset mnist (default: none)"),
+        ("--model", {"choices": run.MODELS}, "mlp, or cnn (a small CNN for images: digits, MNIST) (default: mlp)"),
+        ("--hidden", {"type": _sizes, "metavar": "SIZES"}, "hidden layer sizes, comma-separated ('' or 0 for none; "
+         f"cnn: its one dense layer) (default: {_per_dataset('hidden', _fmt_hidden)})"),
+        ("--activation", {"choices": run.ACTIVATIONS}, f"hidden activation (default: {_per_dataset('activation')})"),
+        ("--optimizer", {"choices": run.OPTIMIZERS}, "optimizer, with PyTorch's defaults besides --lr (default: "
+         f"{_per_dataset('optimizer')})"),
+        ("--lr", {"type": _number(float, lambda v: math.isfinite(v) and v > 0, "a positive number such as 0.01")},
+         f"learning rate (default: {_per_dataset('lr')})"),
+        ("--momentum", {"type": _number(float, lambda v: 0 <= v < 1, "a number in [0, 1) such as 0.9")},
+         f"momentum of --optimizer sgd, in [0, 1) (default: {_per_dataset('momentum')})"),
+        ("--weight-decay", {"type": _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0 such as "
+                                            "1e-4"), "metavar": "WD"},
+         "L2 penalty (AdamW: decoupled) (default: the optimizer's, 0; adamw 0.01)"),
+        ("--scheduler", {"choices": run.SCHEDULERS}, "learning-rate schedule: step (x0.1 every third of the "
+         "epochs), cosine (to 0), plateau (x0.1 after 5 epochs without a better validation loss) (default: none; "
+         "cnn: cosine)"),
+        ("--early-stopping", {"type": POSITIVE_INT, "metavar": "PATIENCE"}, "hold out 10%% of the training split "
+         "and stop after PATIENCE epochs without a better validation loss, keeping the best model (default: off)"),
+        ("--epochs", {"type": POSITIVE_INT}, "total number of epochs, counting those of a --resume checkpoint "
+         f"(default: {_per_dataset('epochs')})"),
+        ("--batch-size", {"type": _number(int, lambda v: v >= 0, "a non-negative integer (0 = full batch)"),
+                          "metavar": "N"}, f"minibatch size, 0 for full batch (default: {batch})"),
+        ("--seed", {"type": _number(int, lambda v: v >= 0, "a non-negative integer")}, "seed of the data, the "
+         "split, the initial weights and the shuffling; one seed makes a run bit-identical (default: 0)"),
+        ("--dtype", {"choices": run.DTYPES}, "floating-point precision (default: float32)"),
+        ("--out", {"default": "model.safetensors", "metavar": "PATH"}, "where to write the model (default: "
+         "%(default)s)"),
+        ("--plot", {"default": "training.png", "metavar": "PATH"}, "where to write the loss/accuracy plot, needs "
+         "matplotlib (default: %(default)s)"),
+        ("--no-plot", {"action": "store_true"}, "do not write the plot (default: off)"),
+        ("--checkpoint", {"metavar": "PATH"}, "also write a full checkpoint (model, optimizer and schedule state, "
+         "epoch) to resume from (default: none)"),
+        ("--resume", {"metavar": "CKPT"}, "continue training from a checkpoint written with --checkpoint, up to "
+         "--epochs in total; architecture, data and seed come from the checkpoint (default: none)"),
+        ("--json", {"action": "store_true"}, JSON_HELP),
+    ]
+    for flag, kw, text in options:
+        t.add_argument(flag, help=text, **kw)
     e = sub.add_parser("evaluate", help="evaluate a saved model on its test split or on a file",
                        description="Rebuild the network from a model file's metadata (written by 'deltaprop "
                        "train'), re-create the same data split (or read --data) and print the accuracy and loss.")
@@ -145,15 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "write the predictions (and class probabilities) as CSV.")
     for cmd in (e, p):
         cmd.add_argument("model", metavar="MODEL", help="a model file (or checkpoint) written by 'deltaprop train'")
-        cmd.add_argument("--data", default=None, metavar="FILE", required=cmd is p,
-                         help="a .csv/.npz/.npy file with the model's feature columns (default: "
-                              f"{'required' if cmd is p else 'the test split of the training data'})")
-        cmd.add_argument("--target", default=None, metavar="COL",
-                         help="the target column of --data (default: the one the model was trained on)")
-        cmd.add_argument("--json", action="store_true", help="print one JSON object with the results as the "
-                         "last line of stdout (default: off)")
-    p.add_argument("--out", default="predictions.csv", metavar="PATH", help="where to write the CSV "
-                   "(default: %(default)s)")
+        cmd.add_argument("--data", metavar="FILE", required=cmd is p, help="a .csv/.npz/.npy file with the model's "
+                         f"feature columns (default: {'required' if cmd is p else 'the test split of its data'})")
+        cmd.add_argument("--target", metavar="COL", help="the target column of --data (default: the model's)")
+        cmd.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--out", default="predictions.csv", metavar="PATH", help="where to write the CSV (default: "
+                   "%(default)s)")
     sub.add_parser("explain", add_help=False, help="see backpropagation step by step (deltaprop explain --help)")
     sub.add_parser("bench", add_help=False, help="benchmark against the installed peers (deltaprop bench --help)")
     sub.add_parser("export", add_help=False, help="write a model file as ONNX (deltaprop export --help)")
@@ -233,17 +228,9 @@ def _train_config(args: argparse.Namespace) -> tuple[run.RunConfig, int]:
     given = {"hidden": args.hidden, "activation": args.activation, "optimizer": args.optimizer, "lr": args.lr,
              "momentum": args.momentum, "weight_decay": args.weight_decay, "scheduler": args.scheduler,
              "early_stopping": args.early_stopping, "batch_size": args.batch_size, "seed": args.seed,
-             "dtype": args.dtype, "model": args.model}
+             "dtype": args.dtype}
     if args.resume is not None:
-        cfg, ckpt = run.resume_config(args.resume, args.epochs)
-        given["dataset"] = args.dataset
-        for key in RESUME_FIXED:
-            value = list(given[key]) if key == "hidden" and given[key] is not None else given[key]
-            old = list(getattr(cfg, key)) if key == "hidden" else getattr(cfg, key)
-            if value is not None and value != old:
-                opt = "--" + key.replace("_", "-")
-                raise UsageError(f"{opt} {value!r} differs from the checkpoint's {old!r}; leave {opt} out when "
-                                 "resuming (or start a fresh run)")
+        cfg, ckpt = run.resume_config(args.resume, args.epochs, dataset=args.dataset, model=args.model, **given)
         return cfg, ckpt.epoch
     if args.data and args.dataset:
         raise UsageError(f"--data and --dataset {args.dataset} exclude each other: --data trains on your file")
@@ -255,7 +242,6 @@ def _train_config(args: argparse.Namespace) -> tuple[run.RunConfig, int]:
     optimizer = args.optimizer or run.defaults_for(dataset, model).optimizer
     if args.momentum is not None and optimizer != "sgd":
         raise UsageError(f"--momentum applies to --optimizer sgd only (this run uses {optimizer})")
-    given.pop("model")
     return run.RunConfig.for_dataset(dataset, model, data=args.data or args.data_dir, target=args.target,
                                      task=args.task, epochs=args.epochs, **given), 0
 
@@ -366,16 +352,14 @@ def _delegate(module: str, argv: list[str]) -> int:
     import importlib
 
     try:
-        mod = importlib.import_module(module)
+        fn = getattr(importlib.import_module(module), "main", None)
     except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name) or exc.name == module:
-            _print(f"{PROG}: error: '{module}' is not available in this installation of deltaprop "
-                   "(the command is not built yet)", file=sys.stderr)
-            return 1
-        raise
-    fn = getattr(mod, "main", None)
+        if not (exc.name and module.startswith(exc.name) or exc.name == module):
+            raise
+        fn = None
     if fn is None:
-        _print(f"{PROG}: error: '{module}' has no main(argv); the command is not available", file=sys.stderr)
+        _print(f"{PROG}: error: '{module}' is not available in this installation of deltaprop (the command is "
+               "not built yet)", file=sys.stderr)
         return 1
     return int(fn(argv) or 0)
 
@@ -404,7 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return {"train": _cmd_train, "evaluate": _cmd_evaluate, "predict": _cmd_predict}[args.command](args)
     except (UsageError, run.RunConfigError) as exc:
-        return _failure(f"{exc}; see '{PROG} {args.command} --help'", 2, f" {args.command}")
+        msg, field = str(exc), getattr(exc, "field", None)
+        if field and msg.startswith(field):  # the library names the field; the user typed the option
+            msg = f"--{field.replace('_', '-')}{msg[len(field):]}".replace("leave it out", f"leave --{field} out")
+        return _failure(f"{msg}; see '{PROG} {args.command} --help'", 2, f" {args.command}")
     except KeyboardInterrupt:
         if _WORLD[1] > 1:
             return _failure("interrupted", 130)

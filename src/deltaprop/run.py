@@ -93,7 +93,12 @@ def defaults_for(dataset: str, model: str = "mlp") -> Defaults:
 
 
 class RunConfigError(ValueError):
-    """A configuration that cannot run (a usage error: the CLI exits 2)."""
+    """A configuration that cannot run (a usage error: the CLI exits 2); `field` names the
+    RunConfig field at fault when the message starts with it."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ModelTooBigError(RunConfigError):
@@ -741,12 +746,19 @@ class RunResult:
         return out
 
 
-def resume_config(path: str, epochs: int | None = None) -> tuple[RunConfig, Any]:
+def resume_config(path: str, epochs: int | None = None, **given: Any) -> tuple[RunConfig, Any]:
     """The config of the run saved in `path` (a checkpoint, or a model file: then the optimizer
-    restarts) and the checkpoint, with `epochs` as the new total; RunConfigError if it is not more."""
+    restarts) and the checkpoint, with `epochs` as the new total; RunConfigError if it is not more,
+    or if a field in `given` (None: not given) differs from the file's."""
     from deltaprop import io
 
     state, meta, config, ckpt = read_model_file(path, resume=True)
+    for key, value in given.items():
+        old = getattr(config, key)
+        if value is not None and (tuple(value) if key == "hidden" else value) != old:
+            shown = (list(value), list(old)) if key == "hidden" else (value, old)
+            raise RunConfigError(f"{key} {shown[0]!r} differs from the checkpoint's {shown[1]!r}; leave it out "
+                                 "when resuming (or start a fresh run)", field=key)
     if ckpt is None:
         ckpt = io.Checkpoint(model_state=state, optimizer_state=None, epoch=meta.get("epochs", 0), metadata=meta)
     config.epochs = defaults_for(config.dataset, config.model).epochs if epochs is None else epochs
