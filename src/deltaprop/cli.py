@@ -65,8 +65,8 @@ def _per_dataset(field: str, fmt: Any = str) -> str:
     return "; ".join(f"{name} {fmt(getattr(d, field))}" for name, d in run.DEFAULTS.items())
 
 
-POSITIVE_INT = _number(int, lambda v: v >= 1, "a positive integer")
-JSON_HELP = "print one JSON object with the results as the last line of stdout (default: off)"
+_POSITIVE_INT = _number(int, lambda v: v >= 1, "a positive integer")
+_JSON_HELP = "print one JSON object with the results as the last line of stdout (default: off)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--scheduler", {"choices": run.SCHEDULERS}, "learning-rate schedule: step (x0.1 every third of the "
          "epochs), cosine (to 0), plateau (x0.1 after 5 epochs without a better validation loss) (default: none; "
          "cnn: cosine)"),
-        ("--early-stopping", {"type": POSITIVE_INT, "metavar": "PATIENCE"}, "hold out 10%% of the training split "
+        ("--early-stopping", {"type": _POSITIVE_INT, "metavar": "PATIENCE"}, "hold out 10%% of the training split "
          "and stop after PATIENCE epochs without a better validation loss, keeping the best model (default: off)"),
-        ("--epochs", {"type": POSITIVE_INT}, "total number of epochs, counting those of a --resume checkpoint "
+        ("--epochs", {"type": _POSITIVE_INT}, "total number of epochs, counting those of a --resume checkpoint "
          f"(default: {_per_dataset('epochs')})"),
         ("--batch-size", {"type": _number(int, lambda v: v >= 0, "a non-negative integer (0 = full batch)"),
                           "metavar": "N"}, f"minibatch size, 0 for full batch (default: {batch})"),
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
          "epoch) to resume from (default: none)"),
         ("--resume", {"metavar": "CKPT"}, "continue training from a checkpoint written with --checkpoint, up to "
          "--epochs in total; architecture, data and seed come from the checkpoint (default: none)"),
-        ("--json", {"action": "store_true"}, JSON_HELP),
+        ("--json", {"action": "store_true"}, _JSON_HELP),
     ]
     for flag, kw, text in options:
         t.add_argument(flag, help=text, **kw)
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data", metavar="FILE", required=cmd is p, help="a .csv/.npz/.npy file with the model's "
                          f"feature columns (default: {'required' if cmd is p else 'the test split of its data'})")
         cmd.add_argument("--target", metavar="COL", help="the target column of --data (default: the model's)")
-        cmd.add_argument("--json", action="store_true", help=JSON_HELP)
+        cmd.add_argument("--json", action="store_true", help=_JSON_HELP)
     p.add_argument("--out", default="predictions.csv", metavar="PATH", help="where to write the CSV (default: "
                    "%(default)s)")
     sub.add_parser("explain", add_help=False, help="see backpropagation step by step (deltaprop explain --help)")
