@@ -321,3 +321,18 @@ def test_plot_history_without_matplotlib_says_how_to_install(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"pip install 'deltaprop\[plot\]'"):
         dp.plot_history({"epochs": [1], "train_loss": [0.5]}, tmp_path / "x.png")
+
+
+def test_builtin_model_evaluates_a_file_of_its_own_labels(capsys, tmp_path):
+    # a digits model scores an .npz of digits rows: labels are the class indices (3 stays 3)
+    model = str(tmp_path / "d.safetensors")
+    cli_json(capsys, "train", "--hidden", "16", "--epochs", "3", "--out", model, "--no-plot", "--json")
+    X, y = dp.data.digits(dtype=np.float64)
+    keep = (y == 3) | (y == 5)
+    np.savez(tmp_path / "d.npz", X=X[keep], y=y[keep])
+    ev = cli_json(capsys, "evaluate", model, "--data", str(tmp_path / "d.npz"), "--json")
+    cli_json(capsys, "predict", model, "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "p.csv"), "--json")
+    header, rows = read_preds(tmp_path / "p.csv")
+    assert header == ["prediction", *[f"p_{i}" for i in range(10)]]
+    assert np.mean([int(r[0]) == t for r, t in zip(rows, y[keep])]) == pytest.approx(ev["accuracy"])
+    assert ev["n"] == int(keep.sum()) and ev["accuracy"] > 0.5

@@ -14,17 +14,18 @@ names) is stored in the model file's metadata, so evaluate, predict and resume r
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 __all__ = ["RunConfig", "Data", "RunResult", "Callback", "RunConfigError", "ModelFileError", "ModelTooBigError",
            "DivergedError", "load_data", "build_model", "make_optimizer", "make_scheduler", "train_run",
-           "resume_config", "read_model_file", "evaluate_file", "predict_file", "regression_metrics",
+           "resume_config", "read_model_file", "load_model", "evaluate_file", "predict_file", "regression_metrics",
            "check_outputs", "check_metadata", "defaults_for", "loss_function", "model_spec", "fmt_bytes", "too_big",
            "parameter_count",
            "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "DTYPES", "DEFAULTS", "join_mpi_world"]
@@ -177,9 +178,9 @@ class RunConfig:
         return cfg
 
     def check(self, where: str = "RunConfig") -> None:
-        """Raise RunConfigError naming the first field that holds an impossible value."""
+        """Raise RunConfigError naming the first field that holds an impossible value (its `field`)."""
         def bad(key: str, want: str) -> RunConfigError:
-            return RunConfigError(f"{where}: {key} is {getattr(self, key)!r}, {want}")
+            return RunConfigError(f"{where}: {key} is {getattr(self, key)!r}, {want}", field=key)
 
         def is_int(v: Any, lo: int) -> bool:
             return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
@@ -249,13 +250,17 @@ class RunConfig:
             }
             for key in ("hidden", "channels"):
                 if not isinstance(values[key], list):
-                    raise RunConfigError(f"{key} is not a list")
+                    raise ModelFileError(f"{path!r}: metadata key {key!r} is {values[key]!r}, not a list")
             cfg = cls(**values)
             cfg.check(where=f"{path!r}: metadata")
-        except RunConfigError as exc:
-            msg = str(exc).replace(f"{path!r}: metadata: ", "")
-            key = msg.split(" ", 1)[0]
-            raise ModelFileError(f"{path!r}: metadata key {key!r}: {msg}") from None
+        except RunConfigError as exc:  # name the key as the file spells it
+            where = f"{path!r}: metadata: "
+            msg = str(exc).replace(where, "")
+            key = exc.field
+            if key and msg.startswith(key):
+                key = "batch_size_option" if key == "batch_size" and "batch_size_option" in meta else key
+                msg = f"metadata key {key!r}{msg[len(exc.field):]}"
+            raise ModelFileError(f"{path!r}: {msg}") from None
         return cfg
 
 
@@ -583,10 +588,9 @@ def _check_spec(path: str, meta: Mapping[str, Any], resume: bool) -> None:
     if meta["loss"] not in LOSSES:
         raise bad("loss", f"not one of {', '.join(map(repr, LOSSES))}")
     norm = meta["normalize"]
-    n_in = len(norm["mean"]) if isinstance(norm, dict) and isinstance(norm.get("mean"), list) else sizes[0]
     if norm is not None:
         ok = isinstance(norm, dict) and all(
-            isinstance(norm.get(k), list) and len(norm[k]) == sizes[0] == n_in
+            isinstance(norm.get(k), list) and len(norm[k]) == sizes[0]
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in norm[k])
             for k in ("mean", "std"))
         if not ok:
@@ -691,6 +695,26 @@ def read_model_file(path: str, resume: bool = False) -> tuple[dict[str, np.ndarr
         state = io.load(path)
     config = check_metadata(path, meta, resume)
     return state, meta, config, ckpt
+
+
+@contextlib.contextmanager
+def _dtype_scope(dtype: np.dtype) -> Iterator[None]:
+    """deltaprop's default dtype is `dtype` inside (the run's precision), restored after."""
+    import deltaprop as dp
+
+    before = dp.get_default_dtype()
+    dp.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        dp.set_default_dtype(before)
+
+
+def load_model(path: str) -> tuple[Any, dict[str, Any], RunConfig]:
+    """(network with its trained weights, metadata, config) of a model file or checkpoint of
+    `train_run`, every key and shape checked (ModelFileError names what does not fit)."""
+    state, meta, config, _ = read_model_file(os.fspath(path))
+    return _load_weights(os.fspath(path), meta, state), meta, config
 
 
 def _load_weights(path: str, meta: Mapping[str, Any], state: Mapping[str, np.ndarray]) -> Any:
@@ -809,9 +833,7 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
     if why:
         raise ModelTooBigError(why)
 
-    before = dp.get_default_dtype()
-    dp.set_default_dtype(dtype)
-    try:
+    with _dtype_scope(dtype):
         dp.manual_seed(config.seed)
         model = build_model(meta)
         opt = make_optimizer(config.optimizer, model.parameters(), config.lr, config.momentum, config.weight_decay)
@@ -840,8 +862,6 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
             model = DistributedDataParallel(model)
         return _fit(config, data, meta, model, opt, sched, history, start, stop, out if rank == 0 else None,
                     checkpoint if rank == 0 else None, list(callbacks), notes, resume)
-    finally:
-        dp.set_default_dtype(before)
 
 
 def join_mpi_world() -> tuple[int, int]:
@@ -968,16 +988,16 @@ def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None,
     names = meta.get("feature_names") or [f"x{i}" for i in range(meta["sizes"][0])]
     if target is None and not str(data).lower().endswith(".npy"):  # a .npy's target is its own y.npy
         target = meta.get("target")
-    f = dd.load_file(data, target=target, task=meta.get("task"), features=names,
-                     classes=meta.get("classes") if meta.get("task") != "regression" else None)
+    classes = None  # a regression target is read as numbers
+    if meta.get("task") != "regression":  # a built-in set's labels are their own class indices
+        classes = meta.get("classes") or list(range(meta["sizes"][-1]))
+    f = dd.load_file(data, target=target, task=meta.get("task"), features=names, classes=classes)
     if need_target and f.y is None:
         raise ValueError(f"{data}: no target {target!r} to score the model against; "
                          "give --target COLUMN, or use 'deltaprop predict' for data without targets")
     n = int(np.prod(f.X.shape[1:]))
     if n != meta["sizes"][0]:
         raise ValueError(f"{data}: {n} features per sample, but {path!r} was trained on {meta['sizes'][0]}")
-    if meta.get("task") != "regression" and meta.get("classes") is None and f.y is not None:
-        f.y = np.asarray(f.y)  # a built-in set's integer labels are their own class indices
     X = _apply(f.X.reshape(len(f.X), -1), meta["normalize"], np.dtype(meta["dtype"]))
     return X, f
 
@@ -989,12 +1009,9 @@ def evaluate_file(path: str, data: str | None = None, target: str | None = None)
     from deltaprop import train as tr
 
     path = os.fspath(path)
-    state, meta, config, _ = read_model_file(path)
+    model, meta, config = load_model(path)
     dtype = np.dtype(meta["dtype"])
-    before = dp.get_default_dtype()
-    dp.set_default_dtype(dtype)
-    try:
-        model = _load_weights(path, meta, state)
+    with _dtype_scope(dtype):
         loss_fn, metrics = loss_function(meta["loss"]), _metrics_for(meta)
         result: dict[str, Any] = {"model_path": path, "dataset": config.dataset, "epochs": meta.get("epochs"),
                                   "sizes": meta["sizes"], "activation": config.activation, "model": config.model,
@@ -1019,8 +1036,6 @@ def evaluate_file(path: str, data: str | None = None, target: str | None = None)
         result.update({f"test_{k}": v for k, v in test.items()})
         result.update({f"train_{k}": v for k, v in train.items()})
         return result
-    finally:
-        dp.set_default_dtype(before)
 
 
 def predict_file(path: str, data: str, out: str | None = None, target: str | None = None) -> dict[str, Any]:
@@ -1032,12 +1047,8 @@ def predict_file(path: str, data: str, out: str | None = None, target: str | Non
     from deltaprop.nn import functional as F
 
     path = os.fspath(path)
-    state, meta, config, _ = read_model_file(path)
-    dtype = np.dtype(meta["dtype"])
-    before = dp.get_default_dtype()
-    dp.set_default_dtype(dtype)
-    try:
-        model = _load_weights(path, meta, state)
+    model, meta, _ = load_model(path)
+    with _dtype_scope(np.dtype(meta["dtype"])):
         X, _ = _new_data(path, meta, data, target, need_target=False)
         model.eval()
         with dp.no_grad():
@@ -1053,8 +1064,6 @@ def predict_file(path: str, data: str, out: str | None = None, target: str | Non
                 idx = probs.argmax(axis=1)
                 classes = meta.get("classes") or list(range(meta["sizes"][-1]))
                 preds = np.asarray([classes[i] for i in idx], dtype=object)
-    finally:
-        dp.set_default_dtype(before)
     if out:
         io._atomic_write(out, _csv_text(meta, preds, probs).encode("utf-8"))
     return {"model_path": path, "data": data, "n": int(len(X)), "predictions": preds, "probabilities": probs,
