@@ -733,7 +733,8 @@ def _load_weights(path: str, meta: Mapping[str, Any], state: Mapping[str, np.nda
 # ----------------------------------------------------------------------------- training
 
 class Callback:
-    """Hooks of `train_run` (override what you need): after each batch and each epoch."""
+    """Hooks of `train_run` (override what you need): after each batch and each epoch.
+    on_epoch_end may raise deltaprop.train.StopTraining to end the run after that epoch."""
 
     def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
         """After each optimizer step (epoch and step 1-based)."""
@@ -760,7 +761,7 @@ class RunResult:
         """The run as one flat JSON-able dict: the final numbers (test_accuracy, or test_rmse and
         test_r2 for regression; train_loss...) and every setting (what `deltaprop train --json` prints)."""
         c, m = self.config, self.metadata
-        out = {"dataset": c.dataset, "epochs": m["epochs"], **self.metrics, "model": c.model, "task": m["task"],
+        out = {"dataset": c.dataset, "data": m.get("data"), "epochs": m["epochs"], **self.metrics, "model": c.model, "task": m["task"],
                "hidden": list(c.hidden), "sizes": m["sizes"], "activation": c.activation, "optimizer": c.optimizer,
                "lr": c.lr, "momentum": c.momentum, "weight_decay": c.weight_decay, "scheduler": c.scheduler,
                "early_stopping": c.early_stopping, "batch_size": m["batch_size"], "seed": c.seed, "dtype": c.dtype,
