@@ -421,6 +421,7 @@ def test_page_interactions(browser, tmp_path):
     # clicking a point in the decision-boundary plot picks that sample
     pg.set_step(len(data["steps"]) - 1)
     page.evaluate("window.deltapropReport.setSample(0)")
+    page.locator("#boundary").scroll_into_view_if_needed()
     box = page.locator("#boundary").bounding_box()
     X = np.asarray(data["X"])
     pad = 0.08
@@ -566,3 +567,225 @@ def test_page_survives_a_diverged_run(browser, tmp_path):
     pg.page.check("#backward")
     pg.page.click("circle[data-layer='1'][data-neuron='1']")
     pg.close()
+
+
+# --------------------------------------------------------------------------- the depth view and the new controls
+def _deep_sigmoid_data(steps=20, lr=0.5):
+    from deltaprop.explain.record import report_data
+
+    return report_data("moons", [6, 6, 6, 6, 6], steps, "sigmoid", lr=lr, loss="mse")
+
+
+def _numpy_depth(data, k, samples):
+    """mean over samples and neurons of |delta| per neuron layer (0 = dLoss/dx), each sample a batch of one."""
+    from deltaprop.explain.record import report_loss, report_model
+    from deltaprop.explain.trace import trace
+
+    model = report_model(data, k)
+    goal = np.asarray(data.get("targets", data["y"]))
+    rows = []
+    for n in range(samples):
+        tr = trace(model, np.asarray(data["X"])[n:n + 1], goal[n:n + 1], report_loss(data))
+        W0 = tr.layers[0].weight
+        rows.append([np.abs(tr.layers[0].delta @ W0).mean()] + [np.abs(l.delta).mean() for l in tr.layers])
+    return np.mean(rows, axis=0)
+
+
+def test_mazur_page_shows_the_posts_deltas_and_mse_pages_equal_the_engine(browser, tmp_path):
+    from deltaprop.explain.record import report_data
+
+    data = report_data("mazur", steps=5)
+    assert data["output"] == "sse" and data["sizes"] == [2, 2, 2]
+    pg = Page(browser, write_report(data, tmp_path / "mazur.html"))
+    pg.set_step(0)
+    shown = {(s["layer"], s["neuron"]): s for s in pg.neurons()}
+    assert shown[(2, 0)]["delta"] == "0.138498562" and shown[(1, 0)]["delta"] == "0.00877135469"
+    assert shown[(2, 0)]["out"] == "0.75136507"
+    pg.page.click("circle[data-layer='2'][data-neuron='0']")
+    assert "−(t − out) × out (1 − out)" in pg.page.text_content("#details")
+    assert "t = (0.01, 0.99)" in pg.page.text_content("#target-label")
+    pg.close()
+    # MSE over sigmoid outputs, three classes: the page's deltas equal the engine's (per sample)
+    from deltaprop.explain.record import report_loss, report_model
+    from deltaprop.explain.trace import trace
+
+    data = report_data("spirals", [5], 6, "tanh", loss="mse")
+    pg = Page(browser, write_report(data, tmp_path / "mse.html"))
+    for k, n in ((0, 0), (5, 17)):
+        pg.set_step(k)
+        pg.set_sample(n)
+        tr = trace(report_model(data, k), data["X"][n:n + 1], data["targets"][n:n + 1], report_loss(data))
+        for s in pg.neurons():
+            if s["layer"] >= 1:
+                assert float(s["delta"]) == pytest.approx(tr.layers[s["layer"] - 1].delta[0, s["neuron"]],
+                                                          rel=1e-7, abs=1e-15)
+    pg.close()
+
+
+def test_no_hidden_layer_page(browser, tmp_path):
+    from deltaprop.explain.record import report_data
+
+    data = report_data("xor", 0, 30, loss="bce")
+    assert data["sizes"] == [2, 1]
+    pg = Page(browser, write_report(data, tmp_path / "h0.html"))
+    assert len(pg.neurons()) == 3
+    assert pg.page.eval_on_selector_all("#depth polyline", "els => els.length") == 2
+    pg.close()
+
+
+def test_depth_view_log_scale_input_scale_and_diagnosis(browser, tmp_path):
+    data = _deep_sigmoid_data()
+    pg = Page(browser, write_report(data, tmp_path / "deep.html"))
+    page = pg.page
+    L = len(data["sizes"]) - 1
+    assert page.eval_on_selector_all("#depth polyline", "els => els.map(e => +e.dataset.depthLayer)") == \
+        list(range(L, -1, -1))
+    # the depth numbers are NumPy's (through the engine's trace), at a few recorded steps
+    depth = np.asarray(page.evaluate("window.deltapropReport.depth()"))
+    assert depth.shape == (len(data["steps"]), L + 1)
+    samples = min(len(data["X"]), 256)
+    for k in (0, len(data["steps"]) - 1):
+        np.testing.assert_allclose(depth[k], _numpy_depth(data, k, samples), rtol=1e-9)
+    note = page.text_content("#depth-note")
+    assert "mean |δ|" in note and "Vanishing gradients" in note and "sigmoid" in note
+    assert page.is_visible("#depth-diagnosis")
+
+    page.check("#backward")
+
+    def shades(layer):
+        return [abs(float(v)) for v in page.eval_on_selector_all(
+            f"circle[data-layer='{layer}']", "els => els.map(e => e.dataset.shade)")]
+    # linear: the first hidden layer is washed out next to the output; the inputs have their own scale
+    assert max(shades(1)) < 0.05 and max(shades(L)) == pytest.approx(1.0)
+    assert max(shades(0)) == pytest.approx(1.0)
+    assert page.is_visible("#input-scale")
+    page.check("#logscale")
+    assert page.get_attribute("body", "data-scale") == "log"
+    assert max(shades(1)) > 0.2
+    assert "log scale" in page.text_content("#legend")
+    page.uncheck("#logscale")
+    assert max(shades(1)) < 0.05
+    pg.close()
+
+
+def test_plateau_hint(browser, tmp_path):
+    flat = _deep_sigmoid_data(steps=40, lr=0.05)
+    pg = Page(browser, write_report(flat, tmp_path / "flat.html"))
+    assert pg.page.is_visible("#plateau-hint")
+    text = pg.page.text_content("#plateau-hint")
+    assert "stopped falling" in text and "Vanishing gradients" in text
+    pg.close()
+    falling = config_data("tanh-sigmoid")
+    pg = Page(browser, write_report(falling, tmp_path / "falling.html"))
+    assert not pg.page.is_visible("#plateau-hint")
+    pg.close()
+
+
+@pytest.mark.parametrize("sizes", [[2, 4, 4, 1], [2, 9, 9, 1], [2, 16, 1], [2, 40, 40, 1]])
+def test_neuron_names_never_overlap_circles(browser, tmp_path, sizes):
+    X, y = make_dataset("xor", 30, seed=4)
+    data = train(sizes, "tanh", "sigmoid", X, y, steps=3, lr=0.1)
+    pg = Page(browser, write_report(data, tmp_path / "names.html"))
+    boxes = pg.page.evaluate("""() => {
+        const r = (e) => { const b = e.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; };
+        return {names: [...document.querySelectorAll('.neuron-name')].filter(e => e.getAttribute('display') !== 'none')
+                  .map(r), circles: [...document.querySelectorAll('circle[data-layer]')].map(r)}; }""")
+    for n in boxes["names"]:
+        for c in boxes["circles"]:
+            overlap = min(n[2], c[2]) - max(n[0], c[0]) > 0.5 and min(n[3], c[3]) - max(n[1], c[1]) > 0.5
+            assert not overlap, (n, c)
+    if max(sizes) <= 9:
+        assert len(boxes["names"]) == sum(sizes)
+    pg.close()
+
+
+def test_size_budget_thins_steps_and_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "small.html"
+    r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--dataset", "moons", "--hidden", "16,16",
+                        "--steps", "300", "--max-mb", "1", "--html", str(out)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size <= 1_000_000
+    assert "size budget of 1 MB" in r.stderr
+    page = out.read_text(encoding="utf-8")
+    emb = embedded_json(page)
+    assert 2 <= len(emb["steps"]) < 300 and emb["steps"][0] == 0 and emb["steps"][-1] == 299
+    assert 'id="budget-note"' in page and "size budget of 1 MB" in page
+    # the library's own writer keeps a budget too, thinning what was recorded
+    data = config_data("tanh-sigmoid", n=40, steps=200)
+    full = len(render_report(data).encode())
+    path = write_report(data, tmp_path / "thin.html", max_bytes=full // 2)
+    assert path.stat().st_size <= full // 2
+    emb = embedded_json(path.read_text(encoding="utf-8"))
+    assert emb["steps"][-1] == 199 and len(emb["steps"]) < 200 and "of the 200 recorded steps" in emb["note"]
+
+
+def test_cli_report_options(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "deltaprop", "explain", *args], capture_output=True, text=True,
+                              timeout=600)
+    for args, sizes, output in ((["--dataset", "mazur", "--steps", "20"], [2, 2, 2], "sse"),
+                                (["--dataset", "xor", "--hidden", "0", "--steps", "20"], [2, 1], "sigmoid"),
+                                (["--dataset", "moons", "--loss", "mse", "--hidden", "3", "--steps", "5"], [2, 3, 1], "mse"),
+                                (["--dataset", "spirals", "--loss", "ce", "--hidden", "4", "--steps", "5"], [2, 4, 3],
+                                 "softmax")):
+        out = tmp_path / "r.html"
+        r = run(*args, "--html", str(out))
+        assert r.returncode == 0, r.stderr
+        emb = embedded_json(out.read_text(encoding="utf-8"))
+        assert emb["sizes"] == sizes and emb["output"] == output
+        assert "|delta| by layer" in r.stdout
+    for bad in (["--dataset", "spirals", "--loss", "bce"], ["--dataset", "mazur", "--loss", "ce"],
+                ["--hidden", "0,4"], ["--target", "label"], ["--max-mb", "0"]):
+        r = run(*bad, "--html", str(tmp_path / "x.html"))
+        assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip(), (bad, r.stderr)
+
+
+def test_budgeted_64x64_2000_step_report_opens_without_console_errors(browser, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "big.html"
+    r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--dataset", "moons", "--hidden", "64,64",
+                        "--steps", "2000", "--html", str(out)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size <= 25_000_000
+    assert "size budget of 25 MB" in r.stderr
+    pg = Page(browser, out)
+    pg.page.check("#backward")
+    pg.page.check("#logscale")
+    pg.set_step(0)
+    assert len(pg.neurons()) == 2 + 64 + 64 + 1
+    assert "size budget of 25 MB" in pg.page.text_content("#budget-note")
+    pg.close()
+
+
+def test_cli_report_on_own_2d_points(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    labels = np.where(X[:, 0] * X[:, 1] > 0, "same", "diff")
+    csv = tmp_path / "pts.csv"
+    csv.write_text("u,v,label\n" + "".join(f"{a!r},{b!r},{c}\n" for (a, b), c in zip(X, labels)))
+    out = tmp_path / "own.html"
+    r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--data", str(csv), "--target", "label",
+                        "--hidden", "3", "--steps", "10", "--html", str(out)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    emb = embedded_json(out.read_text(encoding="utf-8"))
+    np.testing.assert_array_equal(np.asarray(emb["X"]), X)
+    assert emb["y"] == [0 if c == "diff" else 1 for c in labels]   # classes in sorted order
+    assert emb["sizes"] == [2, 3, 1]
+    three = tmp_path / "three.csv"
+    three.write_text("a,b,c,label\n1,2,3,x\n2,3,4,y\n")
+    r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--data", str(three), "--html",
+                        str(tmp_path / "x.html")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "2-D points" in r.stderr and "Traceback" not in r.stderr

@@ -6,6 +6,7 @@ chain(y, x)                        dy/dx as the sum over paths of products of lo
 graph(y)                           the recorded graph as Graphviz DOT (and SVG with `dot`)
 modes()                            forward vs reverse mode: passes, agreement and time
 report_data(...) / write_report    the data and the self-contained HTML training report
+Report.from_run(...)               the report as an object a notebook shows inline
 """
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from .modes import ModeRow, ModeTable, modes
 from .trace import Layer, Trace, trace
 
 __all__ = ["trace", "Trace", "Layer", "chain", "Chain", "graph", "Graph", "modes", "ModeRow", "ModeTable", "report_data",
-           "write_report", "render_report", "mazur_model"]
+           "write_report", "render_report", "mazur_model", "Report"]
 
 # the functions share their modules' names: bind them here so `dp.explain.trace` is the function
-_LAZY = {"report_data": ".record", "write_report": ".report", "render_report": ".report"}
+_LAZY = {"report_data": ".record", "write_report": ".report", "render_report": ".report", "Report": ".report"}
 
 
 def __getattr__(name: str) -> Any:

@@ -34,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _report_parser() -> argparse.ArgumentParser:
-    from .record import ACTIVATIONS, DATASETS
+    from .record import ACTIVATIONS, LOSSES, REPORT_DATASETS
 
     p = _Parser(prog=PROG, description=(
         "See backpropagation step by step. Subcommands: mazur (Mazur's worked example, every number), "
@@ -42,8 +42,16 @@ def _report_parser() -> argparse.ArgumentParser:
         "modes (forward vs reverse mode). Without a subcommand: train a small network and write "
         "the interactive HTML report."),
         epilog="Example: deltaprop explain --dataset xor --hidden 4,4 --steps 200 --html report.html")
-    p.add_argument("--dataset", choices=DATASETS, default="xor", help="data set (default xor)")
-    p.add_argument("--hidden", default="4,4", help="hidden layer sizes, comma-separated (default 4,4)")
+    p.add_argument("--dataset", choices=REPORT_DATASETS, default="xor",
+                   help="data set (default xor; mazur: the post's 2-2-2 network and weights)")
+    p.add_argument("--data", default=None, help="your own 2-D points instead: a .csv/.npz/.npy file with two "
+                   "feature columns (read by dp.data.load_file)")
+    p.add_argument("--target", default=None, help="with --data: the label column (default: the last)")
+    p.add_argument("--hidden", default="4,4", help="hidden layer sizes, comma-separated, or 0 for no hidden "
+                   "layer (default 4,4)")
+    p.add_argument("--loss", choices=LOSSES, default=None, help="bce (sigmoid output, two classes), ce (softmax), "
+                   "mse (sigmoid outputs), sse (Mazur's 1/2 sum of squares); default: bce for two classes, ce "
+                   "for more, sse for mazur")
     p.add_argument("--steps", type=int, default=200, help="training steps to record (default 200)")
     p.add_argument("--activation", choices=ACTIVATIONS, default="tanh", help="hidden activation (default tanh)")
     p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default per data set)")
@@ -51,6 +59,8 @@ def _report_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: full batch)")
     p.add_argument("--record-every", type=int, default=1, help="record every k-th step (default 1)")
     p.add_argument("--html", default="report.html", help="output file (default report.html)")
+    p.add_argument("--max-mb", type=float, default=25.0, help="size budget of the file in MB (default 25): "
+                   "recorded steps are thinned to stay under it, and the page and stderr say so")
     return p
 
 
@@ -329,15 +339,15 @@ def _cmd_mazur(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .record import report_data
-    from .report import write_report
+    import os
 
-    try:
-        hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
-    except ValueError:
-        raise _UsageError(f"{PROG}: error: --hidden must be comma-separated positive integers, got {args.hidden!r}") from None
-    if not hidden or any(h < 1 or h > 64 for h in hidden):
-        raise _UsageError(f"{PROG}: error: --hidden must be comma-separated integers from 1 to 64, got {args.hidden!r}")
+    from pathlib import Path
+
+    from ..io import _atomic_write
+    from .record import report_data
+    from .report import _fit
+
+    hidden = _hidden_sizes(args.hidden, allow_zero=True)
     if not 1 <= args.steps <= 100000:
         raise _UsageError(f"{PROG}: error: --steps must be from 1 to 100000, got {args.steps}")
     if args.record_every < 1:
@@ -346,21 +356,46 @@ def _cmd_report(args) -> int:
         raise _UsageError(f"{PROG}: error: --batch-size must be at least 1")
     if args.lr is not None and not args.lr > 0:
         raise _UsageError(f"{PROG}: error: --lr must be positive")
+    if not args.max_mb > 0:
+        raise _UsageError(f"{PROG}: error: --max-mb must be positive")
+    if args.target is not None and args.data is None:
+        raise _UsageError(f"{PROG}: error: --target names a column of --data FILE; give --data too")
     t0 = time.perf_counter()
+    budget = int(args.max_mb * 1e6)
     data = report_data(args.dataset, hidden, args.steps, args.activation, args.lr, args.seed, args.batch_size,
-                       args.record_every)
+                       args.record_every, loss=args.loss, data=args.data, target=args.target, max_bytes=budget)
+    data, note, text = _fit(data, budget)
+    note = note or data.get("note")
+    if note:
+        print(f"{PROG}: {note}", file=sys.stderr)
     try:
-        write_report(data, args.html)
+        _atomic_write(Path(args.html), text.encode("utf-8"))
     except OSError as e:
         print(f"{PROG}: error: cannot write {args.html}: {e.strerror or e}", file=sys.stderr)
         return 1
-    import os
-
     size = os.path.getsize(args.html)
     print(f"wrote {args.html} ({size / 1e6:.2f} MB): {data['dataset']}, network {'-'.join(map(str, data['sizes']))}, "
           f"{len(data['steps'])} recorded steps, loss {data['loss'][0]:.4g} -> {data['loss'][-1]:.4g}, "
           f"{time.perf_counter() - t0:.2f} s")
+    depth = _depth_summary(data)
+    if depth:
+        print(depth)
     return 0
+
+
+def _depth_summary(data: dict) -> str:
+    """Mean |delta| per layer at the last recorded step (the engine's trace), and a diagnosis."""
+    import numpy as np
+
+    from .record import report_loss, report_model
+    from .trace import trace
+
+    k = len(data["steps"]) - 1
+    goal = data.get("targets", data["y"])
+    n = min(len(data["X"]), 256)
+    tr = trace(report_model(data, k), np.asarray(data["X"])[:n], np.asarray(goal)[:n], report_loss(data))
+    lines = [f"at step {data['steps'][k]}: " + tr._depth_lines()[0]] + tr._depth_lines()[1:]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -98,6 +98,9 @@
   const outputKind = data.output;
   const X = data.X;
   const Y = data.y;
+  const T = data.targets || null; // (N, K) float targets of the "mse" and "sse" outputs
+  const K = sizes[sizes.length - 1];
+  const squares = outputKind === "mse" || outputKind === "sse";
   const steps = data.steps;
   const losses = data.loss;
   const NEG_SLOPE = 0.01; // leaky_relu's negative slope (PyTorch's default)
@@ -157,7 +160,7 @@
       let o;
       if (l < L - 1) {
         o = z.map((v) => activate(hiddenAct, v));
-      } else if (outputKind === "sigmoid") {
+      } else if (outputKind === "sigmoid" || squares) {
         o = z.map(sigmoid);
       } else {
         let m = -Infinity;
@@ -179,7 +182,10 @@
     const deltas = new Array(L + 1);
     const back = new Array(L + 1); // back[l][j] = sum_k w_kj delta_k (before f')
     const out = fw.outs[L];
+    // label: the class (sigmoid, softmax) or the target vector t (mse, sse)
     if (outputKind === "sigmoid") deltas[L] = [out[0] - label];
+    else if (outputKind === "mse") deltas[L] = out.map((o, k) => (2 * (o - label[k]) / K) * (o * (1 - o)));
+    else if (outputKind === "sse") deltas[L] = out.map((o, k) => (o - label[k]) * (o * (1 - o)));
     else deltas[L] = out.map((p, k) => p - (k === label ? 1 : 0));
     for (let l = L - 1; l >= 0; l--) {
       const W = P[l].W, dNext = deltas[l + 1], n = sizes[l];
@@ -196,11 +202,16 @@
     return { deltas, back };
   }
 
+  function targetOf(n) {
+    return squares ? T[n] : Y[n];
+  }
+
   // ---------------------------------------------------------------- state and elements
   const state = {
     step: steps.length - 1,
     sample: 0,
     backward: false,
+    log: false,
     selected: null, // [layer, neuron]
     playing: null,
   };
@@ -233,6 +244,16 @@
   const CLASS = ["#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#b7791f",
     "#319795", "#d53f8c", "#4a5568", "#718096"];
 
+  const DECADES = 6; // the log colour scale spans |δ| from max / 10^6 to max
+
+  function shade(v, max) {
+    // v / max on the linear scale; on the log scale sign(v) * (log10|v| - log10(max) + DECADES) / DECADES
+    if (!Number.isFinite(v)) return NaN;
+    if (!state.log || v === 0) return v / max;
+    const u = (Math.log10(Math.abs(v)) - Math.log10(max) + DECADES) / DECADES;
+    return Math.sign(v) * Math.max(0, Math.min(1, u));
+  }
+
   function diverging(t) {
     if (!Number.isFinite(t)) return "rgb(160,160,160)";
     const c = t < 0 ? NEG : POS;
@@ -264,13 +285,18 @@
   const neurons = []; // neurons[l][j] = {circle, label, x, y}
   const links = []; // links[l][j][i] = line from (l, i) to (l + 1, j)
   let radius = 20;
+  let showNames = true;
 
   function buildNetwork() {
     netSvg.setAttribute("viewBox", "0 0 " + NET_W + " " + NET_H);
     const maxN = Math.max(...sizes);
     const top = 46, bottom = 26;
     const usable = NET_H - top - bottom;
-    radius = Math.max(3, Math.min(22, (usable / maxN) * 0.36));
+    const gapMin = usable / maxN;
+    // a name sits above its circle: the gap must hold the circle (2r), the name (12px) and air (6px)
+    const NAME_H = 18;
+    showNames = (gapMin - NAME_H) / 2 >= 8;
+    radius = showNames ? Math.min(22, (gapMin - NAME_H) / 2) : Math.max(3, Math.min(22, gapMin * 0.36));
     const xs = sizes.map((_, l) => 60 + (l * (NET_W - 150)) / Math.max(1, L));
     const linkGroup = el("g", { class: "links" }, netSvg);
     const nodeGroup = el("g", { class: "nodes" }, netSvg);
@@ -293,7 +319,7 @@
         if (radius < 13) label.setAttribute("display", "none");
         const name = el("text", { x: xs[l], y: y - radius - 4, class: "neuron-name" }, nodeGroup);
         name.textContent = neuronName(l, j);
-        if (radius < 10) name.setAttribute("display", "none");
+        if (!showNames) name.setAttribute("display", "none"); // (its name is in the circle's tooltip)
         circle.addEventListener("click", () => selectNeuron(l, j));
         circle.addEventListener("keydown", (ev) => {
           if (ev.key === "Enter" || ev.key === " ") {
@@ -339,11 +365,15 @@
   function renderNetwork() {
     const { P, fw, bw } = current;
     const back = state.backward;
-    let dMax = 0;
-    for (let l = 0; l <= L; l++)
+    // neurons' deltas on one scale, the input gradients dLoss/dx on a scale of their own
+    let dMax = 0, xMax = 0;
+    for (let l = 1; l <= L; l++)
       for (const d of bw.deltas[l]) if (Number.isFinite(d)) dMax = Math.max(dMax, Math.abs(d));
+    for (const d of bw.deltas[0]) if (Number.isFinite(d)) xMax = Math.max(xMax, Math.abs(d));
     dMax = dMax || 1;
+    xMax = xMax || 1;
     state.deltaScale = dMax;
+    state.inputScale = xMax;
     for (let l = 0; l <= L; l++) {
       for (let j = 0; j < sizes[l]; j++) {
         const nd = neurons[l][j];
@@ -353,8 +383,10 @@
         c.setAttribute("data-delta", g9(delta));
         c.setAttribute("data-net", g9(net));
         const shown = back ? delta : out;
-        c.setAttribute("fill", diverging(back ? delta / dMax : out));
-        const strong = back ? Math.abs(delta / dMax) > 0.6 : Math.abs(out) > 0.6;
+        const t = back ? shade(delta, l === 0 ? xMax : dMax) : out;
+        c.setAttribute("fill", diverging(t));
+        c.setAttribute("data-shade", Number.isFinite(t) ? t.toFixed(4) : "NaN");
+        const strong = Math.abs(t) > 0.6;
         nd.label.setAttribute("class", "neuron-value" + (strong ? " light" : ""));
         nd.label.textContent = short(shown);
         c.classList.toggle("selected", !!state.selected && state.selected[0] === l &&
@@ -401,7 +433,10 @@
     const tl = $("target-label");
     const yl = Y[state.sample];
     const outN = neurons[L];
-    if (outputKind === "sigmoid") {
+    if (squares) {
+      tl.setAttribute("y", outN[0].y + 4);
+      tl.textContent = "t = (" + T[state.sample].map(short).join(", ") + ")";
+    } else if (outputKind === "sigmoid") {
       tl.setAttribute("y", outN[0].y + 4);
       tl.textContent = "y = " + yl;
     } else {
@@ -425,8 +460,19 @@
     bar.appendChild(h("span", { class: "legend-num" }, short(lo)));
     bar.appendChild(h("span", { class: "legend-bar" }));
     bar.appendChild(h("span", { class: "legend-num" }, short(hi)));
-    if (back) bar.appendChild(h("span", { class: "legend-note" }, "(scaled to the largest |δ| shown)"));
+    if (back) bar.appendChild(h("span", { class: "legend-note", id: "delta-scale-note" }, state.log
+      ? "(log scale: full colour at the largest |δ|, white below it / 10^" + DECADES + ")"
+      : "(scaled to the largest |δ| shown)"));
     box.appendChild(bar);
+    if (back) {
+      const ib = h("div", { class: "legend-row", id: "input-scale" });
+      ib.appendChild(h("span", { class: "legend-label" }, "input ∂L/∂x:"));
+      ib.appendChild(h("span", { class: "legend-num" }, short(-state.inputScale)));
+      ib.appendChild(h("span", { class: "legend-bar" }));
+      ib.appendChild(h("span", { class: "legend-num" }, short(state.inputScale)));
+      ib.appendChild(h("span", { class: "legend-note" }, "(a scale of its own: the inputs are not neurons)"));
+      box.appendChild(ib);
+    }
     const row = h("div", { class: "legend-row" });
     row.appendChild(h("span", { class: "legend-label" }, back ? "link ∂L/∂w:" : "link weight:"));
     row.appendChild(h("span", { class: "swatch pos" }));
@@ -505,13 +551,24 @@
       line(work, ["    = " + terms + " + " + paren(b[j])]);
       line(work, ["    = ", num(net)]);
       if (l < L) line(work, ["out = " + hiddenAct + "(net) = " + hiddenAct + "(" + g9(net) + ") = ", num(out)]);
-      else if (outputKind === "sigmoid") line(work, ["out = σ(net) = 1 / (1 + e^(−net)) = ", num(out)]);
+      else if (outputKind === "sigmoid" || squares) line(work, ["out = σ(net) = 1 / (1 + e^(−net)) = ", num(out)]);
       else line(work, ["out = softmax(net)ⱼ = e^(netⱼ) / Σₖ e^(netₖ) = ", num(out)]);
     }
     work.appendChild(h("h3", null, l === 0 ? "Backward: the gradient reaching the input" :
       "Backward: the delta (error signal)"));
     if (l === L) {
-      if (outputKind === "sigmoid") {
+      if (squares) {
+        const t = T[state.sample][j];
+        const fp = out * (1 - out);
+        if (outputKind === "mse") {
+          line(work, ["δ = ∂E/∂out × f′(net) = 2 (out − t) / " + K + " × out (1 − out)   (mean squared error over " +
+            K + " output" + (K > 1 ? "s" : "") + ")"]);
+          line(work, ["  = 2 × (" + g9(out) + " − " + g9(t) + ") / " + K + " × " + g9(fp) + " = ", num(delta)]);
+        } else {
+          line(work, ["δ = ∂E/∂out × f′(net) = −(t − out) × out (1 − out)   (E = Σ ½ (t − out)², Mazur's)"]);
+          line(work, ["  = " + paren(out - t) + " × " + g9(fp) + " = ", num(delta)]);
+        }
+      } else if (outputKind === "sigmoid") {
         line(work, ["δ = out − y   (sigmoid output with binary cross-entropy)"]);
         line(work, ["  = " + g9(out) + " − " + yl + " = ", num(delta)]);
       } else {
@@ -605,7 +662,7 @@
         const x = bounds.x0 + ((c + 0.5) / GRID) * (bounds.x1 - bounds.x0);
         const o = forward(P, [x, y]).outs[L];
         let k, pk;
-        if (outputKind === "sigmoid") {
+        if (C === 1) {
           k = o[0] > 0.5 ? 1 : 0;
           pk = k ? o[0] : 1 - o[0];
         } else {
@@ -618,7 +675,7 @@
         conf[idx] = Number.isFinite(pk) ? pk : 0;
       }
     }
-    const base = outputKind === "sigmoid" ? 0.5 : 1 / C;
+    const base = C === 1 ? 0.5 : 1 / C;
     for (let r = 0; r < GRID; r++) {
       for (let c = 0; c < GRID; c++) {
         const idx = r * GRID + c;
@@ -678,7 +735,7 @@
       setSample(best);
     });
     const legend = $("boundary-legend");
-    const classes = outputKind === "sigmoid" ? 2 : sizes[L];
+    const classes = sizes[L] === 1 ? 2 : sizes[L];
     for (let k = 0; k < classes; k++) {
       const item = h("span", { class: "class-item" });
       const sw = h("span", { class: "swatch" });
@@ -757,6 +814,163 @@
     $("loss-value").textContent = "loss at step " + steps[k] + ": " + g9(v);
   }
 
+  // ---------------------------------------------------------------- depth view
+  // mean |δ| per layer (over the first 256 samples, each a batch of one, and the layer's
+  // neurons) at every recorded step: where the error signal shrinks or grows on its way back
+  const DEPTH_SAMPLES = Math.min(X.length, 256);
+  const LAYER_COLOURS = ["#718096", "#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#b7791f",
+    "#319795", "#d53f8c", "#4a5568"];
+  const depthSvg = $("depth");
+  const DW = 340, DH = 190, DM = { l: 44, r: 12, t: 16, b: 30 };
+  let depth = null; // depth[k][l]
+  let depthScale = null, depthRule = null;
+
+  function depthNorms() {
+    const out = [];
+    for (let k = 0; k < steps.length; k++) {
+      const P = data.params[k];
+      const acc = new Array(L + 1).fill(0);
+      for (let n = 0; n < DEPTH_SAMPLES; n++) {
+        const bw = backward(P, forward(P, X[n]), targetOf(n));
+        for (let l = 0; l <= L; l++) {
+          let s = 0;
+          for (const d of bw.deltas[l]) s += Math.abs(d);
+          acc[l] += s / bw.deltas[l].length;
+        }
+      }
+      out.push(acc.map((v) => v / DEPTH_SAMPLES));
+    }
+    return out;
+  }
+
+  function layerLabel(l) {
+    return l === 0 ? "input ∂L/∂x" : layerName(l);
+  }
+
+  function buildDepth() {
+    depth = depthNorms();
+    depthSvg.setAttribute("viewBox", "0 0 " + DW + " " + DH);
+    const pos = [];
+    for (const row of depth) for (const v of row) if (Number.isFinite(v) && v > 0) pos.push(v);
+    let lo = pos.length ? Math.log10(Math.min(...pos)) : -3;
+    let hi = pos.length ? Math.log10(Math.max(...pos)) : 0;
+    lo = Math.floor(lo); hi = Math.ceil(hi);
+    if (hi <= lo) hi = lo + 1;
+    const s0 = steps[0], s1 = steps[steps.length - 1] === s0 ? s0 + 1 : steps[steps.length - 1];
+    const sx = (s) => DM.l + ((s - s0) / (s1 - s0)) * (DW - DM.l - DM.r);
+    const sy = (v) => DM.t + (1 - (Math.log10(v) - lo) / (hi - lo)) * (DH - DM.t - DM.b);
+    depthScale = { sx, sy };
+    el("line", { x1: DM.l, y1: DH - DM.b, x2: DW - DM.r, y2: DH - DM.b, class: "axis" }, depthSvg);
+    el("line", { x1: DM.l, y1: DM.t, x2: DM.l, y2: DH - DM.b, class: "axis" }, depthSvg);
+    const every = Math.max(1, Math.ceil((hi - lo) / 5));
+    for (let e = lo; e <= hi; e += every) {
+      const t = el("text", { x: DM.l - 5, y: sy(10 ** e) + 4, class: "tick ytick" }, depthSvg);
+      t.textContent = "1e" + e;
+      if (e === hi) {
+        const yl = el("text", { x: DM.l + 4, y: DM.t - 2, class: "tick", "text-anchor": "start" }, depthSvg);
+        yl.textContent = "mean |δ| per sample (log scale)";
+        yl.style.textAnchor = "start";
+      }
+      el("line", { x1: DM.l, y1: sy(10 ** e), x2: DW - DM.r, y2: sy(10 ** e), class: "grid" }, depthSvg);
+    }
+    for (const s of [s0, steps[steps.length - 1]]) {
+      const t = el("text", { x: sx(s), y: DH - DM.b + 16, class: "tick" }, depthSvg);
+      t.textContent = String(s);
+    }
+    const lab = el("text", { x: (DM.l + DW - DM.r) / 2, y: DH - 3, class: "axis-label" }, depthSvg);
+    lab.textContent = "training step";
+    const legend = $("depth-legend");
+    for (let l = L; l >= 0; l--) {
+      const pts = [];
+      for (let k = 0; k < steps.length; k++) {
+        const v = depth[k][l];
+        if (Number.isFinite(v) && v > 0) pts.push(sx(steps[k]).toFixed(2) + "," + sy(v).toFixed(2));
+      }
+      const colour = LAYER_COLOURS[l % LAYER_COLOURS.length];
+      el("polyline", { points: pts.join(" "), class: "depth-line" + (l === 0 ? " input" : ""),
+        stroke: colour, "data-depth-layer": String(l) }, depthSvg);
+      const item = h("span", { class: "class-item" });
+      const sw = h("span", { class: "swatch" });
+      sw.style.background = colour;
+      item.appendChild(sw);
+      item.appendChild(document.createTextNode(layerLabel(l)));
+      legend.appendChild(item);
+    }
+    depthRule = el("line", { y1: DM.t, y2: DH - DM.b, class: "loss-rule" }, depthSvg);
+    depthSvg.addEventListener("click", (ev) => {
+      const rect = depthSvg.getBoundingClientRect();
+      const x = ((ev.clientX - rect.left) / rect.width) * DW;
+      let best = 0, bestD = Infinity;
+      for (let k = 0; k < steps.length; k++) {
+        const d = Math.abs(sx(steps[k]) - x);
+        if (d < bestD) { bestD = d; best = k; }
+      }
+      setStep(best);
+    });
+  }
+
+  function times(v) {
+    return v >= 100 ? String(Math.round(v)) : v.toPrecision(3);
+  }
+
+  function depthDiagnosis(row) {
+    // one sentence when mean |δ| changes by more than 100x from the output layer to the first
+    if (L < 2) return "";
+    const first = row[1], last = row[L];
+    if (!(first > 0) || !(last > 0)) return "";
+    const change = first / last;
+    const sat = hiddenAct === "sigmoid" || hiddenAct === "tanh";
+    if (change < 0.01) {
+      return "Vanishing gradients: mean |δ| falls " + times(1 / change) + "× from the output layer to " +
+        "the first hidden layer, most likely from " + (sat ? "the saturating " + hiddenAct + " (f′ ≤ " +
+        (hiddenAct === "sigmoid" ? "0.25" : "1") + ", multiplied in once per layer, " + (L - 1) + " times)"
+          : "the initialisation and the depth (" + L + " layers)") +
+        "; try ReLU or leaky ReLU hidden units with He initialisation, fewer layers, or batch normalisation.";
+    }
+    if (change > 100) {
+      return "Exploding gradients: mean |δ| grows " + times(change) + "× from the output layer to the " +
+        "first hidden layer, most likely from large initial weights; try smaller initial weights, a lower " +
+        "learning rate, or gradient clipping.";
+    }
+    return "";
+  }
+
+  function renderDepth() {
+    const k = state.step;
+    const x = depthScale.sx(steps[k]);
+    depthRule.setAttribute("x1", x);
+    depthRule.setAttribute("x2", x);
+    const row = depth[k];
+    const parts = [];
+    for (let l = L; l >= 1; l--) {
+      const ratio = l < L && row[l + 1] > 0 ? "  (×" + (row[l] / row[l + 1]).toPrecision(3) + ")" : "";
+      parts.push(layerName(l) + " " + short(row[l]) + ratio);
+    }
+    parts.push("input ∂L/∂x " + short(row[0]));
+    const note = $("depth-note");
+    note.textContent = "";
+    note.appendChild(h("span", null, "At step " + steps[k] + ", mean |δ|: " + parts.join(" · ") + "."));
+    const d = depthDiagnosis(row);
+    if (d) note.appendChild(h("span", { class: "diagnosis", id: "depth-diagnosis" }, " " + d));
+  }
+
+  function plateauHint() {
+    // the loss has stopped falling: over the last quarter of the recorded steps it changed by
+    // less than 1% while still above a tenth of where it started
+    const n = losses.length;
+    if (n < 8) return "";
+    const q = Math.max(2, Math.floor(n / 4));
+    const tail = losses.slice(n - q).filter(Number.isFinite);
+    if (tail.length < 2 || !Number.isFinite(losses[0])) return "";
+    const hi = Math.max(...tail), lo = Math.min(...tail);
+    if (hi - lo > 0.01 * Math.abs(hi) || lo < 0.1 * Math.abs(losses[0])) return "";
+    const d = depthDiagnosis(depth[depth.length - 1]);
+    return "The loss has stopped falling: it changed by less than 1% over the last " + q + " recorded steps " +
+      "(" + short(lo) + " to " + short(hi) + "). " + (d ? d + " The depth view shows where the error signal fades."
+        : "Try a larger learning rate, more hidden units, or another activation; the depth view shows how " +
+          "much error signal reaches each layer.");
+  }
+
   // ---------------------------------------------------------------- controls
   function sampleText(n) {
     const xs = X[n].slice(0, 4).map(short).join(", ") + (X[n].length > 4 ? ", …" : "");
@@ -781,6 +995,12 @@
     backInput.checked = state.backward;
     backInput.addEventListener("change", () => {
       state.backward = backInput.checked;
+      render();
+    });
+    const logInput = $("logscale");
+    logInput.checked = state.log;
+    logInput.addEventListener("change", () => {
+      state.log = logInput.checked;
       render();
     });
     const play = $("play");
@@ -824,13 +1044,14 @@
   function render() {
     const P = data.params[state.step];
     const fw = forward(P, X[state.sample]);
-    const bw = backward(P, fw, Y[state.sample]);
+    const bw = backward(P, fw, targetOf(state.sample));
     current = { P, fw, bw };
     $("step-label").textContent = "step " + steps[state.step] + "  (" + (state.step + 1) + " of " +
       steps.length + ")";
     renderNetwork();
     renderDetails();
     renderLoss();
+    renderDepth();
     if (lastBoundaryStep !== state.step || lastBoundarySample !== state.sample) {
       renderBoundary();
       lastBoundaryStep = state.step;
@@ -839,13 +1060,21 @@
     document.body.setAttribute("data-step", String(steps[state.step]));
     document.body.setAttribute("data-sample", String(state.sample));
     document.body.setAttribute("data-view", state.backward ? "backward" : "forward");
+    document.body.setAttribute("data-scale", state.log ? "log" : "linear");
   }
 
   buildNetwork();
   buildLoss();
+  buildDepth();
   setupBoundary();
   setupControls();
+  const hint = plateauHint();
+  if (hint) {
+    $("plateau-hint").textContent = hint;
+    $("plateau-hint").hidden = false;
+  }
   render();
-  window.deltapropReport = { formatG, g9, forward, backward, state, data, setStep, setSample, render };
+  window.deltapropReport = { formatG, g9, forward, backward, state, data, setStep, setSample, render,
+    depth: () => depth, targetOf };
   document.body.setAttribute("data-ready", "true");
 })();

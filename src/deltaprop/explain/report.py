@@ -16,7 +16,9 @@ Required keys (lists may be NumPy arrays or anything with ``__array__``/``tolist
                 activation (leaky_relu with PyTorch's negative slope 0.01; relu'(0) = 0,
                 leaky_relu'(0) = 0.01 as in PyTorch).
 ``output``      ``"sigmoid"``: one output unit, loss = binary cross-entropy;
-                ``"softmax"``: ``sizes[-1] >= 2`` outputs, loss = cross-entropy.
+                ``"softmax"``: ``sizes[-1] >= 2`` outputs, loss = cross-entropy;
+                ``"mse"``: sigmoid outputs, loss = mean over the outputs of (out - t)^2;
+                ``"sse"``: sigmoid outputs, loss = sum over the outputs of 1/2 (t - out)^2 (Mazur's).
 ``X``           (N, sizes[0]) inputs, one row per sample.
 ``y``           (N,) int labels: 0/1 for ``"sigmoid"``, 0..sizes[-1]-1 for ``"softmax"``.
 ``steps``       (S,) int, the training-step number of each recorded snapshot.
@@ -32,8 +34,12 @@ Required keys (lists may be NumPy arrays or anything with ``__array__``/``tolist
                 W and b are the values *at* that step, before its update; gW and gb the
                 gradient of the batch loss used by that step's update.
 
-Optional keys: ``description`` (str, one paragraph shown under the title) and ``lr``
-(float, shown in the subtitle).
+``targets``     (N, sizes[-1]) float targets t: required for ``"mse"`` and ``"sse"`` (``y`` then
+                only colours the points: 0..max(2, sizes[-1]) - 1).
+
+Optional keys: ``description`` (str, one paragraph shown under the title), ``lr`` (float,
+shown in the subtitle) and ``note`` (str, shown at the top, e.g. that steps were thinned to
+keep the file under its size budget).
 
 Numbers are embedded as JSON at full float64 precision (``repr``), so the page reproduces
 NumPy float64 results to the last bit or so; non-finite numbers are embedded as the strings
@@ -42,7 +48,8 @@ NumPy float64 results to the last bit or so; non-finite numbers are embedded as 
 What the page computes, for the shown step and the shown sample alone (a batch of one):
 net = W @ a + b (summed over inputs in order, then plus b); hidden out = f(net); output
 sigmoid(net) = 1 / (1 + exp(-net)) or softmax(net) = exp(net - max) / sum(exp(net - max));
-output delta = out - y (sigmoid + BCE) or p - onehot(y) (softmax + CE); hidden delta =
+output delta = out - y (sigmoid + BCE), p - onehot(y) (softmax + CE), 2 (out - t) / K * out (1 - out)
+(MSE over K outputs) or (out - t) * out (1 - out) (SSE); hidden delta =
 f'(net) * sum_k W[k, j] * delta_k with tanh' = 1 - out**2 and sigmoid' = out * (1 - out);
 input "delta" = dLoss/dx_i = sum_k W[k, i] * delta_k.
 
@@ -53,7 +60,12 @@ Page contract (tests rely on it): the step slider is ``input#step`` (its value i
 ``data-neuron`` (0-based), ``data-out``, ``data-delta`` and ``data-net``, formatted exactly
 as Python's ``'%.9g' % value``; no other element carries ``data-layer``. Links are SVG
 ``<line>`` elements with ``data-link="l,j,i"``, ``data-w`` and ``data-grad`` (this sample's
-delta_j * input_i). ``#details`` shows the clicked neuron's numbers and delta formula;
+delta_j * input_i). ``#details`` shows the clicked neuron's numbers and delta formula; the checkbox ``#logscale``
+colours deltas on a log scale; input gradients are coloured on a scale of their own; the
+depth view ``svg#depth`` draws mean |delta| per layer (``data-depth-layer`` on each ``polyline``,
+over the first 256 samples, per sample) for every recorded step, ``#depth-note`` gives the
+per-layer numbers at the shown step and, when they span more than 100x, a diagnosis;
+``#plateau-hint`` says when the loss has stopped falling;
 ``window.deltapropReport.formatG(x, 9)`` is the page's %.9g; ``body[data-ready]`` is set
 once drawn.
 """
@@ -68,28 +80,38 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from ..io import _atomic_write
 
-__all__ = ["render_report", "write_report", "ACTIVATIONS", "OUTPUTS"]
+__all__ = ["render_report", "write_report", "thin_to_budget", "Report", "ACTIVATIONS", "OUTPUTS", "DEFAULT_BUDGET"]
 
 ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
-OUTPUTS = ("sigmoid", "softmax")
+OUTPUTS = ("sigmoid", "softmax", "mse", "sse")
+DEFAULT_BUDGET = 25_000_000   # bytes: write_report thins the recorded steps to stay under it
 
+_LOSS_NAME = {"sigmoid": "binary cross-entropy", "softmax": "cross-entropy", "mse": "mean squared error",
+              "sse": "1/2 sum of squares"}
 _REQUIRED = ("title", "dataset", "sizes", "activation", "output", "X", "y", "steps", "loss", "params")
 
 
 def _plain(value: Any) -> Any:
-    """NumPy arrays, NumPy scalars, tensors and tuples -> plain Python lists and numbers."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+    """NumPy arrays, NumPy scalars, tensors and tuples -> plain Python lists and numbers; float
+    arrays stay arrays (checked and converted in one go by _vector/_matrix: much faster)."""
     if isinstance(value, (str, bool, int, float)) or value is None:
         return value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict) or isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
     if hasattr(value, "__array__") and not hasattr(value, "tolist"):
-        import numpy as np
-
         value = np.asarray(value)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim >= 1:
+        return value
+    if hasattr(value, "__array__") and hasattr(value, "data") and not isinstance(value, np.ndarray):
+        value = np.asarray(value)   # (a deltaprop Tensor)
+        if value.dtype.kind == "f" and value.ndim >= 1:
+            return value
     if hasattr(value, "tolist"):
         return _plain(value.tolist())
     return value
@@ -106,7 +128,23 @@ def _number(v: Any, where: str) -> float | str:
     return f
 
 
+def _array_json(a: np.ndarray, where: str) -> list:
+    """A float array as nested lists, non-finite values as the page's strings."""
+    if np.isfinite(a).all():
+        return a.astype(np.float64).tolist()
+    flat = [_number(x, where) for x in a.astype(np.float64).ravel().tolist()]
+    out = np.empty(len(flat), dtype=object)
+    out[:] = flat
+    return out.reshape(a.shape).tolist()
+
+
 def _vector(v: Any, n: int, where: str) -> list:
+    if isinstance(v, np.ndarray):
+        if v.ndim != 1:
+            raise ValueError(f"render_report: {where} has shape {v.shape}, expected ({n},)")
+        if len(v) != n:
+            raise ValueError(f"render_report: {where} has length {len(v)}, expected {n}")
+        return _array_json(v, where)
     if not isinstance(v, list):
         raise ValueError(f"render_report: {where} must be a list of {n} numbers, got {type(v).__name__}")
     if len(v) != n:
@@ -115,6 +153,10 @@ def _vector(v: Any, n: int, where: str) -> list:
 
 
 def _matrix(v: Any, rows: int, cols: int, where: str) -> list:
+    if isinstance(v, np.ndarray):
+        if v.shape != (rows, cols):
+            raise ValueError(f"render_report: {where} has shape {v.shape}, expected {(rows, cols)}")
+        return _array_json(v, where)
     if not isinstance(v, list) or len(v) != rows or any(not isinstance(r, list) or len(r) != cols for r in v):
         shape = _shape(v)
         raise ValueError(f"render_report: {where} has shape {shape}, expected {(rows, cols)}")
@@ -152,14 +194,21 @@ def _validate(data: Mapping[str, Any]) -> dict:
         raise ValueError(f"render_report: a softmax output needs at least 2 units, but sizes[-1] is {sizes[-1]}")
 
     X = d["X"]
-    if not isinstance(X, list) or not X:
+    if not isinstance(X, (list, np.ndarray)) or not len(X):
         raise ValueError("render_report: X must hold at least one sample")
     n = len(X)
     X = _matrix(X, n, sizes[0], "X")
     y = d["y"]
     if not isinstance(y, list) or len(y) != n:
         raise ValueError(f"render_report: y has shape {_shape(y)}, expected ({n},) like X's rows")
-    classes = 2 if d["output"] == "sigmoid" else sizes[-1]
+    if d["output"] in ("mse", "sse") and sizes[-1] < 1:
+        raise ValueError("render_report: sizes[-1] must be at least 1")
+    targets = None
+    if d["output"] in ("mse", "sse"):
+        if d.get("targets") is None:
+            raise ValueError(f"render_report: output {d['output']!r} needs 'targets' ({n}, {sizes[-1]}) floats")
+        targets = _matrix(d["targets"], n, sizes[-1], "targets")
+    classes = sizes[-1] if d["output"] == "softmax" else max(2, sizes[-1])
     labels = []
     for i, v in enumerate(y):
         if isinstance(v, float) and v.is_integer():
@@ -203,8 +252,12 @@ def _validate(data: Mapping[str, Any]) -> dict:
         "activation": d["activation"], "output": d["output"], "X": X, "y": labels,
         "steps": steps, "loss": loss, "params": out_params,
     }
+    if targets is not None:
+        page["targets"] = targets
     if d.get("description") is not None:
         page["description"] = str(d["description"])
+    if d.get("note") is not None:
+        page["note"] = str(d["note"])
     if d.get("lr") is not None:
         page["lr"] = _number(d["lr"], "lr")
     return page
@@ -243,8 +296,12 @@ _TEMPLATE = """<!DOCTYPE html>
   (<span class="neg-text">blue</span> negative, white 0, <span class="pos-text">orange</span> positive);
   each link's colour is its weight's sign and its width |weight|.
   <b>Backward view:</b> colour = delta = &part;Loss/&part;net, the error propagated back:
-  each output's delta is its error (out &minus; y), and each hidden delta is f&prime;(net) times
-  the sum of the next layer's deltas, weighted by the links they came through. A link then
+  each output's delta comes from the loss (out &minus; y for a sigmoid or softmax output with
+  cross-entropy), and each hidden delta is f&prime;(net) times the sum of the next layer's
+  deltas, weighted by the links they came through: delta_l = f&prime;(net_l) &times;
+  (W_{{l+1}}<sup>T</sup> delta_{{l+1}}), the same rule at every depth. The <b>depth view</b> shows
+  mean |delta| per layer over training: where the error signal fades (vanishing gradients)
+  or grows. A link then
   shows its gradient for this sample, delta &times; the input it carries.</p>
   <p class="explain">Drag the <b>step</b> slider to replay training, pick a <b>sample</b>
   (or click a point in the decision-boundary plot), and <b>click a neuron</b> for its numbers
@@ -256,7 +313,9 @@ _TEMPLATE = """<!DOCTYPE html>
   <button id="play" type="button">&#9654; Play</button>
   <label for="sample">Sample <select id="sample"></select></label>
   <label for="backward"><input type="checkbox" id="backward"> Backward view (deltas)</label>
+  <label for="logscale"><input type="checkbox" id="logscale"> Log colour scale for &delta;</label>
 </section>
+{note}<p class="hint" id="plateau-hint" hidden></p>
 <div class="layout">
   <section class="card">
     <h2 id="net-heading">Network</h2>
@@ -270,6 +329,12 @@ _TEMPLATE = """<!DOCTYPE html>
       <div id="boundary-legend"></div>
       <p class="note">Background: the class the network predicts (paler = less sure); dark line:
       the boundary; dots: the data; ringed: the shown sample.</p>
+    </section>
+    <section class="card" id="depth-card">
+      <h2>Depth view: the error signal, layer by layer</h2>
+      <svg id="depth" role="img" aria-label="mean absolute delta per layer over the training steps"></svg>
+      <div id="depth-legend"></div>
+      <p class="note" id="depth-note"></p>
     </section>
     <section class="card">
       <h2>Training loss</h2>
@@ -300,24 +365,106 @@ def render_report(data: Mapping[str, Any]) -> str:
     sizes = "-".join(str(s) for s in page["sizes"])
     n_steps = len(page["steps"])
     subtitle = (f"dataset: {page['dataset']} · network {sizes}, {page['activation']} hidden layers, "
-                f"{page['output']} output "
-                f"({'binary cross-entropy' if page['output'] == 'sigmoid' else 'cross-entropy'} loss) · "
+                f"{page['output']} output ({_LOSS_NAME[page['output']]} loss) · "
                 f"{len(page['X'])} samples · {n_steps} recorded steps "
                 f"({page['steps'][0]}–{page['steps'][-1]})")
     if "lr" in page:
         subtitle += f" · learning rate {page['lr']}"
     description = (f'<p class="explain">{html.escape(page["description"])}</p>'
                    if "description" in page else "")
+    note = f'<p class="note" id="budget-note">{html.escape(page["note"])}</p>' if "note" in page else ""
     title = html.escape(page["title"])
     return _TEMPLATE.format(
         title=title, subtitle=html.escape(subtitle), description=description,
-        last=n_steps - 1, css=css, js=js, data=_script_json(page),
+        last=n_steps - 1, css=css, js=js, data=_script_json(page), note=note,
     )
 
 
-def write_report(data: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Render the report and write it to ``path`` atomically (temp file + os.replace)."""
-    text = render_report(data)
+class Report:
+    """A rendered report that a notebook shows inline (in a sandboxed iframe, scripts running).
+
+    Report(data) for a `report_data`-style dict, or Report.from_run(dataset=..., hidden=...,
+    steps=..., loss=...) to train and record first; `.html` is the page, `.save(path)` writes it.
+    The data is thinned to `max_bytes` like write_report's."""
+
+    def __init__(self, data: Mapping[str, Any], max_bytes: int | None = DEFAULT_BUDGET, height: int = 900):
+        self.data, self.note, self.html = _fit(data, max_bytes)
+        self.height = height
+
+    @classmethod
+    def from_run(cls, max_bytes: int | None = DEFAULT_BUDGET, **kwargs: Any) -> "Report":
+        """Train and record with record.report_data(**kwargs), then render."""
+        from .record import report_data
+
+        return cls(report_data(**kwargs), max_bytes=max_bytes)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the page to path atomically."""
+        target = Path(path)
+        _atomic_write(target, self.html.encode("utf-8"))
+        return target
+
+    def __repr__(self) -> str:
+        d = self.data
+        return (f"<Report {d['dataset']}: network {'-'.join(map(str, d['sizes']))}, {len(d['steps'])} recorded steps, "
+                f"{len(self.html) / 1e6:.2f} MB>")
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" style="width:100%;height:{int(self.height)}px;'
+                'border:1px solid #ddd" sandbox="allow-scripts"></iframe>')
+
+
+def thin_to_budget(data: Mapping[str, Any], max_bytes: int | None = DEFAULT_BUDGET) -> tuple[dict, str | None]:
+    """(data, note): data with every k-th recorded step kept (always the first and the last) so
+    that the page fits in max_bytes, and a sentence saying so (None when nothing was thinned).
+    The note is also stored in the data, so the page states it."""
+    d, note, _ = _fit(data, max_bytes)
+    return d, note
+
+
+def _fit(data: Mapping[str, Any], max_bytes: int | None) -> tuple[dict, str | None, str]:
+    """thin_to_budget, and the rendered page of the data it returns."""
+    d = dict(data)
+    S = len(d["steps"])
+    if max_bytes is None or S <= 2:
+        return d, None, render_report(d)
+
+    def pick(idx: list[int]) -> dict:
+        out = dict(d)
+        for key in ("steps", "loss", "params"):
+            seq = d[key]
+            out[key] = [seq[i] for i in idx]
+        return out
+
+    # estimate from two small pages: the bytes of the fixed part and of one recorded step
+    one, two = len(render_report(pick([0])).encode()), len(render_report(pick([0, S - 1])).encode())
+    per_step, base = max(1, two - one), one - max(1, two - one)
+    if base + per_step * S <= max_bytes:
+        text = render_report(d)
+        if len(text.encode()) <= max_bytes:
+            return d, None, text
+    keep = max(2, int((max_bytes * 0.97 - base) // per_step))
+    if base + 2 * per_step > max_bytes:
+        raise ValueError(f"write_report: even two recorded steps need {base + 2 * per_step} bytes, over the budget "
+                         f"of {max_bytes}; raise the budget or use a smaller network")
+    while True:
+        k = -(-(S - 1) // (keep - 1))   # ceil: every k-th step, then the last
+        idx = sorted(set(range(0, S, k)) | {S - 1})
+        out = pick(idx)
+        first = d.get("note")
+        note = (f"To keep this file under its size budget of {max_bytes / 1e6:g} MB, {len(idx)} of the {S} recorded "
+                f"steps are kept (every {k}th, and the last)." + (f" {first}" if first else ""))
+        out["note"] = note
+        text = render_report(out)
+        if len(text.encode()) <= max_bytes or keep <= 2:
+            return out, note, text
+        keep = max(2, int(keep * 0.9))
+
+
+def write_report(data: Mapping[str, Any], path: str | os.PathLike, max_bytes: int | None = DEFAULT_BUDGET) -> Path:
+    """Render the report and write it to ``path`` atomically (temp file + os.replace), thinned
+    to stay under ``max_bytes`` (default 25 MB; None for no limit; see thin_to_budget)."""
+    _, _, text = _fit(data, max_bytes)
     target = Path(path)
     _atomic_write(target, text.encode("utf-8"))
     return target
