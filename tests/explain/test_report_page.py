@@ -774,7 +774,7 @@ def test_cli_report_on_own_2d_points(tmp_path):
     X = rng.normal(size=(30, 2))
     labels = np.where(X[:, 0] * X[:, 1] > 0, "same", "diff")
     csv = tmp_path / "pts.csv"
-    csv.write_text("u,v,label\n" + "".join(f"{a!r},{b!r},{c}\n" for (a, b), c in zip(X, labels)))
+    csv.write_text("u,v,label\n" + "".join(f"{float(a)!r},{float(b)!r},{c}\n" for (a, b), c in zip(X, labels)))
     out = tmp_path / "own.html"
     r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--data", str(csv), "--target", "label",
                         "--hidden", "3", "--steps", "10", "--html", str(out)], capture_output=True, text=True,

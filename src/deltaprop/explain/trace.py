@@ -350,7 +350,7 @@ class Trace:
         what = LOSSES.get(self.loss_kind, "E = the given loss")
         b = (f"batch of {self.batch}; the numbers are sample {self._sample(sample)}'s, beside the batch mean"
              if self.batch > 1 else "one sample")
-        return (f"trace of a {'-'.join(map(str, sizes))} network ({len(self.layers)} Linear layers, {self.dtype}): "
+        return (f"trace of a {'-'.join(map(str, sizes))} network ({len(self.layers)} Linear layer{'s' if len(self.layers) > 1 else ''}, {self.dtype}): "
                 f"loss {self._g(self.loss)} ({what}); {b}")
 
     _INTRO = ("The backward pass: each neuron's error signal delta = dE/dnet, from the output back. "
