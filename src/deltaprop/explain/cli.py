@@ -38,7 +38,8 @@ def _report_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog=PROG, description=(
         "See backpropagation step by step. Subcommands: mazur (Mazur's worked example, every number), "
-        "chain EXPR --at X (the chain rule written out), graph EXPR --at X (Graphviz DOT/SVG), "
+        "trace (the layer rule delta_l = f'(net_l) * (W_{l+1}^T delta_{l+1}) with every neuron's numbers, "
+        "at any depth; 'deltaprop explain trace --help'), chain EXPR --at X (the chain rule written out), graph EXPR --at X (Graphviz DOT/SVG), "
         "modes (forward vs reverse mode). Without a subcommand: train a small network and write "
         "the interactive HTML report."),
         epilog="Example: deltaprop explain --dataset xor --hidden 4,4 --steps 200 --html report.html")
