@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--plot", {"default": "training.png", "metavar": "PATH"}, "where to write the loss/accuracy plot, needs "
          "matplotlib (default: %(default)s)"),
         ("--no-plot", {"action": "store_true"}, "do not write the plot (default: off)"),
+        ("--no-compile", {"action": "store_true"}, "run every training step eagerly instead of recording it once "
+         "and replaying it (dp.compile; the same numbers), for debugging (default: off)"),
         ("--checkpoint", {"metavar": "PATH"}, "also write a full checkpoint (model, optimizer and schedule state, "
          "epoch) to resume from (default: none)"),
         ("--resume", {"metavar": "CKPT"}, "continue training from a checkpoint written with --checkpoint, up to "
@@ -276,7 +278,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         pass
     try:
         r = run.train_run(cfg, resume=args.resume, out=args.out, checkpoint=args.checkpoint, callbacks=callbacks,
-                          data=data)
+                          data=data, compile=not args.no_compile)
     except run.ModelTooBigError as exc:
         raise UsageError(f"--hidden {_fmt_hidden(cfg.hidden)} is too big: {exc.why}; use smaller hidden sizes")
     except run.DivergedError as exc:

@@ -794,9 +794,11 @@ def resume_config(path: str, epochs: int | None = None, **given: Any) -> tuple[R
 
 
 def train_run(config: RunConfig, *, resume: str | None = None, out: str | None = None,
-              checkpoint: str | None = None, callbacks: Iterable[Callback] = (), data: Data | None = None) -> RunResult:
+              checkpoint: str | None = None, callbacks: Iterable[Callback] = (), data: Data | None = None,
+              compile: bool = True) -> RunResult:
     """Train as `config` says and return a RunResult; write the model to `out` and a full checkpoint
-    (model, optimizer, scheduler, early stopping) to `checkpoint` when given.
+    (model, optimizer, scheduler, early stopping) to `checkpoint` when given. `compile`: train.fit's
+    (dp.compile for the step; False runs it eagerly, the same numbers).
 
     `resume`: a checkpoint (or model file) to continue from, up to config.epochs in total; the
     other settings come from the file (see `resume_config`). A run resumed from a checkpoint
@@ -862,7 +864,7 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
             dp.manual_seed(config.seed + rank)
             model = DistributedDataParallel(model)
         return _fit(config, data, meta, model, opt, sched, history, start, stop, out if rank == 0 else None,
-                    checkpoint if rank == 0 else None, list(callbacks), notes, resume)
+                    checkpoint if rank == 0 else None, list(callbacks), notes, resume, compile)
 
 
 def join_mpi_world() -> tuple[int, int]:
@@ -879,7 +881,7 @@ def join_mpi_world() -> tuple[int, int]:
 
 def _fit(config: RunConfig, data: Data, meta: dict[str, Any], model: Any, opt: Any, sched: Any, history: Any,
          start: int, stop: dict[str, Any], out: str | None, checkpoint: str | None, callbacks: list[Callback],
-         notes: list[str], resume: Any) -> RunResult:
+         notes: list[str], resume: Any, compile: bool = True) -> RunResult:
     import deltaprop as dp
     from deltaprop import io, train as tr
     from deltaprop.nn.parallel import DistributedDataParallel
@@ -929,7 +931,7 @@ def _fit(config: RunConfig, data: Data, meta: dict[str, Any], model: Any, opt: A
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # fit reports NaN/Inf itself
             tr.fit(model, loss_function(meta["loss"]), opt, loader, config.epochs, start_epoch=start,
                    eval_sets=eval_sets, on_epoch=on_epoch, on_batch=on_batch if callbacks else None,
-                   history=history, metrics=metrics)
+                   history=history, metrics=metrics, compile=compile)
     except tr.NonFiniteLossError as exc:
         finish_history()
         meta.update({"epochs": good["epoch"], "history": history.to_dict()})

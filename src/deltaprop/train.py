@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from deltaprop.compile import NonFiniteStepError
 from deltaprop.nn.module import Module
 
 __all__ = [
@@ -303,6 +304,25 @@ def _gathered_forward(model: Any, xt: Any, rank: int, world: int) -> Any:
     return dp.tensor(np.concatenate([p[:s.stop - s.start] for p, s in zip(parts, shares)]))
 
 
+def _is_ddp(model: Any) -> bool:
+    from deltaprop.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, DistributedDataParallel)
+
+
+def _compiled_step(model: Any, loss_fn: Callable[[Any, Any], Any], optimizer: Any) -> Callable:
+    """fit's training step (as its eager loop does it), compiled with dp.compile."""
+    from deltaprop.compile import compile as dp_compile
+
+    def step(xb: Any, yb: Any) -> Any:
+        optimizer.zero_grad()
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        optimizer.step()
+        return loss
+    return dp_compile(step)
+
+
 def _loader_arrays(loader: Any) -> tuple[Any, ...]:
     """The arrays behind a DataLoader over a TensorDataset (empty for other loaders)."""
     arrays = getattr(getattr(loader, "dataset", None), "arrays", None)
@@ -337,6 +357,7 @@ def fit(
     on_batch: Callable[[int, int, float], Any] | None = None,
     history: History | None = None,
     metrics: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None,
+    compile: bool = True,
 ) -> History:
     """Train for epochs start_epoch+1 .. `epochs` (so `epochs` is the total, as when resuming).
 
@@ -358,6 +379,11 @@ def fit(
     the same global batches (the same loader and seed) and trains on its contiguous share of each,
     its mean loss weighted by its share, so the averaged gradient is the global batch's mean as
     on one process; losses and evaluation figures are global, the same on every rank.
+
+    `compile` (default True): the step (zero_grad, forward, loss, backward, update) runs through
+    `dp.compile`, recorded on its first calls and replayed after, with the same numbers bit for bit;
+    it runs eagerly where it must (a data-parallel model; a loss_fn that reads values into Python,
+    with a warning). compile=False runs every step eagerly (for debugging).
     """
     history = History() if history is None else history
     epochs = int(epochs)
@@ -370,6 +396,7 @@ def fit(
             check_finite(f"the {what} of evaluation set {name!r}", arr)
     set_epoch = getattr(loader, "set_epoch", None)
     world = _world(model)  # data-parallel: every rank draws the same global batches and takes its rows
+    compiled = _compiled_step(model, loss_fn, optimizer) if compile and not _is_ddp(model) else None
     for epoch in range(int(start_epoch), epochs):
         if set_epoch is not None:
             set_epoch(epoch)
@@ -383,6 +410,18 @@ def fit(
             steps = 0
         for xb, yb in loader:
             step += 1
+            if compiled is not None:  # the same step; a non-finite loss stops it before the backward pass
+                try:
+                    value = compiled(xb, yb).item()
+                except NonFiniteStepError as exc:
+                    _batch_nonfinite((xb, yb), epoch + 1, step)
+                    raise NonFiniteLossError(epoch + 1, step, max(steps, step), exc.value) from None
+                n = xb.shape[0]
+                total += value * n
+                count += n
+                if on_batch is not None:
+                    on_batch(epoch + 1, step, value)
+                continue
             optimizer.zero_grad()
             if world is None:
                 loss = loss_fn(model(xb), yb)

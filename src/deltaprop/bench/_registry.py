@@ -28,6 +28,8 @@ LIBS: dict[str, tuple[str, str | None]] = {
     "deltaprop-tuned": ("lib_deltaprop_tuned", "deltaprop"),
     # the same code with the array recycler off (DELTAPROP_RECYCLE=0 in its worker's environment)
     "deltaprop-norecycle": ("lib_deltaprop", "deltaprop"),
+    # the same step functions through dp.compile (recorded in the warm-up, replayed after)
+    "deltaprop-compiled": ("lib_deltaprop_compiled", "deltaprop"),
     "torch": ("lib_torch", "torch"),
     "autograd": ("lib_autograd", "autograd"),
     "mygrad": ("lib_mygrad", "mygrad"),
@@ -57,14 +59,15 @@ _PEERS = ["deltaprop-tuned", "autograd", "mygrad", "dezero"]
 # such pair runs back to back (the report still lists deltaprop first). deltaprop-norecycle runs
 # one step further away, in the training-step cases (the recycler only handles large arrays).
 _NR = "deltaprop-norecycle"
+_DC = "deltaprop-compiled"  # next to the peer its target compares with
 APPLIES: dict[str, list[str]] = {
-    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _NR] + _PEERS + ["numpy", "gemm"],
-    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _NR] + _PEERS + ["numpy", "gemm"],
-    "mazur": ["torch", "deltaprop", "micrograd", _NR] + _PEERS + ["numpy", "numpy-buf", "gemm"],
-    "cnn": ["torch", "deltaprop", "deltaprop-tuned", _NR] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm"],
+    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _DC, _NR] + _PEERS + ["numpy", "gemm"],
+    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _DC, _NR] + _PEERS + ["numpy", "gemm"],
+    "mazur": ["torch", "deltaprop", "micrograd", _DC, _NR] + _PEERS + ["numpy", "numpy-buf", "gemm"],
+    "cnn": ["torch", "deltaprop", _DC, "deltaprop-tuned", _NR] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm"],
     "chain": ["torch", "deltaprop"] + _PEERS + ["micrograd", "numpy"],
     "micro": ["deltaprop"] + _PEERS + ["torch", "numpy"],
-    "train": ["torch", "deltaprop", "sklearn"],
+    "train": ["torch", "deltaprop", _DC, "sklearn"],
     "import": ["deltaprop", "numpy", "torch"],
     "memory": ["deltaprop", "torch"],
     "trace": ["deltaprop"],

@@ -123,7 +123,13 @@ def micro():
 
 
 def train():
-    """`deltaprop train --json` with its defaults, in this process; its JSON line is the result."""
+    """`deltaprop train --json --no-compile`: the defaults, every step eager (lib_deltaprop_compiled's
+    row is the default, compiled run), in this process; its JSON line is the result."""
+    return run_train_cli(["--no-compile"])
+
+
+def run_train_cli(extra: list[str]) -> dict:
+    """`deltaprop train --json` with its defaults and `extra` options, in this process."""
     from deltaprop import cli
 
     cwd = os.getcwd()
@@ -134,7 +140,7 @@ def train():
             t0 = time.perf_counter()
             with contextlib.redirect_stdout(out), open(os.devnull, "w") as devnull, \
                     contextlib.redirect_stderr(devnull):
-                rc = cli.main(["train", "--json", "--out", os.path.join(tmp, "model.safetensors")])
+                rc = cli.main(["train", "--json", "--out", os.path.join(tmp, "model.safetensors")] + extra)
             wall = time.perf_counter() - t0
         finally:
             os.chdir(cwd)

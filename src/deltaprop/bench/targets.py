@@ -6,6 +6,9 @@ from __future__ import annotations
 from statistics import median
 
 
+_DC = "deltaprop-compiled"
+
+
 def _lib(report: dict, case: str, lib: str) -> dict | None:
     item = report.get("cases", {}).get(case, {}).get("libraries", {}).get(lib)
     return item if item and item.get("status") == "ok" else None
@@ -37,6 +40,13 @@ def evaluate(report: dict) -> list[tuple[str, str, str, bool | None]]:
         _ratio_row(report, "cnn", "torch", 2.0, "CNN step after dp.tune_malloc(): deltaprop-tuned / PyTorch",
                    base="deltaprop-tuned"),
         _ratio_row(report, "chain", "torch", 1.5, "100,000-op chain: deltaprop / PyTorch"),
+        # dp.compile (the compiling issue): the recorded and replayed step
+        _ratio_row(report, "mazur", "torch", 0.3, "2-2-2 step: deltaprop-compiled / PyTorch", base=_DC),
+        _ratio_row(report, "mazur", "micrograd", 0.8, "2-2-2 step: deltaprop-compiled / micrograd", base=_DC),
+        _ratio_row(report, "mlp-sgd", "numpy-buf", 1.0, "MLP step, SGD: deltaprop-compiled / hand-written NumPy "
+                   "(buffers)", base=_DC),
+        _ratio_row(report, "cnn", "deltaprop", 1.0, "CNN step: deltaprop-compiled / deltaprop (eager)", base=_DC),
+        _ratio_row(report, "train", "deltaprop", 1.0, "default training run: compiled / --no-compile", base=_DC),
     ]
     dp_train, torch_train = _lib(report, "train", "deltaprop"), _lib(report, "train", "torch")
     if dp_train and torch_train:
