@@ -383,7 +383,9 @@ def fit(
     `compile` (default True): the step (zero_grad, forward, loss, backward, update) runs through
     `dp.compile`, recorded on its first calls and replayed after, with the same numbers bit for bit;
     it runs eagerly where it must (a data-parallel model; a loss_fn that reads values into Python,
-    with a warning). compile=False runs every step eagerly (for debugging).
+    with a warning). As with any tracing, Python side effects inside loss_fn or the model's forward
+    (a call counter, a print) happen only on the recording calls. compile=False runs every step
+    eagerly (for debugging).
     """
     history = History() if history is None else history
     epochs = int(epochs)

@@ -8,18 +8,22 @@ from . import lib_deltaprop as _eager
 
 
 def mlp_sgd():
+    """lib_deltaprop.mlp_sgd's step, compiled."""
     return dp.compile(_eager.mlp_sgd())
 
 
 def mlp_adam():
+    """lib_deltaprop.mlp_adam's step, compiled."""
     return dp.compile(_eager.mlp_adam())
 
 
 def mazur():
+    """lib_deltaprop.mazur's step, compiled."""
     return dp.compile(_eager.mazur())
 
 
 def cnn():
+    """lib_deltaprop.cnn's step, compiled."""
     return dp.compile(_eager.cnn())
 
 
