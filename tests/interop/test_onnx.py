@@ -173,6 +173,46 @@ class _Elementwise(nn.Module):
         return y + x.mean(axis=0) * 0 + x.astype(np.float64).astype(np.float32) + x.prod(axis=1, keepdims=True)
 
 
+class _Reductions(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32))
+
+    def forward(self, x):
+        h = x @ self.w  # MatMul with a parameter
+        p = dp.power(x.abs() + 1, x.tanh())  # tensor ** tensor
+        r = h.logsumexp(axis=1, keepdims=True) + h.min(axis=1, keepdims=True) + x.std(axis=1, keepdims=True)
+        u = dp.stack([x[:, 0], x[:, 2]], axis=1).unsqueeze(1).squeeze(1)
+        return dp.concatenate([h - r, p, u, dp.nn.functional.gelu(x[..., 1:3], approximate="tanh")], axis=1)
+
+
+def test_matmul_reductions_stack(onnx_runtime, tmp_path):
+    proto = _check(onnx_runtime, tmp_path, _Reductions(), (4,))
+    assert {"MatMul", "ReduceLogSumExp", "ReduceMin", "Pow", "Unsqueeze", "Tanh"} <= set(_ops(proto))
+
+
+class _TwoOutputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        y = self.lin(x)
+        return y, y.softmax(axis=1)
+
+
+def test_tuple_output(onnx_runtime, tmp_path):
+    onnx, ort = onnx_runtime
+    dp.manual_seed(0)
+    model = _TwoOutputs()
+    dponnx.export(model, np.ones((2, 3), np.float32), tmp_path / "t.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["output0", "output1"]
+    x = np.random.default_rng(1).standard_normal((5, 3)).astype(np.float32)
+    for got, want in zip(sess.run(None, {"input": x}), model(dp.tensor(x))):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
 def test_elementwise_ops(onnx_runtime, tmp_path):
     _check(onnx_runtime, tmp_path, _Elementwise(), (4,), make=lambda n: np.random.default_rng(n).uniform(
         0.2, 2, (n, 4)).astype(np.float32) * np.array([1, -1, 1, -1], np.float32))

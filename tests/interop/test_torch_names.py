@@ -245,6 +245,7 @@ def _sched_pair(torch, make_opt, make_sched, steps=12, groups=1):
             assert (m is None) == (tm is None) and (b is None) == (tb is None)
             np.testing.assert_allclose([m or 0, *(b or ())], [tm or 0, *(tb or ())], rtol=1e-12)
     assert s.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+    assert set(s.state_dict()) == set(ts.state_dict())  # PyTorch's state_dict layout
     return s, ts
 
 
