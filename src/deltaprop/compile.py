@@ -297,7 +297,7 @@ class _Recorder(_Checker):
                 self.alive.append(node)
                 self.consts[c] = _Ctx(op, node.needs)
                 sig.append(("ctx", node.needs))
-                pre = [f"{c}.extra = None"]
+                pre = [f"{c}.extra = None"] if op.keeps else []  # (what a forward keeps is new each call)
                 call = f"{fwd}({c}, {call_args})" if op.keeps else f"{fwd}({call_args})"
             else:
                 pre, call = [], f"{fwd}(None, {call_args})" if op.keeps else f"{fwd}({call_args})"
@@ -404,8 +404,8 @@ class _Recorder(_Checker):
         shape = "()" if g.ndim == 0 else repr(g.shape)
         dt = self._const(g.dtype)
         self.in_backward = True
-        self.code += ["st.grad = False", "owned, handed = Owned(), {}",
-                      f"{v} = np_array(1, {dt}) if {g.ndim} == 0 else np_ones({shape}, {dt})"]
+        seed = f"np_array(1, {dt})" if g.ndim == 0 else f"np_ones({shape}, {dt})"
+        self.code += ["st.grad = False", "#M owned = Owned()", "handed = {}", f"{v} = {seed}"]
         self.listing.append(f"# backward from {loss}\n{v} = ones{_fmt(g)}")
         self.pending = {id(r._node or r): v}
         self.sig.append(("backward", g.shape, g.dtype))
