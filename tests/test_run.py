@@ -336,3 +336,28 @@ def test_builtin_model_evaluates_a_file_of_its_own_labels(capsys, tmp_path):
     assert header == ["prediction", *[f"p_{i}" for i in range(10)]]
     assert np.mean([int(r[0]) == t for r, t in zip(rows, y[keep])]) == pytest.approx(ev["accuracy"])
     assert ev["n"] == int(keep.sum()) and ev["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("given", [
+    {"dataset": "digits"},
+    {"dataset": "digits", "model": "cnn", "scheduler": "step", "weight_decay": 1e-4, "early_stopping": 4},
+    {"dataset": "xor", "optimizer": "sgd", "momentum": 0.5, "batch_size": 0, "dtype": "float64"},
+    {"dataset": "file", "data": "/data/x.csv", "target": "t", "task": "regression", "hidden": (8, 4), "seed": 7},
+])
+def test_run_config_round_trips_through_metadata(given):
+    cfg = run.RunConfig.for_dataset(**given)
+    meta = json.loads(json.dumps(cfg.to_metadata()))  # as stored in a model file
+    meta.update(sizes=[2, *cfg.hidden, 2], output_activation=None, loss="cross_entropy", normalize=None)
+    assert run.RunConfig.from_metadata(meta) == cfg
+
+
+def test_run_config_errors_name_the_field():
+    with pytest.raises(run.RunConfigError) as e:
+        run.RunConfig.for_dataset("moons", lr=-1.0)
+    assert e.value.field == "lr" and str(e.value) == "RunConfig: lr is -1.0, not a positive number"
+    with pytest.raises(run.RunConfigError, match="unknown dataset 'imagenet'; choose one of: digits"):
+        run.RunConfig.for_dataset("imagenet")
+    with pytest.raises(run.RunConfigError, match="dataset 'file' needs data"):
+        run.RunConfig.for_dataset("file")
+    with pytest.raises(run.RunConfigError, match="momentum applies to optimizer sgd only"):
+        run.RunConfig.for_dataset("moons", momentum=0.9)
