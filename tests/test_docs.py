@@ -217,3 +217,11 @@ def test_mkdocs_build_strict(tmp_path):
     # The API reference was generated from the docstrings (not an empty page).
     api = (site / "api" / "autograd" / "index.html").read_text(encoding="utf-8")
     assert "value_and_grad" in api and "backward" in api
+    # The benchmark page includes benchmarks/RESULTS.md as it is now (pymdownx.snippets).
+    results = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    title = results.splitlines()[0].lstrip("# ").strip()
+    assert title in (site / "benchmarks" / "index.html").read_text(encoding="utf-8")
+    # The step-by-step notebook, when there is one, is rendered and linked (docs/_ext/hooks.py).
+    if (ROOT / "docs" / "notebooks" / "backprop-step-by-step.ipynb").is_file():
+        assert (site / "notebooks" / "backprop-step-by-step" / "index.html").is_file()
+        assert "backprop-step-by-step" in (site / "step-by-step" / "index.html").read_text(encoding="utf-8")
