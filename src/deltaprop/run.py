@@ -19,7 +19,7 @@ import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -1008,7 +1008,6 @@ def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None,
 def evaluate_file(path: str, data: str | None = None, target: str | None = None) -> dict[str, Any]:
     """Score the model in `path` (model file or checkpoint): on its own test and train split, or on
     every row of the file `data` (preprocessed as in training). Returns the numbers as a dict."""
-    import deltaprop as dp
     from deltaprop import train as tr
 
     path = os.fspath(path)
