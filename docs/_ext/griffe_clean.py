@@ -13,7 +13,13 @@ import griffe
 
 
 class DropTypeDocstrings(griffe.Extension):
-    """Remove an inspected attribute's docstring when it is only its value's type's docstring."""
+    """Remove an inspected attribute's docstring when it is only its value's type's docstring, and
+    the interpreter's own slots (__weakref__, __dict__) that inspection lists as class members."""
+
+    def on_class_members(self, *, node, cls, agent, **kwargs) -> None:
+        for name in ("__weakref__", "__dict__"):
+            if name in cls.members:
+                cls.del_member(name)
 
     def on_attribute_instance(self, *, node, attr, agent, **kwargs) -> None:
         obj = getattr(node, "obj", None)
