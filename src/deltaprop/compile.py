@@ -331,8 +331,8 @@ class _Recorder(_Checker):
         return name if s is None else f"{name}{_fmtsd(*s)}"
 
     def read(self, t):
-        self._refuse(f"fn reads a tensor's value into Python (.item(), float(), bool(), a comparison in an "
-                     f"`if`; shape {t.shape}), which a replay cannot repeat")
+        self._refuse(f"fn reads a tensor's value into Python (.item(), float(), bool(), np.asarray(t), a "
+                     f"comparison in an `if`; shape {t.shape}), which a replay cannot repeat")
         return t.data
 
     def bump(self, t):
@@ -603,11 +603,15 @@ class CompiledStep:
         self.replays = self.recordings = 0
         functools.update_wrapper(self, fn)
 
-    def _key(self, args, kwargs):
-        parts = [_state.grad, np.dtype(_config.get_default_dtype())]
-        for a in list(args) + list(kwargs.items()):
-            parts.append(_sig(a))
-        return tuple(parts)
+    @staticmethod
+    def _key(args, kwargs) -> tuple:
+        """What selects a schedule: grad mode, the default dtype, the arguments' signatures."""
+        key = (_state.grad, _config.get_default_dtype())
+        if args:
+            key += tuple(map(_sig, args))
+        if kwargs:
+            key += tuple((k, _sig(v)) for k, v in kwargs.items())
+        return key
 
     def __call__(self, *args, **kwargs):
         me = threading.get_ident()
@@ -698,8 +702,7 @@ class CompiledStep:
 
 
 def _sig(a):
-    if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):  # a keyword argument
-        return (a[0], _sig(a[1]))
+    """An argument's part of the cache key: shape and dtype of arrays, value of Python scalars."""
     if isinstance(a, Tensor):
         return ("T", a.data.shape, a.data.dtype, a.requires_grad)
     if isinstance(a, np.ndarray):

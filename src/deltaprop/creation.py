@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _config
 from ._config import get_default_dtype
+from .compile import effect
 from .tensor import Tensor
 
 
@@ -31,6 +32,11 @@ def _to_array(data: Any, dtype=None) -> np.ndarray:
 
 def tensor(data: Any, dtype=None, requires_grad: bool = False) -> Tensor:
     """A new tensor (a copy of data): Python floats -> default dtype, ints -> int64."""
+    # (an effect: a compiled step makes it again, from that call's data, on every replay)
+    return effect(_new_tensor, data, dtype, requires_grad)
+
+
+def _new_tensor(data: Any, dtype, requires_grad: bool) -> Tensor:
     return Tensor(_to_array(data, dtype), requires_grad=requires_grad)
 
 

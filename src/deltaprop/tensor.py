@@ -37,7 +37,7 @@ class Tensor:
 
     def numpy(self) -> np.ndarray:
         """A copy of the values as an ndarray (later updates never change it)."""
-        return self.data.copy()
+        return _read(self).copy()
 
     def item(self) -> float | int | bool:
         """The value of a one-element tensor as a Python number."""
@@ -48,9 +48,10 @@ class Tensor:
         return _read(self).tolist()
 
     def __array__(self, dtype=None, copy=None):
-        if dtype is not None and np.dtype(dtype) != self.data.dtype:
-            return self.data.astype(dtype)
-        return self.data.copy() if copy else self.data
+        d = _read(self)
+        if dtype is not None and np.dtype(dtype) != d.dtype:
+            return d.astype(dtype)
+        return d.copy() if copy else d
 
     # conversions behave as on the underlying ndarray
     def __len__(self): return len(self.data)  # noqa: E704

@@ -306,11 +306,11 @@ def test_unreplayable_steps_fall_back_to_eager_with_the_same_numbers():
 
         def step(x, y):
             opt.zero_grad()
-            loss_fn(dp.tensor(np.asarray(x) * 2), y).backward()  # NumPy inside fn: not an op
+            loss_fn(dp.tensor(np.asarray(x) * 2), y).backward()  # NumPy inside fn: not an op, a new array each call
             opt.step()
         return model, step
 
-    for make, why in [(manual_sgd, "in place"), (hooked, "hooks"), (fresh_tensor, "did not apply the same ops")]:
+    for make, why in [(manual_sgd, "in place"), (hooked, "hooks"), (fresh_tensor, "value into Python")]:
         m1, eager = make()
         m2, step = make()
         comp = dp.compile(step)
@@ -406,3 +406,57 @@ def test_grad_and_default_dtype_are_part_of_the_key():
         b = [f(dp.tensor(x), dp.tensor(y)) for _ in range(3)]
     assert f.recordings == 4 and f.replays == 2
     assert all(np.array_equal(t.data, a[0].data) for t in a + b)
+
+
+def test_decorator_forms_strict_mismatch_and_a_user_effect():
+    w = dp.tensor(np.ones(3), requires_grad=True)
+    counter = {"n": 0}
+
+    @dp.compile(strict=True)
+    def changing(x):  # Python state picks the op: the two recordings differ
+        counter["n"] += 1
+        return (x * w).sum() if counter["n"] % 2 else (x + w).sum()
+    x = dp.tensor(np.arange(3.0))
+    changing(x)
+    with pytest.raises(RuntimeError, match="strict=True.*did not apply the same ops"):
+        changing(x)
+
+    log = []
+
+    def note(v):  # an effect: runs on every replay, with the replay's own array
+        log.append(float(v.sum()))
+
+    @dp.compile
+    def step(x):
+        y = x * 2
+        dp.compile.__module__  # (plain Python: recorded away)
+        from deltaprop.compile import effect
+        effect(note, y.data)
+        return y
+    for i in range(4):
+        out = step(dp.tensor(np.full(3, float(i))))
+        assert np.array_equal(out.data, np.full(3, 2.0 * i))
+    assert log == [0.0, 6.0, 12.0, 18.0] and step.replays == 2
+
+
+def test_dp_tensor_of_an_argument_inside_fn_is_replayed():
+    def setup():
+        model, loss_fn = _mlp((20, 16, 16, 10))
+        opt = dp.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+        def step(x, y):  # NumPy arrays in, tensors made inside
+            opt.zero_grad()
+            loss = loss_fn(dp.tensor(x), dp.tensor(y))
+            loss.backward()
+            opt.step()
+            return loss
+        return model, step
+    m1, eager = setup()
+    m2, step = setup()
+    comp = dp.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i, (x, y) in enumerate(_batches(8, (20,), 10, 10, seed=23)):
+            assert np.array_equal(eager(x, y).data, comp(x, y).data)
+            _assert_same(m1, m2, f"step {i}")
+    assert comp.replays == 8
