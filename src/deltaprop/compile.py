@@ -601,6 +601,7 @@ class CompiledStep:
         self._owner: int | None = None
         self._warned = False
         self.replays = self.recordings = 0
+        self._streak = 0  # recordings in a row without a replay: a step that re-traces on every call
         functools.update_wrapper(self, fn)
 
     @staticmethod
@@ -609,6 +610,10 @@ class CompiledStep:
         key = (_state.grad, _config.get_default_dtype())
         if args:
             key += tuple(map(_sig, args))
+            if len(args) > 1:  # the same tensor passed twice is one variable of the schedule
+                ids = [id(a) for a in args]
+                if len(set(ids)) < len(ids):
+                    key += (tuple(ids.index(i) for i in ids),)
         if kwargs:
             key += tuple((k, _sig(v)) for k, v in kwargs.items())
         return key
@@ -627,7 +632,7 @@ class CompiledStep:
                 self._owner = None
 
     def _call(self, args, kwargs):
-        if _state.anomaly:
+        if _state.anomaly or self._streak < 0:
             return self._eager(args, kwargs)
         key = self._key(args, kwargs)
         entry = self._cache.get(key)
@@ -635,6 +640,7 @@ class CompiledStep:
             r = entry.run(args, kwargs)
             if r is not _MISS:
                 self.replays += 1
+                self._streak = 0
                 return r
             entry = None  # a guard failed (a parameter's array replaced, a module's mode changed)
         if entry is _EAGER:
@@ -642,6 +648,11 @@ class CompiledStep:
         rec = _Recorder(args, kwargs, self.strict, entry if isinstance(entry, _Recorder) else None)
         result = self._record(rec, args, kwargs)
         self.recordings += 1
+        self._streak += 1
+        if self._streak > 3 * _CACHE_SIZE:  # recording costs more than it ever gives back here
+            self._streak = -1
+            self._give_up("it re-traced on every one of its last calls (a Python number argument that changes on "
+                          "each call, such as a learning rate? pass it as a tensor, or read it from the optimizer)")
         self._cache[key] = self._settle(rec, entry if isinstance(entry, _Recorder) else None)
         self._cache.move_to_end(key)
         while len(self._cache) > _CACHE_SIZE:
@@ -669,14 +680,17 @@ class CompiledStep:
         if why is None:
             rec.trim()
         if why is not None:
-            if self.strict:
-                raise RuntimeError(f"dp.compile(strict=True): {why}")
-            if not self._warned:
-                self._warned = True
-                warnings.warn(f"dp.compile: {getattr(self.fn, '__qualname__', 'the step')} runs eagerly: {why}",
-                              RuntimeWarning, stacklevel=4)
+            self._give_up(why)
             return _EAGER
         return rec
+
+    def _give_up(self, why: str) -> None:
+        if self.strict:
+            raise RuntimeError(f"dp.compile(strict=True): {why}")
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"dp.compile: {getattr(self.fn, '__qualname__', 'the step')} runs eagerly: {why}",
+                          RuntimeWarning, stacklevel=5)
 
     def _eager(self, args, kwargs):
         _state.recorder = _Checker()

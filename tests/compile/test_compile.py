@@ -460,3 +460,19 @@ def test_dp_tensor_of_an_argument_inside_fn_is_replayed():
             assert np.array_equal(eager(x, y).data, comp(x, y).data)
             _assert_same(m1, m2, f"step {i}")
     assert comp.replays == 8
+
+
+def test_an_argument_passed_twice_and_a_changing_number_argument():
+    w = dp.tensor(np.ones(3), requires_grad=True)
+    f = dp.compile(lambda a, b: (a * w + b).sum())
+    x = dp.tensor(np.arange(3.0))
+    for _ in range(3):
+        f(x, x)  # recorded (and replayed) with one tensor in both places
+    y = dp.tensor(np.full(3, 10.0))
+    assert float(f(x, y)) == float((x * w + y).sum())  # not the schedule of f(x, x)
+
+    g = dp.compile(lambda a, lr: (a * lr).sum())
+    with pytest.warns(RuntimeWarning, match="re-traced on every one"):
+        for i in range(40):
+            assert float(g(x, 0.1 * i)) == float((x * (0.1 * i)).sum())
+    assert g.replays == 0
