@@ -14,8 +14,8 @@ TITLE = "Backpropagation step by step"
 
 def on_config(config):
     """Make the step-by-step nav entry a section: the page, then the notebook."""
-    if not (Path(config["docs_dir"]) / NOTEBOOK).is_file():
-        return config
+    if not (Path(config["docs_dir"]) / NOTEBOOK).is_file() or NOTEBOOK in repr(config["nav"]):
+        return config  # (no notebook, or mkdocs.yml lists it already)
     for i, item in enumerate(config["nav"] or []):
         if isinstance(item, dict) and isinstance(item.get(TITLE), str):
             config["nav"][i] = {TITLE: [item[TITLE], {"The notebook": NOTEBOOK}]}
