@@ -12,6 +12,14 @@ schedule, generated once as a Python function of the inputs that calls the ops' 
 VJP functions in the recorded order, with the engine's own gradient summing and accumulation.
 Same functions, same arrays, same order: the replay is bitwise equal to eager, step after step.
 
+Straight-line forms. For the hottest ops (ops/lowered.py: linear, sigmoid, relu, add, sub, mul,
+x ** 2, sum) the schedule holds their NumPy calls themselves, writing into buffers allocated once
+per schedule; each form makes the calls of the op's own function in the same order, so the bits
+do not change (tests/compile/test_lowered.py checks each). Buffers never leave the step: what fn
+returns, what an effect receives and every `.grad` are new arrays on each call, as in eager. The
+optimizer's update runs its `_plan()`: the same per-parameter arithmetic with its look-ups done
+once. `DELTAPROP_LOWER=0` in the environment turns both off (each op then calls its functions).
+
 What a replay reads afresh on every call: the arguments (Tensors or arrays: a new batch and new
 labels), the parameters' current values, the optimizer's hyperparameters and state (a
 scheduler's new learning rate applies on the next call), the default random generator.
@@ -42,6 +50,7 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -57,6 +66,9 @@ from .tensor import Tensor
 __all__ = ["compile", "CompiledStep", "effect", "NonFiniteStepError"]
 
 _CACHE_SIZE = 8
+# The straight-line forms of ops/lowered.py (on unless DELTAPROP_LOWER=0: then every replayed
+# op calls its own functions, which is slower and equal bit for bit).
+LOWER = os.environ.get("DELTAPROP_LOWER", "1").strip() != "0"
 
 
 class NonFiniteStepError(FloatingPointError):
@@ -88,6 +100,37 @@ class _Ctx:
     def __init__(self, op, needs):
         self.op, self.needs = op, needs
         self.extra = self.datas = self.out = None
+
+
+class _Emitter:
+    """What a straight-line form (ops/lowered.py) writes with: its lines, the buffers it asks
+    for (allocated once, named as constants of the schedule), the names it reads."""
+
+    def __init__(self, rec: "_Recorder", out: str | None = None, g: str | None = None, y: str | None = None):
+        self.rec, self.out, self.g, self.y = rec, out, g, y
+        self.lines: list[str] = []
+
+    def emit(self, line: str) -> None:
+        self.lines.append(line)
+
+    def buf(self, shape, dtype) -> str:
+        """An array of its own, reused on every replay (it never leaves the step)."""
+        return self.rec._buffer(np.empty(shape, dtype))
+
+    def fresh(self, shape, dtype) -> str:
+        """A new array on every replay (it becomes a .grad, which the user may keep)."""
+        v = f"n{self.rec.n}"
+        self.rec.n += 1
+        self.rec.fresh.add(v)
+        self.lines.append(f"{v} = empty({tuple(shape)!r}, {self.rec._const(np.dtype(dtype))})")
+        return v
+
+    def view(self, name: str, attr: str) -> str:
+        """name.attr (a transpose): made once when name is an array fixed for the schedule."""
+        c = self.rec.consts.get(name)
+        if isinstance(c, np.ndarray):
+            return self.rec._const(getattr(c, attr), "c")
+        return f"{name}.{attr}"
 
 
 def _hooked(t: Tensor) -> bool:
@@ -155,6 +198,7 @@ class _Recorder(_Checker):
         self._const_ids: dict[int, str] = {}
         self.alive: list = []  # everything whose id the recording uses (ids stay unique)
         self.slot: dict[int, str] = {}  # id(array) -> its variable in the code
+        self.arrays: dict[str, Any] = {}  # variable -> the array it held in this recording
         self.info: dict[str, tuple] = {}  # variable -> (shape, dtype)
         self.n = 0
         self.ctx: dict[int, tuple[str, Any]] = {}  # id(node) -> (ctx variable, node)
@@ -164,6 +208,9 @@ class _Recorder(_Checker):
         self.tensors: dict[int, str] = {}  # id(argument tensor) -> its expression
         self.grads: dict[int, tuple] = {}  # id(leaf) -> (leaf, the .grad it should hold now)
         self.big = False  # some array is large enough for the recycler (memory.MIN_BYTES)
+        self.bufs: set[str] = set()  # variables that hold (or view) a buffer reused on every replay
+        self.fresh: set[str] = set()  # variables that hold an array new on every replay, seen by nothing else
+        self.lowered = _lowered() if LOWER else {}
         self.in_backward = False
         self.refused: str | None = None
         self.returned = None
@@ -181,12 +228,31 @@ class _Recorder(_Checker):
         self.n += 1
         self.alive.append(arr)
         self.slot[id(arr)] = v
+        self.arrays[v] = arr
         if isinstance(arr, np.ndarray):
             self.info[v] = (arr.shape, arr.dtype)
             base = arr if arr.base is None else arr.base
             if isinstance(base, np.ndarray) and base.nbytes >= memory.MIN_BYTES:
                 self.big = True
         return v
+
+    def _buffer(self, arr, name: str | None = None) -> str:
+        """A constant array the schedule writes on every replay (ops/lowered.py's forms)."""
+        if name is None:
+            name = self._const(arr, "b")
+        else:
+            self.consts[name] = arr
+            self.alive.append(arr)
+        self.bufs.add(name)
+        return name
+
+    def _aliases(self, arr, others) -> bool:
+        """Whether arr may share memory with one of the (variable, array) pairs that is a buffer."""
+        return any(v in self.bufs and isinstance(a, np.ndarray) and np.may_share_memory(arr, a) for v, a in others)
+
+    def _copy_if_buffer(self, v: str) -> str:
+        """v as it may leave the step: a copy when v is a buffer (the next replay writes it again)."""
+        return f"{v}.copy()" if v in self.bufs else v
 
     def _const(self, obj, prefix="k") -> str:
         name = self._const_ids.get(id(obj))
@@ -291,22 +357,40 @@ class _Recorder(_Checker):
             o = out.data
             v = self._new(o)
             call_args = ", ".join(ins + kws)
+            datas = [a.data if isinstance(a, Tensor) else a for a in args]
             if node is not None:
                 c = f"x{len(self.ctx)}"
                 self.ctx[id(node)] = (c, node, ins, kws)
                 self.alive.append(node)
                 self.consts[c] = _Ctx(op, node.needs)
                 sig.append(("ctx", node.needs))
-                pre = [f"{c}.extra = None"] if op.keeps else []  # (what a forward keeps is new each call)
-                call = f"{fwd}({c}, {call_args})" if op.keeps else f"{fwd}({call_args})"
+            form = self.lowered.get(op)
+            em = None
+            if form is not None and not op.keeps:
+                em = _Emitter(self, f"o{self.n}")
+                self.n += 1
+                if form[0](em, o, datas, ins, kw):
+                    self._buffer(np.empty(o.shape, o.dtype), em.out)
+                else:
+                    em = None
+            if em is not None:  # the op's straight-line form: its NumPy calls, into a buffer
+                self.code += [f"{v} = {em.out}"] + em.lines
+                self.bufs.add(v)
             else:
-                pre, call = [], f"{fwd}(None, {call_args})" if op.keeps else f"{fwd}({call_args})"
-            self.code += pre + [f"{v} = {call}"]
-            if o.ndim == 0:  # a reduction may return a NumPy scalar: the engine makes it an array
-                self.code.append(f"if type({v}) is not ndarray: {v} = asarray({v})")
+                if op.keeps:  # (what a forward keeps is new each call)
+                    pre, call = ([f"{c}.extra = None"], f"{fwd}({c}, {call_args})") if node is not None \
+                        else ([], f"{fwd}(None, {call_args})")
+                else:
+                    pre, call = [], f"{fwd}({call_args})"
+                self.code += pre + [f"{v} = {call}"]
+                if o.ndim == 0:  # a reduction may return a NumPy scalar: the engine makes it an array
+                    self.code.append(f"if type({v}) is not ndarray: {v} = asarray({v})")
+                if self._aliases(o, zip(ins, datas)):  # a view of a buffer (a reshape of it)
+                    self.bufs.add(v)
             if node is not None:
                 self.code.append(f"#M {c}.datas = ({', '.join(ins)},); {c}.out = {v}")
-                self._extras(node, c)
+                if em is None:
+                    self._extras(node, c)
             shown = [self._show(n) for n in ins] + [f"{k}={_short(x)}" for k, x in kw.items()]
             self.listing.append(f"{v} = {op.name}({', '.join(shown)})  -> {_fmt(o)}")
             self.sig.append(tuple(sig))
@@ -346,6 +430,9 @@ class _Recorder(_Checker):
                 self._check_grads()
                 sig = ["effect"]
                 ops = [self._operand(fn, sig)] + [self._eoperand(a, sig) for a in args]
+                plan = _optimizer_plan(fn) if self.lowered and not args else None
+                if plan is not None:  # the optimizer's update with its lookups done once
+                    ops[0] = self._const(plan, "f")
             except _Refused as e:
                 self._refuse(str(e))
         r = _suspended(fn, args)
@@ -375,7 +462,7 @@ class _Recorder(_Checker):
             v = self.slot.get(id(x.data))
             if v is not None:  # made by an op of this call: a new, detached tensor on each replay
                 sig.append(("s", v))
-                return f"Tensor({v})"
+                return f"Tensor({self._copy_if_buffer(v)})"
             self._leaf(x, sig)
             return self._const(x, "t")
         if isinstance(x, (tuple, list)):
@@ -428,11 +515,13 @@ class _Recorder(_Checker):
         if node.hooks or node.retained is not None:
             raise _Refused("fn registers hooks or retain_grad() on its tensors, which dp.compile does not replay")
         op = node.op
-        fn = self._const(op.fast or op.vjp, "f")
         out = self.slot[id(node.out)]
+        sig = ["vjp", op, gv]
+        if self._vjp_lowered(node, igs, c, gv, out, ins, sig):
+            return
+        fn = self._const(op.fast or op.vjp, "f")
         self.code.append(f"r = {fn}({c}, {gv}, {out}, {', '.join(ins + kws)})")
         self.listing.append(f"r = {op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)})")
-        sig = ["vjp", op, gv]
         for i, (a, ig) in enumerate(zip(node.args, igs)):
             if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
                 continue
@@ -449,6 +538,8 @@ class _Recorder(_Checker):
             if ig.dtype != d.dtype:
                 self.code.append(f"{v} = {v}.astype({self._const(d.dtype)})")
                 conv.append(f"astype({d.dtype})")
+            elif gv in self.bufs and self._aliases(ig, [(gv, self._array(gv))]):
+                self.bufs.add(v)  # g itself or a view of it, passed on
             self.info[v] = (d.shape, d.dtype)
             self.code.append(f"#M owned.add({v}, {c}, {gv})")
             self.listing.append(f"{v} = r[{i}]{''.join(' ' + x for x in conv)}  -> {_fmtsd(d.shape, d.dtype)}")
@@ -456,6 +547,55 @@ class _Recorder(_Checker):
             sig.append((i, tuple(conv)))
         self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
+
+    def _vjp_lowered(self, node, igs, c, gv, out, ins, sig) -> bool:
+        """The VJP's straight-line form (ops/lowered.py), when the op has one for this case and
+        every gradient it gives already has its input's shape and dtype."""
+        form = self.lowered.get(node.op)
+        if form is None or node.op.keeps:
+            return False
+        dest = []
+        for a, ig in zip(node.args, igs):
+            if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+                dest.append(None)
+            elif not isinstance(ig, (np.ndarray, np.generic)) or ig.shape != a.data.shape or ig.dtype != a.data.dtype:
+                return False
+            else:
+                dest.append("leaf" if a._node is None else "node")
+        g = self._array(gv)
+        if g is None:
+            return False
+        g = np.asarray(g)  # (a NumPy scalar in eager, where the replay has a 0-d buffer)
+        em = _Emitter(self, g=gv, y=out)
+        exprs = form[1](em, g, node.out, list(node.datas), ins, node.kw, dest)
+        if exprs is None:
+            return False
+        self.code += em.lines
+        self.listing.append(f"r = {node.op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)}) "
+                            "(straight-line)")
+        for i, (a, ig) in enumerate(zip(node.args, igs)):
+            if dest[i] is None:
+                continue
+            v = self._new(ig)
+            self.code.append(f"{v} = {exprs[i]}")
+            if exprs[i] == gv:
+                if gv in self.bufs:
+                    self.bufs.add(v)
+                self.code.append(f"#M owned.add({v}, {c}, {gv})")  # (g passed on: counted again)
+            elif exprs[i] in self.bufs:
+                self.bufs.add(v)
+            elif exprs[i] in self.fresh:
+                self.fresh.add(v)
+            self.listing.append(f"{v} = {exprs[i]}  -> {_fmt(a.data)}")
+            self._send(a._node or a, v)
+            sig.append((i, "lowered"))
+        self.code.append(f"#M owned.drop({gv})")
+        self.sig.append(tuple(sig))
+        return True
+
+    def _array(self, v: str):
+        """The array a variable held in this recording."""
+        return self.arrays.get(v)
 
     def _send(self, key, v: str) -> None:
         """The engine's _send: the first gradient a node or leaf receives is kept, later ones added."""
@@ -469,7 +609,16 @@ class _Recorder(_Checker):
             s = f"v{self.n}"
             self.n += 1
             self.info[s] = self.info[v]
-            self.code += [f"{s} = {old} + {v}", f"#M owned.new({s}); owned.drop({old}); owned.drop({v})"]
+            a, b = self.arrays.get(old), self.arrays.get(v)
+            if self.lowered and hasattr(key, "seq") and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) \
+                    and a.shape == b.shape and a.dtype == b.dtype and a.dtype.kind == "f":
+                # (summed into a buffer: the sum goes on backwards, never to a .grad)
+                self.code += [f"{s} = {self._buffer(np.empty(a.shape, a.dtype))}", f"add({old}, {v}, out={s})",
+                              f"#M owned.drop({old}); owned.drop({v})"]
+                self.bufs.add(s)
+            else:
+                self.code += [f"{s} = {old} + {v}", f"#M owned.new({s}); owned.drop({old}); owned.drop({v})"]
+            self.arrays[s] = a
             self.listing.append(f"{s} = {old} + {v}")
             self.pending[k] = s
 
@@ -484,7 +633,12 @@ class _Recorder(_Checker):
                                    "DistributedDataParallel's), which dp.compile does not replay")
                 self._check_grads()
                 t = self._leaf(leaf, [])
-                self.code += [f"#M owned.hand_out({gv})", f"_accumulate({t}, {gv}, False, handed)"]
+                self.code.append(f"#M owned.hand_out({gv})")
+                if gv in self.fresh:  # (_accumulate's checks are for arrays that others may hold)
+                    self.code += [f"if {t}.grad is None: {t}.grad = Tensor({gv})",
+                                  f"else: _accumulate({t}, {gv}, False, handed)"]
+                else:
+                    self.code.append(f"_accumulate({t}, {self._copy_if_buffer(gv)}, False, handed)")
                 self.listing.append(f"{t}.grad {'=' if leaf.grad is None else '+='} {gv}  ({_fmt(leaf.data)})")
                 self.sig.append(("acc", id(leaf)))
             except _Refused as e:
@@ -530,7 +684,7 @@ class _Recorder(_Checker):
             if v is None or id(r) in self.leaves or id(r) in self.tensors:
                 return self._operand(r, sig)
             sig.append(("s", v))
-            return f"Tensor({v})"
+            return f"Tensor({self._copy_if_buffer(v)})"
         if isinstance(r, (tuple, list)):
             parts = [self._result(e, sig) for e in r]
             sig.append(("L", type(r), len(r)))
@@ -556,14 +710,37 @@ class _Recorder(_Checker):
         src += [f"        return {self.returned}", "    finally:", "        st.grad = grad_mode"]
         env = dict(self.consts, MISS=_MISS, st=_state, ndarray=np.ndarray, asarray=np.asarray,
                    np_array=np.array, np_ones=np.ones, Owned=memory.Owned, sum_to=sum_to,
-                   _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor)
+                   _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor, empty=np.empty,
+                   **_UFUNCS)
         code = "\n".join(src)
         exec(builtins.compile(code, "<dp.compile schedule>", "exec"), env)  # noqa: S102 (generated here)
         return _Schedule(env["replay"], code, self.listing)
 
     def trim(self) -> None:
         """Keep only what the next recording is compared with (drop the arrays of this call)."""
-        self.alive, self.slot, self.info, self.code, self.ctx = [], {}, {}, [], {}
+        self.alive, self.slot, self.info, self.code, self.ctx, self.arrays = [], {}, {}, [], {}, {}
+
+
+# the NumPy functions that straight-line forms call, by name
+_UFUNCS = {f: getattr(np, f) for f in ("absolute", "add", "divide", "exp", "greater", "greater_equal", "matmul",
+                                       "maximum", "multiply", "negative", "power", "subtract")}
+
+
+def _optimizer_plan(fn):
+    """An optimizer's `_plan()` when fn is its `_update` and it updates through `_step_param`."""
+    from .optim.optimizer import Optimizer
+    opt = getattr(fn, "__self__", None)
+    if not isinstance(opt, Optimizer) or getattr(fn, "__func__", None) is not Optimizer._update:
+        return None
+    kind = type(opt)
+    if kind._update_group is not Optimizer._update_group or kind._step_param is Optimizer._step_param:
+        return None  # (an optimizer of its own making: its _update runs as it is)
+    return opt._plan()
+
+
+def _lowered() -> dict:
+    from .ops.lowered import LOWERED  # (ops import the engine: loaded on the first recording)
+    return LOWERED
 
 
 def _short(x) -> str:

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .optimizer import Optimizer, ParamsT, _grads
+from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adagrad"]
 
@@ -38,30 +38,31 @@ class Adagrad(Optimizer):
             raise ValueError(f"loaded state dict: Adagrad state of parameter {index!r} lacks "
                              f"{', '.join(map(repr, missing))}")
 
-    def _update_group(self, group: dict[str, Any]) -> None:
-        lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
-        wd, maximize = group["weight_decay"], group["maximize"]
-        for p, w, g in _grads(group):
-            t = w.dtype.type
-            state = self.state[p]
-            if "sum" not in state:  # (a parameter added to a group after construction)
-                state["step"] = 0.0
-                state["sum"] = np.full_like(w, group["initial_accumulator_value"])
-            a, b = self._scratch(w, 2)
-            if maximize:
-                np.negative(g, out=a)
-                g = a
-            if wd != 0:  # g + wd * p into scratch: the grad array is never modified
-                np.multiply(w, t(wd), out=b)
-                np.add(g, b, out=a)
-                g = a
-            state["step"] += 1
-            clr = lr / (1 + (state["step"] - 1) * lr_decay)
-            s = state["sum"]
-            np.multiply(g, g, out=b)
-            np.add(s, b, out=s)
-            np.sqrt(s, out=b)
-            np.add(b, t(eps), out=b)
-            np.divide(g, b, out=b)
-            np.multiply(b, t(-clr), out=b)
-            np.add(w, b, out=w)
+    def _options(self, group: dict[str, Any]) -> tuple:
+        return (group["lr"], group["lr_decay"], group["eps"], group["weight_decay"], group["maximize"],
+                group["initial_accumulator_value"])
+
+    def _step_param(self, p, w: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray, o: tuple) -> None:
+        lr, lr_decay, eps, wd, maximize, initial = o
+        t = w.dtype.type
+        state = self.state[p]
+        if "sum" not in state:  # (a parameter added to a group after construction)
+            state["step"] = 0.0
+            state["sum"] = np.full_like(w, initial)
+        if maximize:
+            np.negative(g, out=a)
+            g = a
+        if wd != 0:  # g + wd * p into scratch: the grad array is never modified
+            np.multiply(w, t(wd), out=b)
+            np.add(g, b, out=a)
+            g = a
+        state["step"] += 1
+        clr = lr / (1 + (state["step"] - 1) * lr_decay)
+        s = state["sum"]
+        np.multiply(g, g, out=b)
+        np.add(s, b, out=s)
+        np.sqrt(s, out=b)
+        np.add(b, t(eps), out=b)
+        np.divide(g, b, out=b)
+        np.multiply(b, t(-clr), out=b)
+        np.add(w, b, out=w)

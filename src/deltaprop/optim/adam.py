@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .optimizer import _ema_sq_, _lerp_, Optimizer, ParamsT, _grads
+from .optimizer import _ema_sq_, _lerp_, Optimizer, ParamsT
 
 __all__ = ["Adam", "AdamW"]
 
@@ -47,50 +47,50 @@ class Adam(Optimizer):
             raise ValueError(f"loaded state dict: {type(self).__name__} state of parameter {index!r} lacks "
                              f"{', '.join(map(repr, missing))}")
 
-    def _update_group(self, group: dict[str, Any]) -> None:
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
-        decoupled = group.get("decoupled_weight_decay", False)
-        for p, w, g in _grads(group):
-            t = w.dtype.type
-            state = self.state[p]
-            if not state:
-                state["step"] = 0.0
-                state["exp_avg"] = np.zeros_like(w)
-                state["exp_avg_sq"] = np.zeros_like(w)
-                if amsgrad:
-                    state["max_exp_avg_sq"] = np.zeros_like(w)
-            m, v = state["exp_avg"], state["exp_avg_sq"]
-            a, b = self._scratch(w, 2)
-            if maximize:
-                np.negative(g, out=a)
-                g = a
-            state["step"] = step = state["step"] + 1
-            if wd != 0:
-                if decoupled:
-                    np.multiply(w, t(1 - lr * wd), out=w)
-                else:  # g + wd * p into scratch: the grad array is never modified
-                    np.multiply(w, t(wd), out=b)
-                    np.add(g, b, out=a)
-                    g = a
-            _lerp_(m, g, t(1 - beta1), b)  # m.lerp_(g, 1 - beta1)
-            _ema_sq_(v, g, beta2, b)       # v = beta2 * v + ((1 - beta2) * g) * g
+    def _options(self, group: dict[str, Any]) -> tuple:
+        return (group["lr"], group["betas"], group["eps"], group["weight_decay"], group["amsgrad"], group["maximize"],
+                group.get("decoupled_weight_decay", False))
+
+    def _step_param(self, p, w: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray, o: tuple) -> None:
+        lr, (beta1, beta2), eps, wd, amsgrad, maximize, decoupled = o
+        t = w.dtype.type
+        state = self.state[p]
+        if not state:
+            state["step"] = 0.0
+            state["exp_avg"] = np.zeros_like(w)
+            state["exp_avg_sq"] = np.zeros_like(w)
             if amsgrad:
-                vmax = state.get("max_exp_avg_sq")
-                if vmax is None:
-                    vmax = state["max_exp_avg_sq"] = np.zeros_like(w)
-                np.maximum(vmax, v, out=vmax)
-                v = vmax
-            bias_correction1 = 1 - beta1 ** step
-            bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
-            step_size = lr / bias_correction1
-            # denom = sqrt(v) / sqrt(bc2) + eps;  p += (-step_size * m) / denom
-            np.sqrt(v, out=b)
-            np.divide(b, t(bias_correction2_sqrt), out=b)
-            np.add(b, t(eps), out=b)
-            np.multiply(m, t(-step_size), out=a)
-            np.divide(a, b, out=a)
-            np.add(w, a, out=w)
+                state["max_exp_avg_sq"] = np.zeros_like(w)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if maximize:
+            np.negative(g, out=a)
+            g = a
+        state["step"] = step = state["step"] + 1
+        if wd != 0:
+            if decoupled:
+                np.multiply(w, t(1 - lr * wd), out=w)
+            else:  # g + wd * p into scratch: the grad array is never modified
+                np.multiply(w, t(wd), out=b)
+                np.add(g, b, out=a)
+                g = a
+        _lerp_(m, g, t(1 - beta1), b)  # m.lerp_(g, 1 - beta1)
+        _ema_sq_(v, g, beta2, b)       # v = beta2 * v + ((1 - beta2) * g) * g
+        if amsgrad:
+            vmax = state.get("max_exp_avg_sq")
+            if vmax is None:
+                vmax = state["max_exp_avg_sq"] = np.zeros_like(w)
+            np.maximum(vmax, v, out=vmax)
+            v = vmax
+        bias_correction1 = 1 - beta1 ** step
+        bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
+        step_size = lr / bias_correction1
+        # denom = sqrt(v) / sqrt(bc2) + eps;  p += (-step_size * m) / denom
+        np.sqrt(v, out=b)
+        np.divide(b, t(bias_correction2_sqrt), out=b)
+        np.add(b, t(eps), out=b)
+        np.multiply(m, t(-step_size), out=a)
+        np.divide(a, b, out=a)
+        np.add(w, a, out=w)
 
 
 class AdamW(Adam):

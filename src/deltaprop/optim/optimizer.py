@@ -7,6 +7,7 @@ only read, never written (a ``.grad`` array may be shared).
 from __future__ import annotations
 
 import copy
+import operator
 import warnings
 from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping
@@ -137,7 +138,61 @@ class Optimizer:
                     p._bump()
 
     def _update_group(self, group: dict[str, Any]) -> None:
+        o = self._options(group)
+        for p, w, g in _grads(group):
+            a, b = self._scratch(w, 2)
+            self._step_param(p, w, g, a, b, o)
+
+    def _options(self, group: dict[str, Any]) -> tuple:
+        """The group's options that _step_param reads, read once per group and step."""
         raise NotImplementedError
+
+    def _step_param(self, p: Tensor, w: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray, o: tuple) -> None:
+        """Update one parameter in place: w is p's array, g its gradient (only read), a and b
+        work arrays shaped like w, o the group's `_options`. The one place of each rule's
+        arithmetic, for the eager step and dp.compile's replay alike."""
+        raise NotImplementedError
+
+    def _plan(self) -> Callable[[], None]:
+        """`_update` for dp.compile's replay: the same `_step_param` calls on the parameters that
+        have a gradient now, with their arrays and work arrays looked up once. Each call first
+        checks that the groups, the parameters' arrays and which of them have a gradient are as
+        planned, and runs `_update` when they are not."""
+        groups = list(self.param_groups)
+        plan, bare, work = [], [], {}
+        for group in groups:
+            items = []
+            for p in group["params"]:
+                if p.grad is None:
+                    bare.append(p)
+                    continue
+                key = (p.data.shape, p.data.dtype)
+                if key not in work:  # (work arrays of their own: the plan outlives any Workspace view)
+                    work[key] = (np.empty_like(p.data), np.empty_like(p.data))
+                items.append((p, p.data) + work[key])
+            plan.append((group, items))
+        everyone = [it for _g, items in plan for it in items]
+        members = [p for group in groups for p in group["params"]]
+
+        def planned() -> bool:
+            now = self.param_groups
+            return len(now) == len(groups) and all(map(operator.is_, now, groups)) \
+                and _same_objects([p for group in now for p in group["params"]], members) \
+                and all(p.grad is not None and p.data is w for p, w, _a, _b in everyone) \
+                and all(p.grad is None for p in bare)
+
+        def run() -> None:
+            if not planned():
+                self._update()
+                return
+            for group, items in plan:
+                o = self._options(group)
+                for p, w, a, b in items:
+                    g = p.grad
+                    self._step_param(p, w, g.data if type(g) is Tensor else _array(g), a, b, o)
+                for p, _w, _a, _b in items:  # (as _update: a graph that saved p sees the change)
+                    p._bump()
+        return run
 
     def _scratch(self, like: np.ndarray, n: int) -> list[np.ndarray]:
         """``n`` work arrays shaped like ``like`` (memory.Workspace: reused across parameters)."""
@@ -259,6 +314,10 @@ class Optimizer:
 def _array(grad: Any) -> np.ndarray:
     """The ndarray behind a gradient (a Tensor, or an array someone assigned)."""
     return grad.data if isinstance(grad, Tensor) else np.asarray(grad)
+
+
+def _same_objects(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(map(operator.is_, a, b))
 
 
 def _grads(group: Mapping[str, Any]) -> list[tuple[Tensor, np.ndarray, np.ndarray]]:

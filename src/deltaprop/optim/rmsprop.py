@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .optimizer import _ema_sq_, _lerp_, Optimizer, ParamsT, _grads
+from .optimizer import _ema_sq_, _lerp_, Optimizer, ParamsT
 
 __all__ = ["RMSprop"]
 
@@ -42,52 +42,53 @@ class RMSprop(Optimizer):
             raise ValueError(f"loaded state dict: RMSprop state of parameter {index!r} lacks "
                              f"{', '.join(map(repr, missing))}")
 
-    def _update_group(self, group: dict[str, Any]) -> None:
-        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
-        wd, momentum, centered, maximize = group["weight_decay"], group["momentum"], group["centered"], group["maximize"]
-        for p, w, g in _grads(group):
-            t = w.dtype.type
-            state = self.state[p]
-            if not state:
-                state["step"] = 0.0
-                state["square_avg"] = np.zeros_like(w)
-                if momentum > 0:
-                    state["momentum_buffer"] = np.zeros_like(w)
-                if centered:
-                    state["grad_avg"] = np.zeros_like(w)
-            a, b = self._scratch(w, 2)
-            if maximize:
-                np.negative(g, out=a)
-                g = a
-            state["step"] += 1
-            if wd != 0:  # g + wd * p into scratch: the grad array is never modified
-                np.multiply(w, t(wd), out=b)
-                np.add(g, b, out=a)
-                g = a
-            s = state["square_avg"]
-            _ema_sq_(s, g, alpha, b)  # s = alpha * s + ((1 - alpha) * g) * g
-            if centered:
-                ga = state.get("grad_avg")
-                if ga is None:
-                    ga = state["grad_avg"] = np.zeros_like(w)
-                _lerp_(ga, g, t(1 - alpha), b)  # ga.lerp_(g, 1 - alpha); avg = sqrt(s - ga * ga)
-                np.negative(ga, out=b)
-                np.multiply(b, ga, out=b)
-                np.add(s, b, out=b)
-                np.sqrt(b, out=b)
-            else:
-                np.sqrt(s, out=b)
-            np.add(b, t(eps), out=b)
+    def _options(self, group: dict[str, Any]) -> tuple:
+        return (group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"], group["centered"],
+                group["maximize"])
+
+    def _step_param(self, p, w: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray, o: tuple) -> None:
+        lr, alpha, eps, wd, momentum, centered, maximize = o
+        t = w.dtype.type
+        state = self.state[p]
+        if not state:
+            state["step"] = 0.0
+            state["square_avg"] = np.zeros_like(w)
             if momentum > 0:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = np.zeros_like(w)
-                np.multiply(buf, t(momentum), out=buf)
-                np.divide(g, b, out=a)
-                np.add(buf, a, out=buf)
-                np.multiply(buf, t(-lr), out=a)
-                np.add(w, a, out=w)
-            else:
-                np.multiply(g, t(-lr), out=a)
-                np.divide(a, b, out=a)
-                np.add(w, a, out=w)
+                state["momentum_buffer"] = np.zeros_like(w)
+            if centered:
+                state["grad_avg"] = np.zeros_like(w)
+        if maximize:
+            np.negative(g, out=a)
+            g = a
+        state["step"] += 1
+        if wd != 0:  # g + wd * p into scratch: the grad array is never modified
+            np.multiply(w, t(wd), out=b)
+            np.add(g, b, out=a)
+            g = a
+        s = state["square_avg"]
+        _ema_sq_(s, g, alpha, b)  # s = alpha * s + ((1 - alpha) * g) * g
+        if centered:
+            ga = state.get("grad_avg")
+            if ga is None:
+                ga = state["grad_avg"] = np.zeros_like(w)
+            _lerp_(ga, g, t(1 - alpha), b)  # ga.lerp_(g, 1 - alpha); avg = sqrt(s - ga * ga)
+            np.negative(ga, out=b)
+            np.multiply(b, ga, out=b)
+            np.add(s, b, out=b)
+            np.sqrt(b, out=b)
+        else:
+            np.sqrt(s, out=b)
+        np.add(b, t(eps), out=b)
+        if momentum > 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.zeros_like(w)
+            np.multiply(buf, t(momentum), out=buf)
+            np.divide(g, b, out=a)
+            np.add(buf, a, out=buf)
+            np.multiply(buf, t(-lr), out=a)
+            np.add(w, a, out=w)
+        else:
+            np.multiply(g, t(-lr), out=a)
+            np.divide(a, b, out=a)
+            np.add(w, a, out=w)

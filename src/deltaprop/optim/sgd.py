@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .optimizer import Optimizer, ParamsT, _grads
+from .optimizer import Optimizer, ParamsT
 
 __all__ = ["SGD"]
 
@@ -36,36 +36,37 @@ class SGD(Optimizer):
         if group["momentum"] != 0 and entry and "momentum_buffer" not in entry:
             raise ValueError(f"loaded state dict: SGD state of parameter {index!r} lacks 'momentum_buffer'")
 
-    def _update_group(self, group: dict[str, Any]) -> None:
-        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-        wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
-        for p, w, g in _grads(group):
-            t = w.dtype.type
-            a, b = self._scratch(w, 2)
-            if maximize:
-                np.negative(g, out=a)
-                g = a
-            if wd != 0:  # g + wd * p, written to scratch (the grad array is never modified)
-                np.multiply(w, t(wd), out=b)
+    def _options(self, group: dict[str, Any]) -> tuple:
+        return (group["lr"], group["momentum"], group["dampening"], group["weight_decay"], group["nesterov"],
+                group["maximize"])
+
+    def _step_param(self, p, w: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray, o: tuple) -> None:
+        lr, momentum, dampening, wd, nesterov, maximize = o
+        t = w.dtype.type
+        if maximize:
+            np.negative(g, out=a)
+            g = a
+        if wd != 0:  # g + wd * p, written to scratch (the grad array is never modified)
+            np.multiply(w, t(wd), out=b)
+            np.add(g, b, out=a)
+            g = a
+        if momentum != 0:
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, dtype=w.dtype, copy=True)
+            else:
+                np.multiply(buf, t(momentum), out=buf)
+                if dampening != 0:
+                    np.multiply(g, t(1 - dampening), out=b)
+                    np.add(buf, b, out=buf)
+                else:
+                    np.add(buf, g, out=buf)
+            if nesterov:
+                np.multiply(buf, t(momentum), out=b)
                 np.add(g, b, out=a)
                 g = a
-            if momentum != 0:
-                state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = np.array(g, dtype=w.dtype, copy=True)
-                else:
-                    np.multiply(buf, t(momentum), out=buf)
-                    if dampening != 0:
-                        np.multiply(g, t(1 - dampening), out=b)
-                        np.add(buf, b, out=buf)
-                    else:
-                        np.add(buf, g, out=buf)
-                if nesterov:
-                    np.multiply(buf, t(momentum), out=b)
-                    np.add(g, b, out=a)
-                    g = a
-                else:
-                    g = buf
-            np.multiply(g, t(-lr), out=b)
-            np.add(w, b, out=w)
+            else:
+                g = buf
+        np.multiply(g, t(-lr), out=b)
+        np.add(w, b, out=w)
