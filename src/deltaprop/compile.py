@@ -393,6 +393,8 @@ class _Recorder(_Checker):
                     self._extras(node, c)
             shown = [self._show(n) for n in ins] + [f"{k}={_short(x)}" for k, x in kw.items()]
             self.listing.append(f"{v} = {op.name}({', '.join(shown)})  -> {_fmt(o)}")
+            if em is not None:  # its NumPy calls, as the replay makes them
+                self.listing += [f"    {ln}" for ln in em.lines]
             self.sig.append(tuple(sig))
         except _Refused as e:
             self._refuse(str(e))
@@ -573,6 +575,7 @@ class _Recorder(_Checker):
         self.code += em.lines
         self.listing.append(f"r = {node.op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)}) "
                             "(straight-line)")
+        self.listing += [f"    {ln}" for ln in em.lines]
         for i, (a, ig) in enumerate(zip(node.args, igs)):
             if dest[i] is None:
                 continue
@@ -878,7 +881,9 @@ class CompiledStep:
 
     def schedule(self) -> str:
         """The most recently used schedule, one line per call (op forwards, VJPs, gradient sums,
-        accumulations, effects) with shapes and dtypes; says so when nothing is compiled yet."""
+        accumulations, effects) with shapes and dtypes, each straight-line op followed by its NumPy
+        calls (indented: `bN`/`oN` are the schedule's buffers, `nN` new arrays); says so when
+        nothing is compiled yet."""
         for entry in reversed(self._cache.values()):
             if isinstance(entry, _Schedule):
                 return "\n".join(entry.listing)
