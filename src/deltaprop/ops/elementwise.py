@@ -130,6 +130,8 @@ sqrt = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "Square root. VJP: g / (2 sq
 sin = unary("sin", np.sin, lambda x, y: np.cos(x), "Sine. VJP: g * cos(x)", fresh=True)
 cos = unary("cos", np.cos, lambda x, y: -np.sin(x), "Cosine. VJP: -g * sin(x)", fresh=True)
 tanh = unary("tanh", np.tanh, _dtanh, "Hyperbolic tangent. VJP: g * (1 - y**2)", fresh=True, **_OUT)
+# sigmoid, relu, add, sub, mul and x ** 2 also have straight-line forms for dp.compile's replay
+# (ops/lowered.py: the same NumPy calls as these functions; change both together).
 sigmoid = unary("sigmoid", _stable_sigmoid, _dsigmoid, "1 / (1 + e**-x). VJP: g * y (1 - y)", fresh=True, **_OUT)
 abs = unary("abs", np.abs, lambda x, y: np.sign(raw(x)), "|x|. VJP: g * sign(x) (0 at 0, as PyTorch)", fresh=True,
             floats=False)

@@ -68,6 +68,7 @@ def _reads_x_w(needs):
     return ((1,) if needs[0] else ()) + ((0,) if needs[1] else ())
 
 
+# (its straight-line form for dp.compile: ops/lowered.py, the same NumPy calls as these functions)
 linear = Op("linear", _linear_fwd, _linear_vjp, _linear_jvp, fast=_linear_fast, saves=_reads_x_w, saves_out=False)
 
 

@@ -53,6 +53,7 @@ def _reduction(name, fwd, vjp, jvp, doc, **contract):
     return f
 
 
+# (its straight-line form for dp.compile, over every axis: ops/lowered.py)
 sum = _reduction("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
                  lambda ctx, g, out, x, axis, keepdims: (expand(g, x.shape, axis, keepdims),),
                  lambda ts, out, x, axis, keepdims: np.sum(ts[0], axis=axis, keepdims=keepdims),
