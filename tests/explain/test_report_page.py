@@ -789,3 +789,9 @@ def test_cli_report_on_own_2d_points(tmp_path):
     r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--data", str(three), "--html",
                         str(tmp_path / "x.html")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "2-D points" in r.stderr and "Traceback" not in r.stderr
+    for bad, says in [(tmp_path / "missing.csv", "no such file"), (three, "'nope'")]:  # a file that cannot be read: 1
+        r = subprocess.run([sys.executable, "-m", "deltaprop", "explain", "--data", str(bad), "--html",
+                            str(tmp_path / "y.html")] + (["--target", "nope"] if bad == three else []),
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not (tmp_path / "y.html").exists()

@@ -361,6 +361,14 @@ def _cmd_report(args) -> int:
         raise _UsageError(f"{PROG}: error: --max-mb must be positive")
     if args.target is not None and args.data is None:
         raise _UsageError(f"{PROG}: error: --target names a column of --data FILE; give --data too")
+    if args.data is not None:  # a file that cannot be read is a failure (exit 1), as in `deltaprop train`
+        from ..data import load_file
+
+        try:
+            load_file(args.data, args.target, task="classification")
+        except ValueError as e:
+            print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 1
     t0 = time.perf_counter()
     budget = int(args.max_mb * 1e6)
     data = report_data(args.dataset, hidden, args.steps, args.activation, args.lr, args.seed, args.batch_size,
