@@ -783,6 +783,7 @@ def test_cli_report_on_own_2d_points(tmp_path):
     emb = embedded_json(out.read_text(encoding="utf-8"))
     np.testing.assert_array_equal(np.asarray(emb["X"]), X)
     assert emb["y"] == [0 if c == "diff" else 1 for c in labels]   # classes in sorted order
+    assert emb["class_names"] == ["diff", "same"]                   # shown instead of "class 0/1"
     assert emb["sizes"] == [2, 3, 1]
     three = tmp_path / "three.csv"
     three.write_text("a,b,c,label\n1,2,3,x\n2,3,4,y\n")
@@ -795,3 +796,21 @@ def test_cli_report_on_own_2d_points(tmp_path):
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 1 and says in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert not (tmp_path / "y.html").exists()
+
+
+def test_own_class_names_in_the_legend_and_sample_list(browser, tmp_path):
+    from deltaprop.explain.record import report_data
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    data = report_data("xor", [3], 3, "tanh", 0.5, 0, record_every=1)
+    data.update(X=X, y=[0, 1, 1, 0], class_names=["cat", "dog"], dataset="pets.csv")
+    out = tmp_path / "names.html"
+    write_report(data, out)
+    p = Page(browser, out)
+    legend = p.page.inner_text("#boundary-legend")
+    assert "cat" in legend and "dog" in legend and "class 0" not in legend
+    options = p.page.eval_on_selector_all("#sample option", "els => els.map(e => e.textContent)")
+    assert options[1].endswith("y = 1 (dog)") and options[0].endswith("y = 0 (cat)")
+    p.close()
+    with pytest.raises(ValueError, match="class_names must list 2 names"):
+        write_report(dict(data, class_names=["cat"]), tmp_path / "bad.html")
+    assert not (tmp_path / "bad.html").exists()

@@ -170,6 +170,7 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
                                  "column(s); the report draws 2-D points: give a file with two feature columns "
                                  "and a label column (--target)")
             name = f"{data} (target {target})" if target else str(data)
+            class_names = [str(c) for c in f.classes] if f.classes is not None else None
         else:
             X, y = _load(dataset, seed)
         classes = int(y.max()) + 1
@@ -258,4 +259,6 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
         out["targets"] = targets
     if note:
         out["note"] = note
+    if dataset == "file" and class_names is not None:
+        out["class_names"] = class_names
     return out

@@ -741,7 +741,7 @@
       const sw = h("span", { class: "swatch" });
       sw.style.background = CLASS[k % CLASS.length];
       item.appendChild(sw);
-      item.appendChild(document.createTextNode("class " + k));
+      item.appendChild(document.createTextNode(className(k)));
       legend.appendChild(item);
     }
   }
@@ -974,7 +974,11 @@
   // ---------------------------------------------------------------- controls
   function sampleText(n) {
     const xs = X[n].slice(0, 4).map(short).join(", ") + (X[n].length > 4 ? ", …" : "");
-    return "#" + n + "  x = (" + xs + ")  y = " + Y[n];
+    return "#" + n + "  x = (" + xs + ")  y = " + Y[n] + (data.class_names ? " (" + data.class_names[Y[n]] + ")" : "");
+  }
+
+  function className(k) {  // a user's own labels when the data came from their file
+    return data.class_names ? data.class_names[k] : "class " + k;
   }
 
   function setupControls() {

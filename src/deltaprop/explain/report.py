@@ -38,8 +38,9 @@ Required keys (lists may be NumPy arrays or anything with ``__array__``/``tolist
                 only colours the points: 0..max(2, sizes[-1]) - 1).
 
 Optional keys: ``description`` (str, one paragraph shown under the title), ``lr`` (float,
-shown in the subtitle) and ``note`` (str, shown at the top, e.g. that steps were thinned to
-keep the file under its size budget).
+shown in the subtitle), ``note`` (str, shown at the top, e.g. that steps were thinned to
+keep the file under its size budget) and ``class_names`` (one str per class, the labels of a
+user's file: shown in the legend and the sample list instead of "class 0", "class 1").
 
 Numbers are embedded as JSON at full float64 precision (``repr``), so the page reproduces
 NumPy float64 results to the last bit or so; non-finite numbers are embedded as the strings
@@ -260,6 +261,12 @@ def _validate(data: Mapping[str, Any]) -> dict:
         page["note"] = str(d["note"])
     if d.get("lr") is not None:
         page["lr"] = _number(d["lr"], "lr")
+    names = d.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or len(names) != classes:
+            raise ValueError(f"render_report: class_names must list {classes} names, one per class, got "
+                             f"{len(names) if isinstance(names, list) else type(names).__name__}")
+        page["class_names"] = [str(c) for c in names]
     return page
 
 
