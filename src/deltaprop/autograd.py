@@ -1,4 +1,5 @@
-"""The engine: graph nodes, the op contract, the iterative backward pass (modes: modes.py).
+"""The engine: graph nodes, the op contract, the iterative backward pass (modes: modes.py; hooks:
+hooks.py; version counters: versions.py).
 
 The op contract. An `Op` (ops/) has a forward on ndarrays, one reference VJP written in NumPy
 calls (it also runs on Tensors, which dispatch those calls back to deltaprop ops: that is how
@@ -23,8 +24,10 @@ import itertools
 import numpy as np
 
 from . import anomaly, hooks, memory  # (anomaly imports this module lazily: no cycle at import time)
+from .hooks import RemovableHandle  # noqa: F401 (re-exported: its home was here)
 from .modes import _state, detect_anomaly, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (re-exported)
 from .tensor import Tensor
+from .versions import check as _check_versions, counter as _counter, saved as _versions
 
 _seq = itertools.count()
 REGISTRY: dict[str, "Op"] = {}  # every primitive, by name: the list that the op-contract tests walk
@@ -69,14 +72,6 @@ class Op:
         return apply(self, args, kw)
 
 
-def _counter(t: Tensor) -> list:
-    """t's version counter (shared with its views), created on first need."""
-    c = t._version
-    if c is None:
-        c = t._version = [0]
-    return c
-
-
 def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     """Run op's forward on the args' arrays; record a Node if any arg requires grad."""
     datas, needs, grad, tangent = [], [], False, False
@@ -116,21 +111,6 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     return out
 
 
-def _versions(op: Op, node: Node, args: tuple, out: Tensor) -> list:
-    """(input index or -1 for the output, counter, version now) for what the op's VJP reads."""
-    saves = op.saves
-    if saves is None:
-        idx = range(len(args))
-    else:
-        idx = saves(node.needs) if callable(saves) else saves
-    vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (_counter(a),)]
-    so = op.saves_out
-    if so if not callable(so) else so(node.needs):
-        c = _counter(out)
-        vs.append((-1, c, c[0]))
-    return vs
-
-
 def sum_to(g, shape: tuple):
     """Sum a broadcast gradient back to `shape` (the input's own shape)."""
     if g.shape == shape:
@@ -140,28 +120,6 @@ def sum_to(g, shape: tuple):
     lead = g.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and g.shape[i + lead] != 1)
     return g.sum(axis=axes, keepdims=True).reshape(shape)
-
-
-def _check_versions(node: Node) -> None:
-    for i, c, v in node.versions:
-        if c[0] != v:
-            what = "its output" if i < 0 else f"its input {i}"
-            shape = np.shape(node.out if i < 0 else node.datas[i])
-            raise RuntimeError(
-                f"backward: op '{node.op.name}' saved {what} (shape {shape}) for its gradient, and it has been "
-                f"modified by an in-place operation since: it was at version {v}, it is now at version {c[0]}. "
-                "Make the change after backward(), or write it out of place (x = x + c instead of x += c).")
-
-
-def _run_hooks(hooks, g, create_graph, owned, handed):
-    for fn in list(hooks.values()):
-        if not create_graph:  # the hook may keep it: no .grad shares it, and it is never recycled
-            owned.hand_out(g)
-            handed[id(g if g.base is None else g.base)] = g
-        r = fn(g if create_graph else Tensor(g))
-        if r is not None:
-            g = r if create_graph else np.asarray(r.data if isinstance(r, Tensor) else r, dtype=g.dtype)
-    return g
 
 
 def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
@@ -207,7 +165,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 want[id(node)] = g
                 owned.hand_out(g)
             if node.hooks:
-                g = _run_hooks(node.hooks, g, create_graph, owned, handed)
+                g = hooks.run_hooks(node.hooks, g, create_graph, owned, handed)
             if want is None and node.retained is not None and (t := node.retained()) is not None:
                 owned.hand_out(g)
                 _accumulate(t, g, create_graph, handed)
@@ -252,7 +210,7 @@ def _finish(leaf, pending, want, create_graph, owned, handed) -> None:
     if want is not None and id(leaf) in want:
         want[id(leaf)] = g
     if leaf._hooks:
-        g = _run_hooks(leaf._hooks, g, create_graph, owned, handed)
+        g = hooks.run_hooks(leaf._hooks, g, create_graph, owned, handed)
     if want is None:
         (_accumulate if _state.recorder is None else _state.recorder.accumulate)(leaf, g, create_graph, handed)
         for fn in list((leaf._post_hooks or {}).values()):
@@ -301,14 +259,3 @@ def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -
             raise ValueError(f"backward: gradient has shape {gradient.shape} but the tensor has shape {t.shape}")
     run_backward([t], [Tensor(gradient) if create_graph else gradient], retain_graph or create_graph, create_graph)
 
-
-class RemovableHandle:
-    """Returned by register_hook; .remove() unregisters the hook."""
-
-    def __init__(self, hooks: dict, fn):
-        self.hooks = hooks
-        hooks[id(self)] = fn
-
-    def remove(self) -> None:
-        """Unregister the hook (a second call does nothing)."""
-        self.hooks.pop(id(self), None)

@@ -1,5 +1,8 @@
-"""Points of a backward pass that code outside the engine can hook into.
+"""Hooks: code outside the engine that runs at points of a backward pass.
 
+* A tensor's gradient hook (`Tensor.register_hook`) runs once per pass with the tensor's summed
+  gradient and may replace it (`run_hooks`). A leaf's hooks live on the leaf, a non-leaf's on
+  the node that made it (the node is what the pass visits).
 * A leaf's post-accumulate-grad hook (PyTorch's `register_post_accumulate_grad_hook`) runs as
   soon as the leaf's gradient for this pass is final and added to its `.grad`, not at the end of
   the pass: `dependencies` counts, before the pass, how many graph edges reach each leaf, and the
@@ -10,13 +13,61 @@
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from typing import Callable
 
-_hooked: "weakref.WeakSet" = weakref.WeakSet()  # leaves that ever had a post-accumulate hook (a cheap
-# test that skips the dependency count in passes that cannot need it; correctness never rests on it)
+import numpy as np
+
+from .tensor import Tensor
+
+# Leaves with a post-accumulate hook registered now, by id (a WeakSet would compare Tensors with
+# their elementwise ==). Removing a leaf's last hook takes it out, and so does its collection (a
+# weak reference is a language guarantee). While it is empty, passes skip the dependency count;
+# correctness never rests on it (a leaf it missed is finished at the end of the pass).
+_hooked: "weakref.WeakValueDictionary[int, Tensor]" = weakref.WeakValueDictionary()
+_ids = itertools.count()  # hook keys: unique for the process (an id() is reused once its object is freed)
 _pass = threading.local()  # this thread's current pass: its callback queue (None outside a pass)
+
+
+class RemovableHandle:
+    """Returned by register_hook and register_post_accumulate_grad_hook; .remove() unregisters the hook."""
+
+    def __init__(self, hooks: dict, fn: Callable, leaf: Tensor | None = None):
+        self.hooks, self.key = hooks, next(_ids)
+        self.leaf = None if leaf is None else weakref.ref(leaf)  # (post-accumulate hooks: the leaf in _hooked)
+        hooks[self.key] = fn
+
+    def remove(self) -> None:
+        """Unregister the hook (a second call does nothing)."""
+        self.hooks.pop(self.key, None)
+        if not self.hooks and self.leaf is not None and (t := self.leaf()) is not None:
+            _hooked.pop(id(t), None)
+
+
+def register(t: Tensor, fn: Callable) -> RemovableHandle:
+    """Tensor.register_hook: fn(grad) -> Tensor | ndarray | None, once per pass with t's summed grad."""
+    if not t.requires_grad:
+        raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
+    owner = t._node if t._node is not None else t  # non-leaf hooks live on the node
+    if owner is t:
+        t._hooks = hooks = t._hooks or {}
+    else:
+        owner.hooks = hooks = owner.hooks or {}
+    return RemovableHandle(hooks, fn)
+
+
+def run_hooks(hooks: dict, g, create_graph: bool, owned, handed: dict):
+    """Run a tensor's gradient hooks on g in order (each may replace it); returns the gradient."""
+    for fn in list(hooks.values()):
+        if not create_graph:  # the hook may keep it: no .grad shares it, and it is never recycled
+            owned.hand_out(g)
+            handed[id(g if g.base is None else g.base)] = g
+        r = fn(g if create_graph else Tensor(g))
+        if r is not None:
+            g = r if create_graph else np.asarray(r.data if isinstance(r, Tensor) else r, dtype=g.dtype)
+    return g
 
 
 def register_post_accumulate(t, fn: Callable):
@@ -24,17 +75,19 @@ def register_post_accumulate(t, fn: Callable):
     if t._node is not None or not t.requires_grad:
         raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors that require grad accumulate "
                            f"a .grad (this one has shape {t.shape}); use register_hook on a non-leaf tensor")
-    from .autograd import RemovableHandle
     t._post_hooks = t._post_hooks or {}
-    _hooked.add(t)
-    return RemovableHandle(t._post_hooks, fn)
+    _hooked[id(t)] = t
+    return RemovableHandle(t._post_hooks, fn, t)
 
 
 def dependencies(roots) -> dict | None:
     """{leaf: number of edges reaching it} over the graph of roots, or None when no leaf anywhere has
-    a post-accumulate hook (then every leaf is finished at the end of the pass, as before)."""
-    if not _hooked:
-        return None
+    a post-accumulate hook now (then every leaf is finished at the end of the pass)."""
+    return count_edges(roots) if _hooked else None
+
+
+def count_edges(roots) -> dict:
+    """{leaf: number of graph edges reaching it} over the graph of roots."""
     deps, seen = {}, set()
     stack = [r._node for r in roots if r._node is not None]
     while stack:

@@ -87,7 +87,7 @@ class Tensor:
     def detach(self) -> Tensor:
         """The same values, cut from the graph (shares memory and the version counter)."""
         t = Tensor(self.data)
-        t._version, t._view = _autograd._counter(self), True
+        t._version, t._view = _versions.counter(self), True
         return t
 
     @property
@@ -116,14 +116,7 @@ class Tensor:
 
     def register_hook(self, fn):
         """fn(grad) -> Tensor | ndarray | None runs once per backward with this tensor's summed grad."""
-        if not self.requires_grad:
-            raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
-        owner = self._node if self._node is not None else self  # non-leaf hooks live on the node
-        if owner is self:
-            self._hooks = hooks = self._hooks or {}
-        else:
-            owner.hooks = hooks = owner.hooks or {}
-        return _autograd.RemovableHandle(hooks, fn)
+        return _hooks.register(self, fn)
 
     def register_post_accumulate_grad_hook(self, fn):
         """fn(tensor) runs as soon as this leaf's .grad has received its gradient of the pass (hooks.py)."""
@@ -147,7 +140,7 @@ class Tensor:
         old = Tensor(self.data.copy() if copy else self.data)
         old._node, old.requires_grad = self._node, self.requires_grad
         if not copy:
-            old._version = _autograd._counter(self)
+            old._version = _versions.counter(self)
         return old
 
     def _inplace(self, other, op, ufunc, reads_self: bool) -> Tensor:
@@ -187,7 +180,7 @@ class Tensor:
         return _ops.array_function(func, args, kwargs)
 
 
-from . import autograd as _autograd, hooks as _hooks, ops as _ops  # noqa: E402  (ops need Tensor defined)
+from . import autograd as _autograd, hooks as _hooks, ops as _ops, versions as _versions  # noqa: E402  (they need Tensor)
 import weakref as _weakref  # noqa: E402
 
 

@@ -131,3 +131,59 @@ def test_queue_callback_runs_after_every_leaf_is_finished():
     assert events == ["post", "post", ("end", [6.0, 6.0], [6.0])]
     with pytest.raises(RuntimeError, match="queue_callback: there is no backward pass"):
         queue_callback(lambda: None)
+
+
+def _spy_edge_counts(monkeypatch) -> list:
+    """Record each pass's dependency count (hooks.count_edges) while still running it; hooked
+    tensors that other tests keep alive are set aside for the test."""
+    import weakref
+    import deltaprop.hooks as hooks
+    monkeypatch.setattr(hooks, "_hooked", weakref.WeakValueDictionary())
+    calls = []
+    real = hooks.count_edges
+    monkeypatch.setattr(hooks, "count_edges", lambda roots: calls.append(len(roots)) or real(roots))
+    return calls
+
+
+def test_dependency_counts_only_while_a_hook_is_registered(monkeypatch):
+    # A removed hook, or one whose tensor was collected, no longer makes every later pass count the
+    # graph's edges (it used to: the flag stayed on for the rest of the process).
+    import gc
+    from deltaprop.hooks import dependencies
+    calls = _spy_edge_counts(monkeypatch)
+    w = t64([1.0, 2.0])
+    handle = w.register_post_accumulate_grad_hook(lambda t: None)
+    (w * 3).sum().backward()
+    assert calls == [1]
+    handle.remove()
+    handle.remove()  # (a second remove does nothing)
+    assert dependencies([(w * 3).sum()]) is None
+    (w * 3).sum().backward()
+    assert calls == [1]
+    np.testing.assert_array_equal(w.grad.numpy(), [6.0, 6.0])
+
+    v = t64([1.0])
+    v.register_post_accumulate_grad_hook(lambda t: None)
+    v.register_post_accumulate_grad_hook(lambda t: None)
+    (w * 3).sum().backward()
+    assert calls == [1, 1]
+    del v
+    gc.collect()
+    assert dependencies([(w * 3).sum()]) is None
+    (w * 3).sum().backward()
+    assert calls == [1, 1]
+
+
+def test_several_hooks_on_one_tensor_all_run_even_with_their_handles_dropped():
+    # Two post-accumulate hooks on a multi-element leaf (registering the second one raised), and
+    # gradient hooks whose handles are dropped at once (a freed handle's id keyed the next hook,
+    # which then replaced the first).
+    w = t64([1.0, 2.0])
+    ran = []
+    w.register_post_accumulate_grad_hook(lambda t: ran.append("post1"))
+    w.register_post_accumulate_grad_hook(lambda t: ran.append("post2"))
+    w.register_hook(lambda g: ran.append("hook1") or g * 2)
+    w.register_hook(lambda g: ran.append("hook2") or g * 5)
+    (w * 3).sum().backward()
+    assert ran == ["hook1", "hook2", "post1", "post2"]
+    np.testing.assert_array_equal(w.grad.numpy(), [30.0, 30.0])

@@ -1,0 +1,50 @@
+"""Version counters (PyTorch's): in-place changes made after the forward raise in backward
+instead of giving a wrong number.
+
+Every tensor's storage has a counter, a one-element list shared by its views (created on first
+need) and bumped by every in-place change through the API (`Tensor._bump`). A Node records, for
+what its VJP will read, (input index or -1 for the output, counter, version then); backward
+compares them with the counters' values now.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .tensor import Tensor
+
+
+def counter(t: Tensor) -> list:
+    """t's version counter (shared with its views), created on first need."""
+    c = t._version
+    if c is None:
+        c = t._version = [0]
+    return c
+
+
+def saved(op, node, args: tuple, out: Tensor) -> list:
+    """(input index or -1 for the output, counter, version now) for what the op's VJP reads
+    (op.saves / op.saves_out, see autograd.Op)."""
+    saves = op.saves
+    if saves is None:
+        idx = range(len(args))
+    else:
+        idx = saves(node.needs) if callable(saves) else saves
+    vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (counter(a),)]
+    so = op.saves_out
+    if so if not callable(so) else so(node.needs):
+        c = counter(out)
+        vs.append((-1, c, c[0]))
+    return vs
+
+
+def check(node) -> None:
+    """Raise RuntimeError naming the op, the shape and both versions if something the node
+    saved for its VJP was changed in place since the forward."""
+    for i, c, v in node.versions:
+        if c[0] != v:
+            what = "its output" if i < 0 else f"its input {i}"
+            shape = np.shape(node.out if i < 0 else node.datas[i])
+            raise RuntimeError(
+                f"backward: op '{node.op.name}' saved {what} (shape {shape}) for its gradient, and it has been "
+                f"modified by an in-place operation since: it was at version {v}, it is now at version {c[0]}. "
+                "Make the change after backward(), or write it out of place (x = x + c instead of x += c).")
