@@ -51,6 +51,7 @@ import builtins
 import functools
 import math
 import os
+import re
 import threading
 import warnings
 from collections import OrderedDict
@@ -122,6 +123,7 @@ class _Emitter:
         v = f"n{self.rec.n}"
         self.rec.n += 1
         self.rec.fresh.add(v)
+        self.rec.info[v] = (tuple(shape), np.dtype(dtype))
         self.lines.append(f"{v} = empty({tuple(shape)!r}, {self.rec._const(np.dtype(dtype))})")
         return v
 
@@ -394,7 +396,7 @@ class _Recorder(_Checker):
             shown = [self._show(n) for n in ins] + [f"{k}={_short(x)}" for k, x in kw.items()]
             self.listing.append(f"{v} = {op.name}({', '.join(shown)})  -> {_fmt(o)}")
             if em is not None:  # its NumPy calls, as the replay makes them
-                self.listing += [f"    {ln}" for ln in em.lines]
+                self.listing += [f"    {self._shapes(ln)}" for ln in em.lines]
             self.sig.append(tuple(sig))
         except _Refused as e:
             self._refuse(str(e))
@@ -575,7 +577,7 @@ class _Recorder(_Checker):
         self.code += em.lines
         self.listing.append(f"r = {node.op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)}) "
                             "(straight-line)")
-        self.listing += [f"    {ln}" for ln in em.lines]
+        self.listing += [f"    {self._shapes(ln)}" for ln in em.lines]
         for i, (a, ig) in enumerate(zip(node.args, igs)):
             if dest[i] is None:
                 continue
@@ -595,6 +597,19 @@ class _Recorder(_Checker):
         self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
         return True
+
+    def _shapes(self, line: str) -> str:
+        """A straight-line form's NumPy call for the listing: each array named with its shape."""
+        def shaped(m):
+            name, t = m.group(1), m.group(2) or ""
+            a = self.consts.get(name, self.arrays.get(name))
+            if isinstance(a, np.dtype):
+                return a.name
+            shape = a.shape if isinstance(a, np.ndarray) else self.info[name][0] if name in self.info else None
+            if shape is None:
+                return m.group(0)
+            return f"{name}{t}{tuple(shape)[::-1] if t else tuple(shape)!r}"
+        return _NAME.sub(shaped, line)
 
     def _array(self, v: str):
         """The array a variable held in this recording."""
@@ -724,6 +739,7 @@ class _Recorder(_Checker):
         self.alive, self.slot, self.info, self.code, self.ctx, self.arrays = [], {}, {}, [], {}, {}
 
 
+_NAME = re.compile(r"\b([a-z]\d+)\b(\.T)?(?! = )")  # a variable or constant of the generated code (transposed)
 # the NumPy functions that straight-line forms call, by name
 _UFUNCS = {f: getattr(np, f) for f in ("absolute", "add", "divide", "exp", "greater", "greater_equal", "matmul",
                                        "maximum", "multiply", "negative", "power", "subtract")}

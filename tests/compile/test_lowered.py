@@ -123,3 +123,22 @@ def test_optimizer_plan_follows_a_replaced_param_group_and_lr():
     expect = w.numpy().copy()
     comp()
     assert np.array_equal(w.numpy(), expect - 0.25 * 2 * expect)
+
+
+def test_schedule_lists_the_numpy_calls_with_shapes():
+    """Mazur's 2-2-2 step, written out: each straight-line op followed by its NumPy calls."""
+    import re
+
+    from deltaprop.bench import lib_deltaprop_compiled as L
+
+    step = L.mazur()
+    for _ in range(3):
+        step()
+    text = step.schedule()
+    calls = [ln.strip() for ln in text.splitlines() if ln.startswith("    ")]
+    # the first layer's forward: x (1, 2) @ W.T (2, 2), then + b, into one buffer
+    assert re.fullmatch(r"matmul\(c\d+\(1, 2\), c\d+\(2, 2\), out=o\d+\(1, 2\)\)", calls[0]), calls[0]
+    assert re.fullmatch(r"add\(o\d+\(1, 2\), c\d+\(2,\), out=o\d+\(1, 2\)\)", calls[1]), calls[1]
+    # a weight gradient: delta (1, 2) transposed times the layer's input (1, 2), into a new array
+    assert any(re.fullmatch(r"matmul\(v\d+\.T\(2, 1\), v\d+\(1, 2\), out=n\d+\(2, 2\)\)", c) for c in calls)
+    assert sum(c.count("(") for c in calls) > 40 and "exp(" in text and "negative(" in text
