@@ -6,6 +6,22 @@ training on top of it, and the propagated error signals (deltas) made visible.
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
+import types as _types
+
+
+class _Package(_types.ModuleType):
+    """The deltaprop module itself. Loading a submodule sets the package's attribute of that name
+    to it (the import system does so for every submodule): dp.compile stays the function when the
+    module deltaprop.compile loads (lazily, or through `from deltaprop.compile import ...`)."""
+
+    def __setattr__(self, name, value):
+        if name == "compile" and isinstance(value, _types.ModuleType):
+            value = value.compile
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 from ._config import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
 from .tensor import Tensor
@@ -18,10 +34,7 @@ from .ops import (abs, add, argmax, argmin, astype, broadcast_to, cat, clip, con
                   stack, std, subtract, sum, swapaxes, tanh, transpose, unsqueeze, var, where)
 from .transforms import grad, hessian, jacobian, jvp, value_and_grad, vjp
 from .gradcheck import GradcheckError, gradcheck
-from .compile import compile
 from . import nn
-from .io import load, load_checkpoint, load_metadata, save, save_checkpoint
-from .plot import plot_history
 
 __version__ = "0.1.0"
 
@@ -29,9 +42,25 @@ if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1":  # the user's explicit opt-i
     tune_malloc()
 
 
-def __getattr__(name):
-    # Subpackages with heavier imports load on first use, keeping `import deltaprop` fast.
-    if name in ("optim", "data", "explain", "distributed", "onnx"):  # (onnx: the package itself loads on export)
-        import importlib
-        return importlib.import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")
+# Loaded on first use, keeping `import deltaprop` fast (`import deltaprop` minus `import numpy`
+# <= 0.1 s): subpackages and modules with heavier imports, and the names dp offers from modules
+# that a program may never call (tests/test_public_api.py checks both).
+_LAZY_MODULES = ("optim", "data", "explain", "distributed", "onnx", "io", "plot")  # (onnx: the package loads on export)
+_LAZY_NAMES = {"compile": "compile", "load": "io", "load_checkpoint": "io", "load_metadata": "io", "save": "io",
+               "save_checkpoint": "io", "plot_history": "plot"}
+
+
+def __getattr__(name: str):
+    import importlib
+    if name in _LAZY_NAMES:
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+    elif name in _LAZY_MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'deltaprop' has no attribute {name!r}")
+    globals()[name] = value  # (later lookups find it without calling this function)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_MODULES, *_LAZY_NAMES})

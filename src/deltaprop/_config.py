@@ -1,13 +1,16 @@
 """The library's only global state: default float dtype and the default random generator.
 
-(Grad mode and anomaly mode live in autograd.py.)
+(Grad mode and anomaly mode live in modes.py.)
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 _default_dtype: np.dtype = np.dtype(np.float32)
-_rng: np.random.Generator = np.random.default_rng()
+_rng: np.random.Generator | None = None  # made on first use: numpy.random takes ~20 ms to import
+_rng_lock = threading.Lock()  # (a first use racing manual_seed in another thread must not undo the seed)
 
 
 def set_default_dtype(dtype) -> None:
@@ -27,13 +30,22 @@ def get_default_dtype() -> np.dtype:
 def manual_seed(seed: int) -> np.random.Generator:
     """Reseed the library's default random generator (used by randn, rand, init, dropout...)."""
     global _rng
-    _rng = np.random.default_rng(seed)
-    return _rng
+    rng = np.random.default_rng(seed)
+    with _rng_lock:
+        _rng = rng
+    return rng
 
 
 def default_generator() -> np.random.Generator:
     """The library's default random generator (look it up at call time: manual_seed replaces it)."""
-    return _rng
+    global _rng
+    rng = _rng
+    if rng is None:
+        with _rng_lock:
+            if _rng is None:
+                _rng = np.random.default_rng()
+            rng = _rng
+    return rng
 
 
 def tune_malloc(enable: bool = True) -> bool:

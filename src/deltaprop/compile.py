@@ -61,7 +61,7 @@ import numpy as np
 
 from . import _config, memory
 from .autograd import _accumulate, _call_vjp, sum_to
-from .modes import _state
+from .modes import _state, effect  # (effect: in modes.py, so that nn need not load this module)
 from .tensor import Tensor
 
 __all__ = ["compile", "CompiledStep", "effect", "NonFiniteStepError"]
@@ -79,14 +79,6 @@ class NonFiniteStepError(FloatingPointError):
         self.value = value
         super().__init__(f"dp.compile: the loss is {value}; the step stopped before the backward pass, so the "
                          "optimizer did not apply it (lower the learning rate, or check the data)")
-
-
-def effect(fn: Callable, *args: Any) -> Any:
-    """Run fn(*args) now: a change of state outside the ops (an optimizer update, a random mask,
-    running statistics). A compiled step that records it calls it again, at this point, on every
-    replay, with the replay's own arrays in place of the recorded ones."""
-    rec = _state.recorder
-    return fn(*args) if rec is None else rec.effect(fn, args)
 
 
 class _Refused(Exception):

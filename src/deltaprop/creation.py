@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _config
 from ._config import get_default_dtype
-from .compile import effect
+from .modes import effect
 from .tensor import Tensor
 
 

@@ -1,12 +1,15 @@
 """Grad mode and anomaly mode: per thread, as in PyTorch (a new thread starts with grad on and
 anomaly off). The engine reads `_state`; users switch modes with the context managers below,
-which also work as decorators, generator functions included."""
+which also work as decorators, generator functions included. `effect` runs a change of state
+outside the ops and tells the thread's dp.compile recording, if any (`_state.recorder`,
+compile.py), so that its replays repeat it."""
 from __future__ import annotations
 
 import contextlib
 import functools
 import inspect
 import threading
+from typing import Any, Callable
 
 
 class _State(threading.local):
@@ -74,6 +77,14 @@ def enable_grad() -> _Mode:
 def is_grad_enabled() -> bool:
     """Whether ops record the graph right now, in this thread."""
     return _state.grad
+
+
+def effect(fn: Callable, *args: Any) -> Any:
+    """Run fn(*args) now: a change of state outside the ops (an optimizer update, a random mask,
+    running statistics). A compiled step that records it calls it again, at this point, on every
+    replay, with the replay's own arrays in place of the recorded ones."""
+    rec = _state.recorder
+    return fn(*args) if rec is None else rec.effect(fn, args)
 
 
 def detect_anomaly() -> _Mode:

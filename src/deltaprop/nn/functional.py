@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import _config
 from ..autograd import apply
-from ..compile import effect
+from ..modes import effect
 from ..creation import tensor
 from ..ops import (abs, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
                    log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh)

@@ -12,8 +12,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .._config import get_default_dtype
-from ..compile import effect
-from ..modes import _state
+from ..modes import _state, effect
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])

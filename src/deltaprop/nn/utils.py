@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..compile import effect
+from ..modes import effect
 from ..tensor import Tensor
 
 
