@@ -180,7 +180,7 @@ class Tensor:
         return _ops.array_function(func, args, kwargs)
 
 
-from . import autograd as _autograd, hooks as _hooks, ops as _ops, versions as _versions  # noqa: E402  (they need Tensor)
+from . import autograd as _autograd, hooks as _hooks, ops as _ops, versions as _versions  # noqa: E402  (need Tensor)
 import weakref as _weakref  # noqa: E402
 
 
