@@ -42,8 +42,8 @@ class RemovableHandle:
     def remove(self) -> None:
         """Unregister the hook (a second call does nothing)."""
         self.hooks.pop(self.key, None)
-        if not self.hooks and self.leaf is not None and (t := self.leaf()) is not None:
-            _hooked.pop(id(t), None)
+        if self.leaf is not None and (t := self.leaf()) is not None and not t._post_hooks:
+            _hooked.pop(id(t), None)  # (its last hook: t._post_hooks, which may be newer than self.hooks)
 
 
 def register(t: Tensor, fn: Callable) -> RemovableHandle:

@@ -161,17 +161,22 @@ def test_dependency_counts_only_while_a_hook_is_registered(monkeypatch):
     (w * 3).sum().backward()
     assert calls == [1]
     np.testing.assert_array_equal(w.grad.numpy(), [6.0, 6.0])
+    again = w.register_post_accumulate_grad_hook(lambda t: None)
+    handle.remove()  # (the old handle, removed again, leaves the new hook counted)
+    (w * 3).sum().backward()
+    assert calls == [1, 1]
+    again.remove()
 
     v = t64([1.0])
     v.register_post_accumulate_grad_hook(lambda t: None)
     v.register_post_accumulate_grad_hook(lambda t: None)
     (w * 3).sum().backward()
-    assert calls == [1, 1]
+    assert calls == [1, 1, 1]
     del v
     gc.collect()
     assert dependencies([(w * 3).sum()]) is None
     (w * 3).sum().backward()
-    assert calls == [1, 1]
+    assert calls == [1, 1, 1]
 
 
 def test_several_hooks_on_one_tensor_all_run_even_with_their_handles_dropped():
