@@ -156,6 +156,42 @@ def test_max_pool2d_gradient_goes_to_first_max_on_ties():
     np.testing.assert_allclose(t.grad.data, expect)
 
 
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (3, 3), (1, 1)),
+                                                     ((2, 3), (3, 3), (0, 1)), ((3, 1), (3, 2), (0, 0)),
+                                                     ((2, 2), (1, 1), (0, 0))])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_max_pool2d_gradient_goes_to_first_max_with_many_ties(kernel, stride, padding, create_graph):
+    """Every window's gradient lands on its first maximum in row-major order (PyTorch's rule),
+    through the fast VJP (disjoint windows, flat shifted comparisons; overlapping ones) and the
+    reference VJP (create_graph)."""
+    x = rand(2, 3, 8, 7, seed=6).round(0)  # many ties
+    t = dp.tensor(x, requires_grad=True)
+    out = F.max_pool2d(t, kernel, stride, padding)
+    g = rand(*out.shape, seed=7)
+    out.backward(g, create_graph=create_graph)
+    ref, pos = naive_pool(x, kernel, stride, padding)
+    np.testing.assert_array_equal(out.data, ref)
+    expect = np.zeros_like(x)
+    for n in range(2):
+        for c in range(3):
+            for r in range(out.shape[2]):
+                for s in range(out.shape[3]):
+                    expect[n, c, pos[n, c, r, s, 0], pos[n, c, r, s, 1]] += g[n, c, r, s]
+    np.testing.assert_allclose(t.grad.data, expect, rtol=1e-13, atol=0)  # (overlapping windows add)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))])
+def test_max_pool2d_nan_gradient_goes_to_the_last_nan_as_pytorch(torch, kernel, stride, padding):
+    x = rand(1, 2, 6, 6, seed=8)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = x[0, 1, 2, 3] = x[0, 1, 3, 3] = x[0, 1, 5, 5] = np.nan
+    xt, xs = torch.tensor(x, requires_grad=True), dp.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.max_pool2d(xt, kernel, stride, padding)
+    g = rand(*out_t.shape, seed=9)
+    out_t.backward(torch.tensor(g))
+    F.max_pool2d(xs, kernel, stride, padding).backward(g)
+    np.testing.assert_array_equal(xs.grad.data, xt.grad.numpy())
+
+
 def test_max_pool2d_second_order_and_module():
     x = dp.tensor(rand(1, 2, 6, 6), requires_grad=True)
     assert dp.gradcheck(lambda x: dp.grad(lambda y: (F.max_pool2d(y, 3, 2, 1) ** 2).sum())(x), x)

@@ -7,6 +7,8 @@ ops whose own VJPs close the set (conv2d <-> its input and weight gradients, max
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -225,6 +227,12 @@ _convw_op = Op("conv2d_weight_grad", lambda x, g, *, w_shape, stride, padding: _
 
 
 # -- max_pool2d -----------------------------------------------------------------------------------
+# NumPy runs a ufunc over a contiguous array with SIMD, but over a strided view (one kernel offset
+# of every window) element by element, several times slower. So the forward and the fast VJP work
+# on the whole padded input as one flat array shifted by a column or a row: r[p] = max(x[p], ...,
+# x[p + kW - 1]) is the maximum of the row segment starting at p, d[p] = max_i r[p + i W] that of
+# the window whose top-left corner is p; the windows' values are then read at their corners.
+# Positions whose segment runs past a row's end are computed and never read.
 def _pool_positions(kernel, stride, ho, wo):
     """(k, rows, cols): for each kernel offset, the strided slice of the padded input it reads."""
     kh, kw = kernel
@@ -238,18 +246,109 @@ def _pool_out_hw(shape, kernel, stride, padding):
             (shape[3] + 2 * padding[1] - kernel[1]) // stride[1] + 1)
 
 
-def _pool_fwd(x, *, kernel, stride, padding):
+def _pool_padded(x, padding):
+    """The input padded with -inf, C-contiguous (the flat shifts need one flat array)."""
     xp = _pad(x, padding, -np.inf)
+    return xp if xp.flags.c_contiguous else np.ascontiguousarray(xp)
+
+
+def _shifted_max(a, k, step, s):
+    """m[p] = max(a[p], a[p + step], ..., a[p + (k - 1) step]) for flat `a`, over its first
+    a.size - (k - 1) step positions, in a work array of scratch scope `s` (a itself for k == 1)."""
+    if k == 1:
+        return a
+    n = a.size - (k - 1) * step
+    m = s.take(a.shape, a.dtype)
+    np.maximum(a[:n], a[step:step + n], out=m[:n])
+    for i in range(2, k):
+        np.maximum(m[:n], a[i * step:i * step + n], out=m[:n])
+    return m
+
+
+def _corners(a, shape, ho, wo, stride):
+    """Flat `a`, laid out as `shape` (N, C, H, W), at the windows' top-left corners: (N, C, Ho, Wo)."""
+    return a.reshape(shape)[:, :, :stride[0] * (ho - 1) + 1:stride[0], :stride[1] * (wo - 1) + 1:stride[1]]
+
+
+def _pool_fwd(x, *, kernel, stride, padding):
+    xp = _pool_padded(x, padding)
     ho, wo = _pool_out_hw(x.shape, kernel, stride, padding)
-    out = None
-    for _, si, sj in _pool_positions(kernel, stride, ho, wo):
-        v = xp[:, :, si, sj]
-        out = v.copy() if out is None else np.maximum(out, v, out=out)
+    out = memory.take(x.shape[:2] + (ho, wo), x.dtype)
+    if out.size:
+        with memory.scratch() as s:
+            rows = _shifted_max(xp.reshape(-1), kernel[1], 1, s)
+            np.copyto(out, _corners(_shifted_max(rows, kernel[0], xp.shape[3], s), xp.shape, ho, wo, stride))
     return out
 
 
+def _first_max(a, k, step, s):
+    """(off, m) for flat `a`: m[p] = max_i a[p + i step] over i < k and off[p] the first such i
+    (ties: the first, as PyTorch), as bool for k == 2, else int8; over the first a.size - (k - 1)
+    step positions, in work arrays of scratch scope `s`."""
+    n = a.size - (k - 1) * step
+    m = s.take(a.shape, a.dtype)
+    np.maximum(a[:n], a[step:step + n], out=m[:n])
+    off = np.greater(a[step:step + n], a[:n], out=s.take((n,), np.bool_))  # (strictly: the earlier one wins ties)
+    if k > 2:
+        off = off.view(np.int8)
+        later = s.take((n,), np.bool_)
+        for i in range(2, k):
+            v = a[i * step:i * step + n]
+            np.copyto(off, np.int8(i), where=np.greater(v, m[:n], out=later))
+            np.maximum(m[:n], v, out=m[:n])
+    return off, m
+
+
+def _corner_positions(shape, out_hw, stride):
+    """Flat positions of the windows' top-left corners in a C-contiguous array of `shape`, in
+    output order (read-only; cached for the small sizes a training loop repeats)."""
+    if shape[0] * shape[1] * out_hw[0] * out_hw[1] > 1 << 17:
+        return _corner_positions_new(shape, out_hw, stride)
+    return _corner_positions_cached(shape, out_hw, stride)
+
+
+def _corner_positions_new(shape, out_hw, stride):
+    n, c, h, w = shape
+    ho, wo = out_hw
+    corner = (np.arange(ho, dtype=np.intp)[:, None] * (stride[0] * w) + np.arange(wo) * stride[1]).reshape(-1)
+    pos = np.add.outer(np.arange(0, n * c * h * w, h * w, dtype=np.intp), corner).reshape(-1)
+    pos.flags.writeable = False
+    return pos
+
+
+_corner_positions_cached = functools.lru_cache(maxsize=16)(_corner_positions_new)
+
+
+def _pool_disjoint_vjp(g, x, out, kernel, stride, padding):
+    """The VJP when no two windows overlap: each window's first maximum receives g, every other
+    slot 0. The maximum is found on flat shifted arrays as in the forward: in each row segment
+    the first maximum, then the first row whose segment holds the window's maximum (row-major
+    order: PyTorch's). None when some window holds a NaN (_pool_argmax routes those)."""
+    if np.isnan(np.maximum.reduce(out, axis=None)):  # (one reduction: NaN propagates)
+        return None
+    xp = _pool_padded(x, padding)
+    wp = xp.shape[3]
+    with memory.scratch() as s:
+        flat = xp.reshape(-1)
+        col, rows = _first_max(flat, kernel[1], 1, s) if kernel[1] > 1 else (None, flat)
+        # flat positions: each window's top-left corner, then its maximum's row, then the maximum
+        # (work arrays from the scratch scope: a fresh one would cost page faults on every step)
+        pos = corner = _corner_positions(xp.shape, out.shape[2:], stride)
+        if kernel[0] > 1:
+            row = _first_max(rows, kernel[0], wp, s)[0]
+            pos = np.multiply(row.take(corner), np.intp(wp), out=s.take((out.size,), np.intp))
+            pos += corner
+        if col is not None:
+            pos = np.add(pos, col.take(pos), out=s.take((out.size,), np.intp) if pos is corner else pos)
+        gxp = memory.take(xp.shape, g.dtype)
+        gxp.fill(0)
+        gxp.reshape(-1)[pos] = g.reshape(-1)
+    return gxp[:, :, padding[0]:padding[0] + x.shape[2], padding[1]:padding[1] + x.shape[3]]
+
+
 def _pool_argmax(x, out, kernel, stride, padding):
-    """Kernel offset of each window's maximum `out` (the first one at ties, as PyTorch)."""
+    """Kernel offset of each window's maximum `out` (the first one at ties; the last NaN in a
+    window holding NaNs: PyTorch's rules)."""
     xp = _pad(x, padding, -np.inf)
     pos = _pool_positions(kernel, stride, out.shape[2], out.shape[3])
     arg = np.full(out.shape, len(pos) - 1, np.int16)
@@ -260,6 +359,10 @@ def _pool_argmax(x, out, kernel, stride, padding):
         np.subtract(arg, np.int16(k), out=step)
         step *= xp[:, :, si, sj] == out
         arg -= step
+    nan = np.isnan(out)
+    if nan.any():  # a window holding a NaN has a NaN maximum; PyTorch routes its gradient to its last NaN
+        for k, si, sj in pos:
+            arg[nan & np.isnan(xp[:, :, si, sj])] = k
     return arg
 
 
@@ -308,17 +411,25 @@ _pool_gather_op = Op(
 def _pool_vjp(ctx, g, out, x, *, kernel, stride, padding):
     """VJP: g to each window's argmax (the first at ties), as an op (differentiable)."""
     rx = raw(x)
-    arg = _pool_argmax(rx, raw(out), kernel, stride, padding)
+    arg = _pool_argmax(rx, _pool_fwd(rx, kernel=kernel, stride=stride, padding=padding), kernel, stride, padding)
     return (_pool_scatter_op(g, arg=arg, x_shape=rx.shape, kernel=kernel, stride=stride, padding=padding),)
 
 
 def _pool_fast(ctx, g, out, x, *, kernel, stride, padding):
+    """The VJP on ndarrays. Reads x only: the output, if changed in place since the forward, is
+    recomputed (the NaN test below only chooses between two ways to the same gradient)."""
+    if stride[0] >= kernel[0] and stride[1] >= kernel[1] and out.size:
+        gx = _pool_disjoint_vjp(g, x, out, kernel, stride, padding)
+        if gx is not None:
+            return (gx,)
+    out = _pool_fwd(x, kernel=kernel, stride=stride, padding=padding)
     return (_pool_scatter(g, _pool_argmax(x, out, kernel, stride, padding), x.shape, kernel, stride, padding),)
 
 
 max_pool2d = Op("max_pool2d", _pool_fwd, _pool_vjp,
                 lambda ts, out, x, *, kernel, stride, padding: _pool_gather(
-                    ts[0], _pool_argmax(x, out, kernel, stride, padding), kernel, stride, padding), fast=_pool_fast)
+                    ts[0], _pool_argmax(x, out, kernel, stride, padding), kernel, stride, padding), fast=_pool_fast,
+                saves_out=False)
 
 
 # -- batch norm ------------------------------------------------------------------------------------
