@@ -11,6 +11,12 @@ scratch arrays are ever given back, and only arrays created there and never hand
 (`.data`, `.numpy()`, `.grad`, hook arguments and forward outputs are never given back). Free
 lists are per thread, so a thread never receives an array another thread still uses.
 
+An op's output leaves the engine (it becomes a Tensor's `.data`), so it is never given back;
+`lease` lends one instead: the array's memory returns to the free lists when the array and
+every view of it are gone, which a weak reference's callback tells (a language guarantee, not
+a count). Without it, each output taken from the free lists would be replaced by a fresh,
+page-faulting array on every step.
+
 `DELTAPROP_RECYCLE=0` in the environment (or `set_enabled(False)`) turns recycling off:
 `take` then allocates and `give` drops. `DELTAPROP_RECYCLE=check` poisons every array given
 back with NaN (or a sentinel), so a wrong give shows up as a wrong number in the tests.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -75,6 +82,38 @@ def give(a: np.ndarray) -> None:
                 a.fill(np.nan if a.dtype.kind in "fc" else 123)
             stack.append(a)
             _local.held += a.nbytes
+
+
+class _Storage(np.ndarray):
+    """A leased array's memory, seen through a type of its own: NumPy shortens a view's chain of
+    bases only through arrays of the view's own type, so a leased array and all its views keep
+    their _Lease alive (tests/engine/test_memory.py checks this)."""
+
+
+class _Lease(np.ndarray):
+    """The owner of one leased array's memory: its death means no view of the array is left."""
+
+
+_leases: dict[int, tuple] = {}  # id(weak reference to a _Lease) -> (that reference, the memory)
+
+
+def _returned(ref) -> None:
+    entry = _leases.pop(id(ref), None)
+    if entry is not None:
+        give(entry[1])  # (into the free lists of the thread that dropped the last view: it is unused)
+
+
+def lease(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised array, as `take`, for an array that leaves the op (a forward's output):
+    its memory goes back to the free lists by itself once nothing refers to the array or to a
+    view of it. Never `give` it."""
+    a = take(shape, dtype)
+    if not _enabled or a.nbytes < MIN_BYTES:
+        return a
+    owner = a.view(_Storage).view(_Lease)
+    ref = weakref.ref(owner, _returned)
+    _leases[id(ref)] = (ref, a)
+    return owner.view(np.ndarray)
 
 
 class Scratch:
@@ -135,8 +174,8 @@ class Owned:
         if type(g) is not np.ndarray or not node.op.primitive:
             return
         root = g if g.base is None else g.base
-        if root.nbytes < MIN_BYTES:  # (never recycled: not worth the bookkeeping)
-            return
+        if type(root) is not np.ndarray or root.nbytes < MIN_BYTES:  # (small: not worth the bookkeeping;
+            return  # a leased array's memory goes back by itself)
         key = id(root)
         if key in self.count:
             self.count[key] += 1

@@ -33,6 +33,46 @@ def test_take_returns_what_was_given_and_never_a_view():
     memory.clear()
 
 
+def test_a_leased_array_comes_back_only_when_it_and_all_its_views_are_gone():
+    """lease: an op's output returns to the free lists when nothing refers to it any more (a weak
+    reference tells); a view of a view (NumPy shortens chains of bases) still holds it."""
+    if not memory.enabled():
+        return
+    memory.clear()
+    a = memory.lease((256, 256), np.float32)
+    a[...] = 7
+    assert type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable
+    memory.give(a)                            # never given back by hand: ignored
+    v = a[:, 1:].T[::2]                       # a view of views of it
+    del a
+    assert not np.shares_memory(memory.take((256, 256), np.float32), v)
+    assert (v == 7).all()
+    ptr = v.__array_interface__["data"][0] - 4
+    del v
+    back = memory.take((256, 256), np.float32)  # now its memory is free again
+    assert back.__array_interface__["data"][0] == ptr
+    memory.clear()
+
+
+def test_leased_outputs_keep_a_training_step_off_fresh_memory():
+    """Each step's outputs return to the free lists, so the next step's gradients do not need
+    fresh (page-faulting) memory: after the first steps, the same arrays serve every step."""
+    if not memory.enabled():
+        return
+    memory.clear()
+    dp.manual_seed(0)  # (the layers whose outputs are leased)
+    model = dp.nn.Sequential(dp.nn.Conv2d(1, 16, 3, padding=1), dp.nn.MaxPool2d(2), dp.nn.Flatten(),
+                             dp.nn.Linear(256, 10))
+    x = dp.tensor(np.random.default_rng(0).standard_normal((64, 1, 8, 8)).astype(np.float32))
+    seen, counts = {}, []
+    for _ in range(8):
+        F.cross_entropy(model(x), np.zeros(64, np.intp)).backward()
+        for stack in memory._local.free.values():
+            seen.update((id(a), a) for a in stack)  # (kept alive here: an id is never reused)
+        counts.append(len(seen))
+    assert counts[-1] == counts[3], counts
+
+
 def test_the_switch_turns_recycling_off():
     was = memory.enabled()
     try:

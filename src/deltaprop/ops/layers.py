@@ -104,7 +104,7 @@ def _conv_raw(x, w, b=None, *, stride, padding, keep=None):
     with memory.scratch() as s:
         cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding, memory if keep is not None else s)
         w2 = w.reshape(w.shape[0], -1)
-        out = memory.take((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))
+        out = memory.lease((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))  # (the op's output)
         np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
     if keep is not None:
         keep.extra = cols  # the weight's gradient needs the same patches: kept, not rebuilt
@@ -273,7 +273,7 @@ def _corners(a, shape, ho, wo, stride):
 def _pool_fwd(x, *, kernel, stride, padding):
     xp = _pool_padded(x, padding)
     ho, wo = _pool_out_hw(x.shape, kernel, stride, padding)
-    out = memory.take(x.shape[:2] + (ho, wo), x.dtype)
+    out = memory.lease(x.shape[:2] + (ho, wo), x.dtype)  # (the op's output)
     if out.size:
         with memory.scratch() as s:
             rows = _shifted_max(xp.reshape(-1), kernel[1], 1, s)
