@@ -190,7 +190,8 @@ def _conv_fast(ctx, g, out, x, w, b=None, *, stride, padding):
     if ctx.needs[1]:
         cols, ctx.extra = ctx.extra, None  # (used once: a retained graph's second backward rebuilds them)
         gw = _conv_weight_grad(x, g, w.shape, stride, padding, cols)
-    return (gx, gw) if b is None else (gx, gw, np.add.reduce(g, axis=(0, 2, 3)))
+    # the bias's: over the batch first (whole images added at once, SIMD), then within each channel
+    return (gx, gw) if b is None else (gx, gw, np.add.reduce(np.add.reduce(g, axis=0), axis=(1, 2)))
 
 
 def _conv_jvp(ts, out, x, w, b=None, *, stride, padding):
