@@ -93,21 +93,32 @@ def _windows(xp, kh, kw, stride):
     return as_strided(xp, shape, (s0, s1, s2 * stride[0], s3 * stride[1], s2, s3), writeable=False)
 
 
-def _im2col(x, kh, kw, stride, padding, into=memory):
+def _im2col(x, kh, kw, stride, padding, into=memory, ones=False):
     """The patches as (N, C*kh*kw, Ho*Wo), one copy, ordered (c, i, j) like W.reshape(O, -1);
-    `into`: where the array comes from (a scratch scope, or memory for one kept beyond it)."""
+    `into`: where the array comes from (a scratch scope, or memory for one kept beyond it);
+    `ones`: one more row of ones at the end (the bias's column of the weight matrix)."""
     win = _windows(_pad(x, padding), kh, kw, stride)
     n, c, ho, wo = win.shape[:4]
-    cols = into.take((n, c * kh * kw, ho * wo), win.dtype)
-    cols.reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
+    k = c * kh * kw
+    cols = into.take((n, k + 1 if ones else k, ho * wo), win.dtype)
+    if ones:
+        cols[:, k] = 1
+    # (splitting the axes of cols[:, :k] is always a view: the copy lands in cols)
+    cols[:, :k].reshape(n, c, kh, kw, ho, wo)[...] = win.transpose(0, 1, 4, 5, 2, 3)
     return cols, ho, wo
 
 
 def _conv_raw(x, w, b=None, *, stride, padding, keep=None):
-    """The convolution; `keep` (a node) keeps the patches for the weight's gradient."""
+    """The convolution; `keep` (a node) keeps the patches for the weight's gradient. A bias of the
+    same dtype rides in the matmul (a row of ones under the patches, the bias as one more column
+    of W): no pass of its own, and the weight's gradient GEMM then gives the bias's too."""
+    fused = b is not None and b.dtype == w.dtype == x.dtype
     with memory.scratch() as s:
-        cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding, memory if keep is not None else s)
+        cols, ho, wo = _im2col(x, w.shape[2], w.shape[3], stride, padding, memory if keep is not None else s, fused)
         w2 = w.reshape(w.shape[0], -1)
+        if fused:
+            w2 = np.concatenate((w2, b.reshape(-1, 1)), axis=1)
+            b = None
         out = memory.lease((x.shape[0], w.shape[0], ho, wo), np.result_type(w2, cols))  # (the op's output)
         np.matmul(w2, cols, out=out.reshape(x.shape[0], w.shape[0], ho * wo))  # per image: already NCHW
     if keep is not None:
@@ -146,15 +157,26 @@ def _conv_input_grad(g, w, x_shape, stride, padding):
 def _conv_weight_grad(x, g, w_shape, stride, padding, cols=None):
     """dL/dW[o,c,i,j] = sum_{n,h,w} g[n,o,h,w] x_pad[n,c,h*s+i,w*s+j], as one GEMM over the batch
     (`cols`: the forward's patches of x, when it kept them; used up here)."""
+    return _conv_param_grads(x, g, w_shape, stride, padding, cols)[0]
+
+
+def _conv_param_grads(x, g, w_shape, stride, padding, cols=None, ones=False):
+    """(dL/dW, dL/db or None): _conv_weight_grad, and the bias's gradient too when `cols` holds
+    the forward's row of ones (its column of the product is sum(g) per channel); `ones`: rebuilt
+    patches get that row too (a retained graph's next backward gives the same numbers)."""
     with memory.scratch() as s:
         if cols is None:
-            cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding, s)
+            cols, ho, wo = _im2col(x, w_shape[2], w_shape[3], stride, padding, s, ones)
         else:
             s.adopt(cols)
             ho, wo = g.shape[2], g.shape[3]
         n, o = g.shape[0], g.shape[1]
         # per image (O, HW) @ (HW, K), summed over the batch: no transposed copy of g (a large array)
-        return np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0).reshape(w_shape)
+        prod = np.matmul(g.reshape(n, o, ho * wo), cols.transpose(0, 2, 1)).sum(axis=0)
+    k = w_shape[1] * w_shape[2] * w_shape[3]
+    if prod.shape[1] == k:
+        return prod.reshape(w_shape), None
+    return prod[:, :k].reshape(w_shape), prod[:, k].copy()
 
 
 def _any_tensor(*xs) -> bool:
@@ -190,12 +212,16 @@ def _conv_vjp(ctx, g, out, x, w, b=None, *, stride, padding):
 def _conv_fast(ctx, g, out, x, w, b=None, *, stride, padding):
     """_conv_vjp on ndarrays, reusing the forward's patches for the weight's gradient."""
     gx = _conv_input_grad(g, w, x.shape, stride, padding) if ctx.needs[0] else None
-    gw = None
+    gw = gb = None
     if ctx.needs[1]:
         cols, ctx.extra = ctx.extra, None  # (used once: a retained graph's second backward rebuilds them)
-        gw = _conv_weight_grad(x, g, w.shape, stride, padding, cols)
-    # the bias's: over the batch first (whole images added at once, SIMD), then within each channel
-    return (gx, gw) if b is None else (gx, gw, np.add.reduce(np.add.reduce(g, axis=0), axis=(1, 2)))
+        gw, gb = _conv_param_grads(x, g, w.shape, stride, padding, cols,
+                                   ones=b is not None and b.dtype == w.dtype == x.dtype)  # (as _conv_raw fuses)
+    if b is None:
+        return gx, gw
+    if gb is None:  # over the batch first (whole images added at once, SIMD), then within each channel
+        gb = np.add.reduce(np.add.reduce(g, axis=0), axis=(1, 2))
+    return gx, gw, gb
 
 
 def _conv_jvp(ts, out, x, w, b=None, *, stride, padding):
