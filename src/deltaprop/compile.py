@@ -119,6 +119,10 @@ class _Emitter:
         self.lines.append(f"{v} = empty({tuple(shape)!r}, {self.rec._const(np.dtype(dtype))})")
         return v
 
+    def const(self, obj) -> str:
+        """A constant of the schedule (an array it only reads)."""
+        return self.rec._const(obj, "c")
+
     def view(self, name: str, attr: str) -> str:
         """name.attr (a transpose): made once when name is an array fixed for the schedule."""
         c = self.rec.consts.get(name)

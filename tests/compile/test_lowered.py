@@ -4,7 +4,7 @@ a replayed step gives bitwise the eager step's loss, gradients and parameters, s
 (a new batch each step), and the replay really used the form."""
 from __future__ import annotations
 
-import sys
+import importlib
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ from deltaprop.autograd import REGISTRY
 from deltaprop.ops.lowered import LOWERED
 
 F = dp.nn.functional
-dpc = sys.modules["deltaprop.compile"]  # (the module: dp.compile is the function)
+dpc = importlib.import_module("deltaprop.compile")  # (the module: dp.compile is the function)
 
 # op name -> (how a step applies it to x (the batch) and w (a parameter shaped like x), whether w is 2-D)
 _CASES = {

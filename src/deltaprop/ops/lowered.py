@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import REGISTRY
-from .elementwise import _NUM
+from .elementwise import _NUM, zeros_for
 
 LOWERED: dict = {}  # Op -> (forward form, VJP form)
 
@@ -100,11 +100,11 @@ def _sigmoid_vjp(e, g, out, xs, names, kw, dest):
 LOWERED[REGISTRY["sigmoid"]] = (_sigmoid_fwd, _sigmoid_vjp)
 
 
-# -- relu: its lambda forward (maximum) / unary's _times with the mask x > 0 ------------------------
+# -- relu: its lambda forward (maximum with zeros_for(x)) / unary's _times with the mask x > 0 -------
 def _relu_fwd(e, out, xs, names, kw):
     if not _floats(xs[0]):
         return False
-    e.emit(f"maximum({names[0]}, 0, out={e.out})")
+    e.emit(f"maximum({names[0]}, {e.const(zeros_for(xs[0]))}, out={e.out})")
     return True
 
 
