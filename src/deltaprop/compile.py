@@ -111,12 +111,13 @@ class _Emitter:
         return self.rec._buffer(np.empty(shape, dtype))
 
     def fresh(self, shape, dtype) -> str:
-        """A new array on every replay (it becomes a .grad, which the user may keep)."""
+        """A new array on every replay (it becomes a .grad, which the user may keep): leased
+        (memory.lease), so last step's .grad memory is reused once nothing refers to it any more."""
         v = f"n{self.rec.n}"
         self.rec.n += 1
         self.rec.fresh.add(v)
         self.rec.info[v] = (tuple(shape), np.dtype(dtype))
-        self.lines.append(f"{v} = empty({tuple(shape)!r}, {self.rec._const(np.dtype(dtype))})")
+        self.lines.append(f"{v} = new({tuple(shape)!r}, {self.rec._const(np.dtype(dtype))})")
         return v
 
     def const(self, obj) -> str:
@@ -724,7 +725,7 @@ class _Recorder(_Checker):
         src += [f"        return {self.returned}", "    finally:", "        st.grad = grad_mode"]
         env = dict(self.consts, MISS=_MISS, st=_state, ndarray=np.ndarray, asarray=np.asarray,
                    np_array=np.array, np_ones=np.ones, Owned=memory.Owned, sum_to=sum_to,
-                   _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor, empty=np.empty,
+                   _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor, new=memory.lease,
                    **_UFUNCS)
         code = "\n".join(src)
         exec(builtins.compile(code, "<dp.compile schedule>", "exec"), env)  # noqa: S102 (generated here)

@@ -142,3 +142,26 @@ def test_schedule_lists_the_numpy_calls_with_shapes():
     # a weight gradient: delta (1, 2) transposed times the layer's input (1, 2), into a new array
     assert any(re.fullmatch(r"matmul\(v\d+\.T\(2, 1\), v\d+\(1, 2\), out=n\d+\(2, 2\)\)", c) for c in calls)
     assert sum(c.count("(") for c in calls) > 40 and "exp(" in text and "negative(" in text
+
+
+@pytest.mark.parametrize("n", [3, 300])  # (300 x 300: large enough for the recycler's leases)
+def test_a_kept_grad_is_never_overwritten_by_later_replays(n):
+    w = dp.tensor(np.ones((n, n)), requires_grad=True)
+    opt = dp.optim.SGD([w], lr=1e-3)
+
+    def step(x):
+        opt.zero_grad()
+        loss = (F.linear(x, w).relu() * 0.5).sum()
+        loss.backward()
+        opt.step()
+        return loss
+    comp = dp.compile(step, strict=True)
+    kept, copies, views = [], [], []
+    for i in range(8):
+        comp(dp.tensor(np.full((4, n), float(i + 1))))
+        kept.append(w.grad)                  # the Tensor
+        views.append(w.grad.numpy()[1:])     # a view of its array only
+        copies.append(w.grad.numpy().copy())
+    assert comp.replays == 6
+    for g, v, c in zip(kept, views, copies):
+        assert np.array_equal(g.numpy(), c) and np.array_equal(v, c[1:])
