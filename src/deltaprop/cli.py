@@ -138,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(flag, help=text, **kw)
     e = sub.add_parser("evaluate", help="evaluate a saved model on its test split or on a file",
                        description="Rebuild the network from a model file's metadata (written by 'deltaprop "
-                       "train'), re-create the same data split (or read --data) and print the accuracy and loss.")
+                       "train'), re-create the same data split (or read --data) and print the accuracy and loss, "
+                       "with per-class precision, recall, F1 and support and the confusion matrix (regression: "
+                       "RMSE, MAE and R2). Given its own training file, --data also scores the rows that "
+                       "training held out on their own, and says how many rows training saw.")
     p = sub.add_parser("predict", help="predict every row of a file with a saved model",
                        description="Apply a model file to every row of --data (preprocessed as in training) and "
                        "write the predictions (and class probabilities) as CSV.")
@@ -199,7 +202,8 @@ def _scores(res: dict[str, Any], split: str = "") -> str:
     pre, name = (f"{split}_", f"{split} ") if split else ("", "")
     if f"{pre}accuracy" in res:
         return f"{name}accuracy: {res[f'{pre}accuracy']:.4f}"
-    return f"{name}RMSE: {res[f'{pre}rmse']:.6g}  {name}R2: {res[f'{pre}r2']:.4f}"
+    mae = f"  {name}MAE: {res[f'{pre}mae']:.6g}" if f"{pre}mae" in res else ""
+    return f"{name}RMSE: {res[f'{pre}rmse']:.6g}{mae}  {name}R2: {res[f'{pre}r2']:.4f}"
 
 
 class _Bar(run.Callback):
@@ -299,7 +303,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     arch = "-".join(str(s) for s in meta["sizes"])
     mom = f" momentum={cfg.momentum:g}" if cfg.momentum else ""
     kind = "" if cfg.model == "mlp" else f"{cfg.model} "
-    _print(f"{cfg.dataset}: {kind}{arch} {cfg.activation}, {cfg.optimizer} lr={cfg.lr:g}{mom}, batch "
+    _print(f"{run.data_label(meta)}: {kind}{arch} {cfg.activation}, {cfg.optimizer} lr={cfg.lr:g}{mom}, batch "
            f"{meta['batch_size']}, {meta['epochs']} epochs, seed {cfg.seed}, {cfg.dtype}", file=out)
     train = _scores(m, "train").replace("train accuracy:", "train accuracy")
     _print(f"train loss {m['train_loss']:.6g}  {train}  ({seconds:.2f} s)", file=out)
@@ -311,7 +315,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _print(f"saved checkpoint to {args.checkpoint}", file=out)
     if plot:
         try:
-            dp_plot.plot_history(r.history, plot, f"deltaprop train: {cfg.dataset} {kind}{arch} {cfg.activation}, "
+            dp_plot.plot_history(r.history, plot, f"deltaprop train: {run.data_label(meta)} {kind}{arch} {cfg.activation}, "
                                                   f"{cfg.optimizer} lr={cfg.lr:g}")
             res["plot_path"] = plot
             _print(f"saved plot to {plot}", file=out)
@@ -322,18 +326,40 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_text(report: dict[str, Any] | None, title: str) -> str:
+    """The per-class table and the confusion matrix of a classification report, under a title."""
+    from deltaprop import metrics
+
+    if not report or "confusion_matrix" not in report:
+        return ""
+    return (f"\n{title}:\n{metrics.format_classification_report(report)}\n\nconfusion matrix (rows: true "
+            f"label, columns: predicted label):\n{metrics.format_confusion_matrix(report)}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     res = run.evaluate_file(args.model, data=args.data, target=args.target)
     out = sys.stderr if args.json else sys.stdout
-    _print(f"{args.model}: {res['dataset']} {'-'.join(map(str, res['sizes']))} {res['activation']}, "
+    _print(f"{args.model}: {res['data_name']} {'-'.join(map(str, res['sizes']))} {res['activation']}, "
            f"{res['epochs']} epochs", file=out)
     if args.data:
-        _print(f"{_scores(res)}  (loss {res['loss']:.6g}, every row of {args.data}: {res['n']} samples)", file=out)
+        name = res["data_name"]
+        seen = (f", {res['n_seen']} of them seen in training" if "n_seen" in res else "")
+        _print(f"{_scores(res)}  (loss {res['loss']:.6g}, every row of {name}: {res['n']} samples{seen})", file=out)
+        if "heldout" in res:
+            h = res["heldout"]
+            _print(f"held-out {_scores(h)}  (loss {h['loss']:.6g}, the {h['n']} rows of {name} not seen in "
+                   f"training)", file=out)
+            text = _report_text(h.get("report"), f"held-out rows of {name} ({h['n']})")
+        else:
+            text = _report_text(res.get("report"), f"every row of {name} ({res['n']})")
     else:
         held = ("train = test points" if res["dataset"] in run.TINY
                 else f"{res['n_test']} held-out samples, split seed {res['seed']}")
         _print(f"{_scores(res, 'test')}  (test loss {res['test_loss']:.6g}, {held})", file=out)
         _print(f"{_scores(res, 'train')}  (train loss {res['train_loss_eval']:.6g})", file=out)
+        text = _report_text(res.get("test_report"), f"test split of {res['data_name']} ({res['n_test']} rows)")
+    if text:
+        _print(text, file=out)
     if args.json:
         _json_line(res)
     return 0

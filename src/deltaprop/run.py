@@ -26,6 +26,7 @@ import numpy as np
 __all__ = ["RunConfig", "Data", "RunResult", "Callback", "RunConfigError", "ModelFileError", "ModelTooBigError",
            "DivergedError", "load_data", "build_model", "make_optimizer", "make_scheduler", "train_run",
            "resume_config", "read_model_file", "load_model", "evaluate_file", "predict_file", "regression_metrics",
+           "file_split", "file_digest", "data_label",
            "check_outputs", "check_metadata", "defaults_for", "loss_function", "model_spec", "fmt_bytes", "too_big",
            "parameter_count",
            "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULERS", "DTYPES", "DEFAULTS", "join_mpi_world"]
@@ -413,9 +414,8 @@ def _raw_split(config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         if len(f.X) < 5:
             raise RunConfigError(f"{config.data}: {len(f.X)} rows are too few to hold out a test split; "
                                  "give at least 5")
-        strat = bool(f.task == "classification" and np.bincount(f.y).min() >= 2)
-        Xtr, Xte, ytr, yte = data.train_test_split(f.X, f.y, test_size=TEST_SIZE, seed=seed, stratify=strat)
-        return Xtr, Xte, ytr, yte, info
+        train_idx, test_idx = file_split(f.y, f.task, seed)
+        return f.X[train_idx], f.X[test_idx], f.y[train_idx], f.y[test_idx], info
     X, y = _raw_data(ds, seed)
     tr.check_finite(f"the features of dataset {ds!r}", X)
     tr.check_finite(f"the targets of dataset {ds!r}", y)
@@ -425,6 +425,28 @@ def _raw_split(config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         return X, X, y, y, info
     Xtr, Xte, ytr, yte = data.train_test_split(X, y, test_size=TEST_SIZE, seed=seed, stratify=True)
     return Xtr, Xte, ytr, yte, info
+
+
+def file_split(y: np.ndarray, task: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, test rows) of a file of targets `y`, as `deltaprop train --data` splits it:
+    TEST_SIZE held out, seeded, stratified for classification when every class has two rows."""
+    from deltaprop import data
+
+    strat = bool(task == "classification" and np.bincount(y).min() >= 2)
+    rows = np.arange(len(y))
+    train_idx, test_idx, _, _ = data.train_test_split(rows, y, test_size=TEST_SIZE, seed=seed, stratify=strat)
+    return train_idx, test_idx
+
+
+def file_digest(path: str) -> str:
+    """The sha256 of a file's bytes, as hex (what identifies a model's training file, and a model file)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_data(config: RunConfig, normalize: Mapping[str, Any] | None = None,
@@ -830,6 +852,9 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
     }
     if config.data is not None:
         meta["data"] = os.path.abspath(config.data)
+        if config.dataset == "file" and os.path.isfile(config.data):  # what identifies its training rows
+            n_val = 0 if data.Xval is None else len(data.Xval)
+            meta.update(data_sha256=file_digest(config.data), data_rows=len(data.Xtr) + len(data.Xte) + n_val)
     why = too_big(meta, _copies("train", config.optimizer, config.momentum))
     if why and ckpt is not None:
         raise ModelFileError(_file_too_big(str(resume), why))
@@ -1005,9 +1030,81 @@ def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None,
     return X, f
 
 
+def data_label(meta: Mapping[str, Any]) -> str:
+    """How to name a run's data in a sentence: the file's name (cancer.csv) for a run on a file, else
+    the dataset's name (digits)."""
+    data = meta.get("data")
+    if meta.get("dataset") in ("file", "mnist") and data and data != "<arrays>":
+        return os.path.basename(os.path.normpath(str(data)))
+    return str(meta.get("dataset"))
+
+
+def _predict(model: Any, X: np.ndarray, meta: Mapping[str, Any]) -> tuple[np.ndarray, Any, Any]:
+    """(predictions, probabilities, class indices) of the network on rows already preprocessed:
+    for classification the labels, the softmax probabilities and their argmax; for regression the
+    values in the target's units (None, None); for Mazur's set the outputs (None, None). `deltaprop
+    predict`, `evaluate` and the ONNX export compute exactly this."""
+    import deltaprop as dp
+    from deltaprop.nn import functional as F
+
+    model.eval()
+    with dp.no_grad():
+        raw = model(dp.tensor(X))
+        if meta.get("task") == "regression":
+            tn = meta["target_normalize"]
+            return np.asarray(raw, np.float64).reshape(-1) * tn["std"] + tn["mean"], None, None
+        if meta["loss"] == "mse_half_sum":
+            return np.asarray(raw, np.float64), None, None
+        probs = np.asarray(F.softmax(raw, axis=-1), np.float64)
+    idx = probs.argmax(axis=1)
+    classes = meta.get("classes") or list(range(meta["sizes"][-1]))
+    return np.asarray([classes[i] for i in idx], dtype=object), probs, idx
+
+
+def _score(model: Any, X: np.ndarray, y: np.ndarray, meta: Mapping[str, Any],
+           y_units: np.ndarray | None = None) -> dict[str, Any]:
+    """loss and accuracy (or rmse, r2, mae) of the model on preprocessed rows X with network targets
+    y, and `report`: the confusion matrix and per-class figures (deltaprop.metrics), or the
+    regression figures against `y_units` (the targets in their own units; default: y de-standardised)."""
+    from deltaprop import metrics as mt, train as tr
+
+    r = tr.evaluate(model, X, y, loss_function(meta["loss"]), _metrics_for(meta))
+    preds, _, idx = _predict(model, X, meta)
+    if idx is not None:
+        classes = meta.get("classes") or list(range(meta["sizes"][-1]))
+        r["report"] = mt.classification_report(np.asarray(y), idx, classes)
+    elif meta.get("task") == "regression":
+        if y_units is None:
+            tn = meta["target_normalize"]
+            y_units = np.asarray(y, np.float64).reshape(-1) * tn["std"] + tn["mean"]
+        rep = mt.regression_report(y_units, preds)
+        r.update(rmse=rep["rmse"], r2=rep["r2"], mae=rep["mae"], report=rep)
+    return r
+
+
+def _network_targets(y: np.ndarray, meta: Mapping[str, Any], dtype: np.dtype) -> np.ndarray:
+    if meta.get("task") == "regression":
+        tn = meta["target_normalize"]
+        return ((np.asarray(y, np.float64) - tn["mean"]) / tn["std"]).reshape(-1, 1).astype(dtype)
+    return y
+
+
+def _training_rows(path: str, meta: Mapping[str, Any], config: RunConfig, data: str,
+                   f: Any) -> np.ndarray | None:
+    """The held-out (test) rows of `data` when it is the model's training file (the same bytes and
+    row count as recorded at training), recomputed as training split them; else None."""
+    digest, rows = meta.get("data_sha256"), meta.get("data_rows")
+    if not isinstance(digest, str) or f.y is None or len(f.X) != rows or file_digest(data) != digest:
+        return None
+    return file_split(np.asarray(f.y), meta.get("task", "classification"), config.seed)[1]
+
+
 def evaluate_file(path: str, data: str | None = None, target: str | None = None) -> dict[str, Any]:
     """Score the model in `path` (model file or checkpoint): on its own test and train split, or on
-    every row of the file `data` (preprocessed as in training). Returns the numbers as a dict."""
+    every row of the file `data` (preprocessed as in training). Classification adds a `report`
+    (`test_report`): confusion matrix, per-class precision, recall, F1 and support, macro and
+    weighted means (deltaprop.metrics); regression adds MAE. When `data` is the training file itself,
+    `n_seen` rows were seen in training and `heldout` scores the rest on their own."""
     from deltaprop import train as tr
 
     path = os.fspath(path)
@@ -1018,25 +1115,35 @@ def evaluate_file(path: str, data: str | None = None, target: str | None = None)
         result: dict[str, Any] = {"model_path": path, "dataset": config.dataset, "epochs": meta.get("epochs"),
                                   "sizes": meta["sizes"], "activation": config.activation, "model": config.model,
                                   "task": meta.get("task", "classification"), "seed": config.seed,
-                                  "dtype": dtype.name}
+                                  "dtype": dtype.name, "data_name": data_label(meta)}
         if data is not None:
             X, f = _new_data(path, meta, data, target, need_target=True)
-            y = f.y
-            if meta.get("task") == "regression":
-                tn = meta["target_normalize"]
-                y = ((np.asarray(y, np.float64) - tn["mean"]) / tn["std"]).reshape(-1, 1).astype(dtype)
-            r = tr.evaluate(model, X, y, loss_fn, metrics)
-            result.update({"data": data, "n": int(len(X)), "loss": r.pop("loss"), **r})
+            y = _network_targets(f.y, meta, dtype)
+            units = np.asarray(f.y, np.float64) if meta.get("task") == "regression" else None
+            r = _score(model, X, y, meta, units)
+            result.update({"data": data, "data_name": os.path.basename(os.fspath(data)), "n": int(len(X)),
+                           "loss": r.pop("loss"), **r})
+            test_rows = _training_rows(path, meta, config, data, f)
+            if test_rows is not None:
+                h = _score(model, X[test_rows], y[test_rows], meta, None if units is None else units[test_rows])
+                result["n_seen"] = int(len(X) - len(test_rows))
+                result["heldout"] = {"n": int(len(test_rows)), **h}
             return result
+        if config.dataset == "file" and config.data and not os.path.exists(config.data):
+            raise ValueError(f"{path!r} was trained on {config.data!r}, which is not there any more; pass --data "
+                             "FILE to score it on a file (its training file: the held-out rows are scored apart)")
         d = load_data(config, normalize=meta["normalize"], target_normalize=meta.get("target_normalize"))
         if d.Xtr.shape[1:] and int(np.prod(d.Xtr.shape[1:])) != meta["sizes"][0]:
             raise ModelFileError(f"{path!r}: metadata key 'sizes' starts with {meta['sizes'][0]} inputs but dataset "
                                  f"{config.dataset!r} has {int(np.prod(d.Xtr.shape[1:]))} features")
-        test = tr.evaluate(model, d.Xte, d.yte, loss_fn, metrics)
+        test = _score(model, d.Xte, d.yte, meta)
         train = tr.evaluate(model, d.Xtr, d.ytr, loss_fn, metrics)
+        report = test.pop("report", None)
         result.update({"test_loss": test.pop("loss"), "train_loss_eval": train.pop("loss"), "n_test": int(len(d.Xte))})
         result.update({f"test_{k}": v for k, v in test.items()})
         result.update({f"train_{k}": v for k, v in train.items()})
+        if report is not None:
+            result["test_report"] = report
         return result
 
 
@@ -1044,28 +1151,13 @@ def predict_file(path: str, data: str, out: str | None = None, target: str | Non
     """Predict every row of the file `data` with the model in `path`; write a CSV to `out` (atomically)
     with a `prediction` column (class name or value) and, for classification, one probability
     column per class. Returns {"predictions": array, "probabilities": array or None, "n": rows, ...}."""
-    import deltaprop as dp
     from deltaprop import io
-    from deltaprop.nn import functional as F
 
     path = os.fspath(path)
     model, meta, _ = load_model(path)
     with _dtype_scope(np.dtype(meta["dtype"])):
         X, _ = _new_data(path, meta, data, target, need_target=False)
-        model.eval()
-        with dp.no_grad():
-            raw = model(dp.tensor(X))
-            probs = None
-            if meta.get("task") == "regression":
-                tn = meta["target_normalize"]
-                preds = np.asarray(raw, np.float64).reshape(-1) * tn["std"] + tn["mean"]
-            elif meta["loss"] == "mse_half_sum":
-                preds = np.asarray(raw, np.float64)
-            else:
-                probs = np.asarray(F.softmax(raw, axis=-1), np.float64)
-                idx = probs.argmax(axis=1)
-                classes = meta.get("classes") or list(range(meta["sizes"][-1]))
-                preds = np.asarray([classes[i] for i in idx], dtype=object)
+        preds, probs, _ = _predict(model, X, meta)
     if out:
         io._atomic_write(out, _csv_text(meta, preds, probs).encode("utf-8"))
     return {"model_path": path, "data": data, "n": int(len(X)), "predictions": preds, "probabilities": probs,
