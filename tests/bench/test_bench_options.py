@@ -123,7 +123,7 @@ def test_python_check_imports_deltaprop_only_when_deltaprop_runs(tmp_path):
 
 @pytest.mark.parametrize("argv, needles", [
     (["--cases", "nosuch"], ["--cases", "unknown case: nosuch", "choose from: mlp-sgd"]),
-    (["--peers", "torch,jax"], ["--peers", "unknown peer: jax"]),
+    (["--peers", "torch,tensorflow"], ["--peers", "unknown peer: tensorflow"]),
     (["--repeats", "0"], ["--repeats", "'0'", "1 or more"]),
     (["--repeats", "two"], ["--repeats", "'two'"]),
     (["--threads", "-1"], ["--threads", "'-1'"]),

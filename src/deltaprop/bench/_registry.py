@@ -17,6 +17,9 @@ CASES: dict[str, tuple[str, str]] = {
     "memory": ("training loop of the train case: peak RSS, RSS after each epoch", "MB"),
     "trace": ("dp.explain.trace of one sample through a 784-256-10 sigmoid network (target < 1 s)", "s"),
     "report": ("`deltaprop explain --dataset moons --hidden 4,4 --steps 200 --html` (target < 5 s)", "s"),
+    "first-call": ("the mlp-sgd step's first call, compiled: from wrapping the step (dp.compile, jax.jit, "
+                   "TinyJit) until it has run once as compiled code (recording and planning; tracing and "
+                   "compiling)", "s"),
     "ddp": ("the mlp-sgd step, global batch 128, on 2 MPI ranks x 1 thread (DistributedDataParallel); extras: "
             "1 process x 2 threads, Allreduce time, overlap won (bench/ddp.py)", "s"),
 }
@@ -39,9 +42,16 @@ LIBS: dict[str, tuple[str, str | None]] = {
     "numpy-buf": ("lib_numpybuf", "numpy"),
     "gemm": ("lib_gemm", "numpy"),
     "sklearn": ("lib_sklearn", "sklearn"),
+    # compiling peers (the bench extra): the update under jax.jit with donated state, and TinyJit
+    "jax": ("lib_jax", "jax"),
+    "tinygrad": ("lib_tinygrad", "tinygrad"),
 }
 
 BASELINE = "deltaprop"
+
+# The cases a worker runs once, timing inside the library's own function (which returns a dict
+# with "value"), instead of timing blocks of steps.
+ONE_RUN = ("train", "memory", "ddp", "first-call")
 
 # Library -> variables set in its worker's environment (the runner sets them; every other
 # worker runs with DELTAPROP_RECYCLE unset, so `deltaprop` is the default configuration).
@@ -59,12 +69,14 @@ _PEERS = ["deltaprop-tuned", "autograd", "mygrad", "dezero"]
 # such pair runs back to back (the report still lists deltaprop first). deltaprop-norecycle runs
 # one step further away, in the training-step cases (the recycler only handles large arrays).
 _NR = "deltaprop-norecycle"
-_DC = "deltaprop-compiled"  # next to the peer its target compares with
+_DC = "deltaprop-compiled"  # between the peers its targets compare with (those that fit beside it)
 APPLIES: dict[str, list[str]] = {
-    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _DC, _NR] + _PEERS + ["numpy", "gemm"],
-    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _DC, _NR] + _PEERS + ["numpy", "gemm"],
-    "mazur": ["torch", "deltaprop", "micrograd", _DC, _NR] + _PEERS + ["numpy", "numpy-buf", "gemm"],
-    "cnn": ["torch", "deltaprop", _DC, "deltaprop-tuned", _NR] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm"],
+    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _DC, "jax", _NR] + _PEERS + ["numpy", "gemm", "tinygrad"],
+    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _DC, "jax", _NR] + _PEERS + ["numpy", "gemm", "tinygrad"],
+    "mazur": ["torch", "deltaprop", "micrograd", _DC, "numpy-buf", "jax", _NR] + _PEERS + ["numpy", "gemm",
+                                                                                          "tinygrad"],
+    "cnn": ["torch", "deltaprop", _DC, "jax", "deltaprop-tuned", _NR] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm",
+                                                                                     "tinygrad"],
     "chain": ["torch", "deltaprop"] + _PEERS + ["micrograd", "numpy"],
     "micro": ["deltaprop"] + _PEERS + ["torch", "numpy"],
     "train": ["torch", "deltaprop", _DC, "sklearn"],
@@ -73,6 +85,8 @@ APPLIES: dict[str, list[str]] = {
     "trace": ["deltaprop"],
     "report": ["deltaprop"],
     "ddp": ["deltaprop"],
+    # the compiled rows only: each worker is a fresh process, so each round is a true first call
+    "first-call": [_DC, "jax", "tinygrad"],
 }
 
 # Peers as named on the command line (`--peers`): every library except the baseline.
@@ -84,7 +98,7 @@ PEERS: list[str] = [name for name in LIBS if name != BASELINE]
 # lasts at least MIN_BLOCK_S (timeit's autorange); the worker reports block time / block size,
 # the median over its blocks. Before any of it, one untimed call records the first loss; the
 # calibration's trials warm up too, so the slow cases need no warm-up of their own. train,
-# import and memory are one run each (their counts unused).
+# import, memory, ddp and first-call are one run each (their counts unused).
 TIMING: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "mlp-sgd": ((20, 3), (3, 2)),
     "mlp-adam": ((20, 3), (3, 2)),
@@ -98,6 +112,7 @@ TIMING: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "trace": ((0, 3), (0, 1)),
     "report": ((0, 3), (0, 1)),
     "ddp": ((0, 1), (0, 1)),
+    "first-call": ((0, 1), (0, 1)),
 }
 
 # The shortest block, in seconds: normal and --quick.

@@ -293,6 +293,9 @@ def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
                      f"(2 ranks: speed-up x{ex['speedup_vs_single']:.2f}); Allreduce of the grads "
                      f"{fmt_value(ex['allreduce_1_07MB_s'], 's')}; overlap won "
                      f"{fmt_value(ex['overlap_won_s'], 's')}")
+    elif case == "first-call" and ex.get("calls") is not None:
+        notes.append(f"{ex['calls']:.0f} call{'s' if ex['calls'] != 1 else ''}; the next call "
+                     f"{fmt_value(ex.get('next_call_s'), 's')}")
     elif case == "import" and lib != BASELINE and item.get("difference") is not None:
         notes.append(f"deltaprop - {lib}: {item['difference']:+.3f} s")
     loss = ex.get("first_loss")
@@ -320,7 +323,7 @@ def format_table(report: dict) -> str:
     for case, data in report["cases"].items():
         unit = data["unit"]
         libs = data["libraries"]
-        ref = next((libs[r]["extra"].get("first_loss") for r in ("numpy", "torch", BASELINE)
+        ref = next((libs[r]["extra"].get("first_loss") for r in ("numpy", "torch", BASELINE, "deltaprop-compiled")
                     if r in libs and libs[r]["status"] == "ok"), None)
         for lib, item in libs.items():
             ok = item["status"] == "ok"
@@ -413,7 +416,7 @@ def lib_versions(python: str, libs: Iterable[str]) -> dict[str, str | None]:
     """Installed versions, read from package metadata without importing the libraries."""
     dists = {"deltaprop": "deltaprop", "torch": "torch", "autograd": "autograd", "mygrad": "mygrad",
              "dezero": "dezero", "micrograd": "micrograd", "numpy": "numpy", "numpy-buf": "numpy",
-             "gemm": "numpy", "sklearn": "scikit-learn"}
+             "gemm": "numpy", "sklearn": "scikit-learn", "jax": "jax", "tinygrad": "tinygrad"}
     names = sorted({dists[lib] for lib in libs if lib in dists})
     code = ("import json, sys\nfrom importlib.metadata import version, PackageNotFoundError\nout = {}\n"
             "for n in sys.argv[1:]:\n    try: out[n] = version(n)\n"

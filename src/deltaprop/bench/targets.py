@@ -1,6 +1,8 @@
 """The performance targets, checked against one run's report (ratios of medians in one run).
 The engine-trust issue kept the speed with stricter limits against PyTorch (MLP SGD and Adam,
-CNN <= 1.0, 2-2-2 <= 0.75); the earlier performance issue's other targets stay."""
+CNN <= 1.0, 2-2-2 <= 0.75); the earlier performance issue's other targets stay. The compiled
+step's issue (#20) adds JAX's jit and the buffered NumPy step as the compiled rows' peers, and
+the first call against JAX's."""
 from __future__ import annotations
 
 from statistics import median
@@ -47,6 +49,17 @@ def evaluate(report: dict) -> list[tuple[str, str, str, bool | None]]:
                    "(buffers)", base=_DC),
         _ratio_row(report, "cnn", "deltaprop", 1.0, "CNN step: deltaprop-compiled / deltaprop (eager)", base=_DC),
         _ratio_row(report, "train", "deltaprop", 1.0, "default training run: compiled / --no-compile", base=_DC),
+        # the compiled step against JAX's jit and the hand-written buffered step (#20)
+        _ratio_row(report, "mazur", "numpy-buf", 1.0, "2-2-2 step: deltaprop-compiled / hand-written NumPy (buffers)",
+                   base=_DC),
+        _ratio_row(report, "mazur", "jax", 1.0, "2-2-2 step: deltaprop-compiled / JAX jit", base=_DC),
+        _ratio_row(report, "mlp-sgd", "jax", 1.0, "MLP step, SGD: deltaprop-compiled / JAX jit", base=_DC),
+        _ratio_row(report, "mlp-adam", "jax", 1.0, "MLP step, Adam: deltaprop-compiled / JAX jit", base=_DC),
+        _ratio_row(report, "mlp-adam", "numpy-buf", 1.0, "MLP step, Adam: deltaprop-compiled / hand-written NumPy "
+                   "(buffers)", base=_DC),
+        _ratio_row(report, "cnn", "jax", 1.0, "CNN step: deltaprop-compiled / JAX jit", base=_DC),
+        _ratio_row(report, "first-call", "jax", 0.5, "first call (recording + planning) / JAX's (trace + compile)",
+                   base=_DC),
     ]
     dp_train, torch_train = _lib(report, "train", "deltaprop"), _lib(report, "train", "torch")
     if dp_train and torch_train:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from importlib import import_module
 from importlib.util import find_spec
 
-from ._registry import APPLIES, CASES, LIB_ENV, LIBS, MIN_BLOCK_S, TIMING
+from ._registry import APPLIES, CASES, LIB_ENV, LIBS, MIN_BLOCK_S, ONE_RUN, TIMING
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -119,7 +119,7 @@ def measure(lib: str, case: str, warmup: int, blocks: int, threads: int, block: 
                 "reason": "the array recycler is on: run this worker with DELTAPROP_RECYCLE=0 in its "
                           "environment (the runner does)"}
     try:
-        if case in ("train", "memory", "ddp"):  # one run each, timing inside
+        if case in ONE_RUN:  # one run each, timing inside
             result = make()
             value = result.pop("value")
             if recycle is not None:
