@@ -1,0 +1,219 @@
+"""The playground's HTTP and WebSocket side (aiohttp): one page, one socket per page, a token.
+
+Safe by default, as Jupyter is: the server listens on 127.0.0.1 only; the URL carries a
+random token, and any request or WebSocket handshake without it, with a Host other than this
+server's, or with an Origin other than this server's (a web page elsewhere trying to reach
+localhost) is answered 403. The page is one HTML document with its script and style inline
+(under a nonce-based Content-Security-Policy); it fetches nothing else.
+
+Each WebSocket gets its own `Session`. The server sends "data" (the points) and "frame"
+messages (session.Session.frame); the page answers each frame with {"type": "ack"} once drawn,
+and the server keeps at most CREDITS frames unanswered, so a slow page slows the training
+instead of queueing frames. Messages from the page are checked by session.parse_message; a
+refused one is answered {"type": "error", "message": ...} and the socket stays open.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import socket
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .session import MAX_MESSAGE_BYTES, MessageError, Session, parse_message
+
+__all__ = ["make_app", "Server", "CREDITS"]
+
+CREDITS = 2            # frames sent but not yet acknowledged by the page
+WS_LIMIT = 1 << 20     # a message above this closes the socket (aiohttp); above MAX_MESSAGE_BYTES: refused
+STATIC = ("index.html", "playground.js", "playground.css")
+
+
+def _asset(name: str) -> str:
+    try:
+        return resources.files(__package__ or "deltaprop.playground").joinpath("static", name).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, TypeError):
+        return (Path(__file__).parent / "static" / name).read_text("utf-8")
+
+
+class Connection:
+    """One page's socket: its session, the frame pump and the message handler."""
+
+    def __init__(self, ws: web.WebSocketResponse, session: Session):
+        self.ws, self.session = ws, session
+        self.credits = CREDITS
+        self.wake = asyncio.Event()
+
+    async def send(self, obj: dict) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(json.dumps(obj, allow_nan=False))
+
+    async def send_frame(self) -> None:
+        await self.send(self.session.frame())
+
+    async def error(self, message: str, rev: int | None = None) -> None:
+        await self.send({"type": "error", "message": message, "rev": rev})
+
+    async def pump(self) -> None:
+        """While playing: `speed` steps, one frame, as fast as the page acknowledges frames."""
+        s = self.session
+        while not self.ws.closed:
+            if not (s.playing and self.credits > 0):
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            s.advance(s.config.speed)
+            self.credits -= 1
+            await self.send_frame()
+            await asyncio.sleep(0)      # let the page's messages in between two frames
+
+    async def handle(self, text: Any) -> None:
+        s = self.session
+        try:
+            msg = parse_message(text)
+            kind = msg["type"]
+            if kind == "ack":
+                self.credits = min(CREDITS, self.credits + 1)
+                self.wake.set()
+                return
+            if kind == "set":
+                before = s.data_version
+                s.apply(msg["changes"])
+                if s.data_version != before:
+                    await self.send(s.data_message())
+            elif kind == "play":
+                s.playing = True
+            elif kind == "pause":
+                s.playing = False
+            elif kind == "step":
+                s.playing = False
+                s.advance(1)
+            elif kind == "reset":
+                s.reset()
+            elif kind == "select":
+                s.select(msg["layer"], msg["neuron"], msg.get("sample"))
+            elif kind == "save":
+                html = await asyncio.get_running_loop().run_in_executor(None, s.report_html)
+                await self.send({"type": "report", "html": html, "filename": f"deltaprop-{s.config.dataset}.html",
+                                 "rev": msg.get("id")})
+                return
+            if "id" in msg:
+                s.rev = msg["id"]
+            if s.playing:
+                self.wake.set()
+            await self.send_frame()    # the change is on the page now, not at the pump's next frame
+        except MessageError as exc:
+            rev = None
+            try:
+                rev = json.loads(text).get("id") if isinstance(text, str) and len(text) <= MAX_MESSAGE_BYTES else None
+            except (ValueError, AttributeError, RecursionError):
+                pass
+            await self.error(str(exc), rev if isinstance(rev, int) else None)
+
+    async def run(self) -> None:
+        pump = asyncio.create_task(self.pump())
+        try:
+            await self.send(self.session.data_message())
+            await self.send_frame()
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self.handle(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self.error("binary messages are not accepted: send JSON text")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            pump.cancel()
+
+
+class Server:
+    """The app's settings: the token, the port, the open sockets."""
+
+    def __init__(self, token: str | None = None):
+        self.token = token or secrets.token_urlsafe(24)
+        self.port = 0
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/?token={self.token}"
+
+    def allowed_origins(self) -> set[str]:
+        return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
+
+    def refusal(self, request: web.Request) -> str | None:
+        """Why a request is refused (None: allowed): the token, the Host and the Origin."""
+        token = request.query.get("token", "")
+        if not hmac.compare_digest(token.encode("utf-8", "replace"), self.token.encode()):
+            return "missing or wrong token: open the URL that 'deltaprop playground' printed"
+        host = request.headers.get("Host", "")
+        if host not in {f"127.0.0.1:{self.port}", f"localhost:{self.port}"}:
+            return f"wrong Host {host[:60]!r}"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.allowed_origins():
+            return f"cross-origin request from {origin[:60]!r} refused"
+        return None
+
+
+def make_app(server: Server) -> web.Application:
+    """The aiohttp application: GET / (the page) and GET /ws (the socket), both behind the token."""
+    page = _asset("index.html").replace("/*CSS*/", _asset("playground.css"))
+    script = _asset("playground.js")
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        why = server.refusal(request)
+        if why is not None:
+            return web.Response(status=403, text=f"403 Forbidden: {why}\n")
+        return await handler(request)
+
+    async def index(request: web.Request) -> web.Response:
+        nonce = secrets.token_urlsafe(16)
+        body = page.replace("NONCE", nonce).replace("/*JS*/", script)
+        csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; img-src data: blob:; "
+               f"connect-src ws://127.0.0.1:{server.port} ws://localhost:{server.port}; base-uri 'none'; "
+               "form-action 'none'; frame-ancestors 'none'")
+        return web.Response(text=body, content_type="text/html", headers={
+            "Content-Security-Policy": csp, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"})
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=WS_LIMIT, compress=False)
+        await ws.prepare(request)
+        server.sockets.add(ws)
+        try:
+            await Connection(ws, Session()).run()
+        finally:
+            server.sockets.discard(ws)
+        return ws
+
+    async def close_sockets(app: web.Application) -> None:
+        for ws in list(server.sockets):
+            await ws.close(code=1001, message=b"server stopped")
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_MESSAGE_BYTES)
+    app.router.add_get("/", index)
+    app.router.add_get("/ws", websocket)
+    app.on_shutdown.append(close_sockets)
+    return app
+
+
+async def start(server: Server, port: int = 0) -> web.AppRunner:
+    """Listen on 127.0.0.1:port (0: a free port); server.port is the port taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    server.port = sock.getsockname()[1]
+    runner = web.AppRunner(make_app(server), handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+    return runner
