@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("explain", add_help=False, help="see backpropagation step by step (deltaprop explain --help)")
     sub.add_parser("bench", add_help=False, help="benchmark against the installed peers (deltaprop bench --help)")
     sub.add_parser("export", add_help=False, help="write a model file as ONNX (deltaprop export --help)")
+    sub.add_parser("playground", add_help=False, help="train live in the browser on the engine (deltaprop "
+                   "playground --help)")
     parser.commands = {"train": t, "evaluate": e, "predict": p}
     return parser
 
@@ -394,9 +396,9 @@ def _delegate(module: str, argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `deltaprop` command with `argv` (default: sys.argv[1:]); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("explain", "bench", "export"):
+    if argv and argv[0] in ("explain", "bench", "export", "playground"):
         return _delegate({"explain": "deltaprop.explain.cli", "bench": "deltaprop.bench",
-                          "export": "deltaprop.onnx"}[argv[0]], argv[1:])
+                          "export": "deltaprop.onnx", "playground": "deltaprop.playground"}[argv[0]], argv[1:])
     parser = build_parser()
     if not argv:
         parser.print_help()
