@@ -33,6 +33,7 @@ GRID = 48             # the input plane is sampled on GRID x GRID points (the bo
 THUMB_STRIDE = 2      # each neuron's heatmap takes every 2nd of them: 24 x 24
 RECORD_CAP = 2000     # recorded steps kept for the report; beyond, every other one is dropped
 HISTORY_CAP = 4000    # loss-curve points kept (the page gets them one frame at a time)
+LOSSES_CAP = 200_000  # per-step training losses kept for the lessons
 
 # knob -> (kind, allowed): "choice" (tuple of names), "int"/"float" (min, max), "sizes" (layers, neurons)
 KNOBS: dict[str, tuple[str, Any]] = {
@@ -290,10 +291,14 @@ class Session:
         self.trace_loss = {"cross_entropy": "bce_logits", "mse": "mse", "sse": "sse"}[c.loss]
         self.steps = 0
         self.history: list[tuple[int, float, float]] = []
+        self.losses: list[float] = []   # the training set's loss before each step (the lessons read it)
         self.history_reset = True
         self.record: list[tuple[int, float, list]] = []
         self.record_every = 1
         self.notice = None
+        self.errors: int | None = None
+        self.diagnosis: str | None = None
+        self._diagnosed_at = -1
         rng = np.random.default_rng([c.seed, 11])
         self._rng = rng
         self._order = rng.permutation(len(self.Xtr))
@@ -389,6 +394,8 @@ class Session:
         import deltaprop as dp
 
         for _ in range(steps):
+            if len(self.losses) == self.steps < LOSSES_CAP:     # the lessons read the loss of every step
+                self.losses.append(self._mean_loss(self.Xtr, self.Ttr))
             idx = self._batch()
             self._pos += len(idx)
             xb = dp.tensor(self.Xtr[idx])
@@ -445,6 +452,8 @@ class Session:
             self.plane = [o.numpy() for o in outs]
             self.plane_final = final.numpy()
         self.train_loss, self.test_loss = train, test
+        if len(self.losses) == self.steps < LOSSES_CAP:
+            self.losses.append(train)
         if not self.history or self.history[-1][0] != self.steps:
             self.history.append((self.steps, train, test))
             if len(self.history) > HISTORY_CAP:
@@ -455,9 +464,48 @@ class Session:
         if finite:
             self.trace = dp.explain.trace(self.model, self.Xtr[self.batch_idx], self.Ttr[self.batch_idx],
                                           loss=self.trace_loss, lr=self.config.learning_rate)
+        self.errors = self._errors() if finite else None
+        if not finite or not math.isfinite(train) or self.steps - self._diagnosed_at >= max(1, self.steps // 100):
+            self.diagnosis = self._diagnosis()
+            self._diagnosed_at = self.steps
         if not finite or not math.isfinite(train):
-            self.notice = (f"The loss became {'NaN' if train != train else 'infinite'} at step {self.steps}: the "
-                           "weights blew up. The learning rate is too large for this network; lower it and reset.")
+            self.notice = (self.diagnosis or f"The loss became {'NaN' if train != train else 'infinite'} at step "
+                           f"{self.steps}: the learning rate is too large; lower it and reset.")
+
+    def _errors(self) -> int | None:
+        """How many training points the network gets wrong now (None for Mazur's float targets)."""
+        import deltaprop as dp
+
+        if self.mazur:
+            return None
+        with dp.no_grad(), np.errstate(all="ignore"):
+            out = self.model(dp.tensor(self.Xtr)).numpy()[:, 0]
+        threshold = 0.0 if self.config.loss == "cross_entropy" else 0.5
+        return int(np.sum((out > threshold) != (self.ytr == 1)))
+
+    def _diagnosis(self) -> str | None:
+        """The lesson of the run so far, in dp.explain's words: from the loss curve (a rising loss
+        names a learning rate too large) and from the next step's deltas (vanishing/exploding)."""
+        tr = self.trace
+        try:
+            from ..explain import lessons
+        except ImportError:     # an explain without its lessons module: trace's own diagnosis
+            return None if tr is None else tr.diagnosis
+        c = self.config
+        history = lessons.training_lesson(
+            self.losses, lr=c.learning_rate, hidden=list(c.hidden), activation=c.activation, dataset=c.dataset,
+            loss=self.trace_loss, classes=2, errors=self.errors, samples=len(self.Xtr), unit="step")
+        if tr is None:
+            lesson = history or lessons.depth_lesson([], finite=False)
+        else:
+            hidden = tr.layers[:-1]
+            lesson = lessons.depth_lesson(
+                [l.mean_abs_delta for l in tr.layers], activation=c.activation if c.hidden else "",
+                fprime=[float(np.mean(np.abs(l.fprime))) for l in hidden],
+                net=[float(np.mean(np.abs(l.net))) for l in hidden],
+                weight_scale=[float(np.abs(l.weight).mean() * np.sqrt(l.weight.shape[1])) for l in tr.layers[1:]],
+                history=history) or history
+        return None if lesson is None else str(lesson)
 
     def _mean_loss(self, X: np.ndarray, T: np.ndarray) -> float:
         """The loss per sample over a whole set (sse: its sum divided by the samples)."""
@@ -513,6 +561,7 @@ class Session:
             "weights": [_nums(l.weight.data) for l in self.linears],
             "biases": [_nums(l.bias.data) for l in self.linears],
             "heatmaps": heat, "thumb": t, "boundary": boundary, "notice": self.notice,
+            "diagnosis": self.diagnosis, "errors": self.errors,
         }
         self.history_reset = False
         if tr is not None:
@@ -522,7 +571,6 @@ class Session:
             index = {l.key: l.index for l in tr.layers}
             frame["depth"] = [{"layer": self._layer_title(index[key]), "mean_abs_delta": _pair(m),
                                "ratio": None if r is None else _pair(r)} for key, m, r in tr.delta_scale]
-            frame["diagnosis"] = tr.diagnosis
             frame["delta_note"] = _delta_note(c.loss, n)
             if self.selected is not None:
                 frame["rule"] = self.rule(*self.selected)
@@ -551,7 +599,7 @@ class Session:
             "dout": _pair(L.dout[s, j]), "delta": _pair(L.delta[s, j]), "delta_batch_mean": _pair(L.delta[:, j].mean()),
             "per_sample_factor": 1 if tr.loss_kind == "sse" else tr.batch,
             "lr": _pair(c.learning_rate), "regularization": c.regularization, "reg_rate": _pair(c.reg_rate),
-            "diagnosis": tr.diagnosis,
+            "diagnosis": self.diagnosis,
         }
         if last:
             t = tr.target.reshape(L.out.shape)[s, j]
