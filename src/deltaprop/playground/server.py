@@ -213,7 +213,7 @@ async def start(server: Server, port: int = 0) -> web.AppRunner:
         sock.close()
         raise
     server.port = sock.getsockname()[1]
-    runner = web.AppRunner(make_app(server), handle_signals=False, access_log=None)
+    runner = web.AppRunner(make_app(server), handle_signals=False, access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
+    await web.SockSite(runner, sock).start()
     return runner
