@@ -227,12 +227,14 @@ def _bytes(a: np.ndarray) -> str:
     return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
 
 
-def _heatmap(values: np.ndarray) -> dict:
-    """One neuron's outputs over the plane as bytes: 128 + 127 * v / scale (scale = max |v|)."""
+def _heatmaps(values: np.ndarray) -> list[dict]:
+    """Each column (one neuron's outputs over the plane) as bytes 128 + 127 * v / scale, where
+    scale = max |v| of that column (the page colours the bytes; it computes nothing)."""
     v = np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0, posinf=1e300, neginf=-1e300)
-    scale = float(np.max(np.abs(v))) if v.size else 0.0
-    q = np.full(v.shape, 128.0) if scale == 0 else 128.0 + 127.0 * v / scale
-    return {"scale": _num(scale), "data": _bytes(np.clip(np.rint(q), 0, 255))}
+    scale = np.max(np.abs(v), axis=0)
+    q = 128.0 + 127.0 * v / np.where(scale == 0, 1.0, scale)
+    q = np.clip(np.rint(q), 0, 255).astype(np.uint8)
+    return [{"scale": _num(scale[j]), "data": _bytes(q[:, j])} for j in range(v.shape[1])]
 
 
 # ------------------------------------------------------------------------------ the session
@@ -272,6 +274,8 @@ class Session:
         axis = np.linspace(-extent, extent, GRID)
         gx, gy = np.meshgrid(axis, axis[::-1])          # row 0 is the top of the picture
         self.grid = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        # the rows of the grid the neurons' small heatmaps show: every THUMB_STRIDE-th point each way
+        self._thumb = np.arange(GRID * GRID).reshape(GRID, GRID)[::THUMB_STRIDE, ::THUMB_STRIDE].ravel()
         self.data_version += 1
         self._new_network()
 
@@ -315,7 +319,7 @@ class Session:
             # the post's network and loss, unless this message sets them too
             changes.setdefault("hidden", [2])
             changes.setdefault("activation", "sigmoid")
-            changes.setdefault("loss", "sse" if c.loss == "cross_entropy" else c.loss)
+            changes.setdefault("loss", "sse")
             changes.setdefault("learning_rate", 0.5)
         new = replace(c, **changes)
         if new.dataset == "mazur" and new.loss == "cross_entropy":
@@ -436,7 +440,7 @@ class Session:
         import deltaprop as dp
 
         with dp.no_grad():
-            train = self._mean_loss(self.Xtr, self.Ttr)
+            train, train_out = self._mean_loss(self.Xtr, self.Ttr, keep=True)
             test = self._mean_loss(self.Xte, self.Tte)
             h = dp.tensor(self.grid)
             outs = []
@@ -464,7 +468,7 @@ class Session:
         if finite:
             self.trace = dp.explain.trace(self.model, self.Xtr[self.batch_idx], self.Ttr[self.batch_idx],
                                           loss=self.trace_loss, lr=self.config.learning_rate)
-        self.errors = self._errors() if finite else None
+        self.errors = self._errors(train_out) if finite else None
         if not finite or not math.isfinite(train) or self.steps - self._diagnosed_at >= max(1, self.steps // 100):
             self.diagnosis = self._diagnosis()
             self._diagnosed_at = self.steps
@@ -472,14 +476,11 @@ class Session:
             self.notice = (self.diagnosis or f"The loss became {'NaN' if train != train else 'infinite'} at step "
                            f"{self.steps}: the learning rate is too large; lower it and reset.")
 
-    def _errors(self) -> int | None:
-        """How many training points the network gets wrong now (None for Mazur's float targets)."""
-        import deltaprop as dp
-
+    def _errors(self, out: np.ndarray) -> int | None:
+        """How many training points the network's outputs `out` get wrong (None for Mazur's targets)."""
         if self.mazur:
             return None
-        with dp.no_grad(), np.errstate(all="ignore"):
-            out = self.model(dp.tensor(self.Xtr)).numpy()[:, 0]
+        out = out[:, 0]
         threshold = 0.0 if self.config.loss == "cross_entropy" else 0.5
         return int(np.sum((out > threshold) != (self.ytr == 1)))
 
@@ -507,13 +508,16 @@ class Session:
                 history=history) or history
         return None if lesson is None else str(lesson)
 
-    def _mean_loss(self, X: np.ndarray, T: np.ndarray) -> float:
-        """The loss per sample over a whole set (sse: its sum divided by the samples)."""
+    def _mean_loss(self, X: np.ndarray, T: np.ndarray, keep: bool = False) -> Any:
+        """The loss per sample over a whole set (sse: its sum divided by the samples); with keep,
+        (loss, the network's outputs)."""
         import deltaprop as dp
 
-        with np.errstate(all="ignore"):
-            E = float(self._loss(self.model(dp.tensor(X)), dp.tensor(T)).item())
-        return E / len(X) if self.config.loss == "sse" else E
+        with dp.no_grad(), np.errstate(all="ignore"):
+            out = self.model(dp.tensor(X))
+            E = float(self._loss(out, dp.tensor(T)).item())
+        E = E / len(X) if self.config.loss == "sse" else E
+        return (E, out.numpy()) if keep else E
 
     def data_message(self) -> dict:
         """The points (sent when the data changes): train and test, labels, the plane's extent."""
@@ -535,11 +539,8 @@ class Session:
         """Everything the page draws for the current state (JSON-ready)."""
         c, tr = self.config, self.trace
         t = GRID // THUMB_STRIDE
-        sub = (slice(None, None, THUMB_STRIDE), slice(None, None, THUMB_STRIDE))
-        inputs = [self.grid[:, i].reshape(GRID, GRID)[sub] for i in range(2)]
-        heat = [[_heatmap(v) for v in inputs]]
-        for out in self.plane:
-            heat.append([_heatmap(out[:, j].reshape(GRID, GRID)[sub]) for j in range(out.shape[1])])
+        thumb = self._thumb
+        heat = [_heatmaps(self.grid[thumb])] + [_heatmaps(out[thumb]) for out in self.plane]
         final = self.plane_final
         if final.shape[1] == 1:
             boundary = {"kind": "binary", "data": _bytes(np.clip(np.rint(np.nan_to_num(final[:, 0]) * 255), 0, 255))}

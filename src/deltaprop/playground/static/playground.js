@@ -208,6 +208,9 @@
     const names = f.names, layers = names.length;
     const key = JSON.stringify(names);
     if (net.dataset.key !== key) buildNetwork(net, f), net.dataset.key = key;
+    const hiddenAct = f.config.hidden.length ? f.config.activation + " hidden" : "no hidden layer";
+    const outAct = f.config.loss === "cross_entropy" ? "sigmoid(net) output" : "sigmoid output";
+    $("arch").textContent = `${names.map((n) => n.length).join("-")} (${hiddenAct}, ${outAct})`;
     const by = $("color-by").value;
     // heatmaps: each neuron's output over the input plane
     for (let l = 0; l < layers; l++) {
@@ -296,8 +299,6 @@
         net.appendChild(label);
       }
     }
-    const sizes = names.map((n) => n.length).join("-");
-    $("arch").textContent = `${sizes} (${f.activations.length ? f.config.activation : ""})`;
   }
   function select(layer, neuron, sample) {
     state.selected = [layer, neuron];
