@@ -51,8 +51,11 @@ import builtins
 import functools
 import math
 import os
+import operator
 import re
+import sys
 import threading
+import types
 import warnings
 from collections import OrderedDict
 from typing import Any, Callable
@@ -203,7 +206,8 @@ class _Recorder(_Checker):
         self.ctx: dict[int, tuple[str, Any]] = {}  # id(node) -> (ctx variable, node)
         self.pending: dict[int, str] = {}  # backward: id(node or leaf) -> gradient variable so far
         self.leaves: dict[int, tuple] = {}  # id(tensor) -> (tensor, array, requires_grad)
-        self.modules: dict[int, tuple] = {}  # id(module) -> (module, training)
+        self.modules: dict[int, tuple] = {}  # id(module) -> (module, training when called)
+        self.optimizers: dict[int, Any] = {}  # id(optimizer) -> the optimizer whose effects fn ran
         self.tensors: dict[int, str] = {}  # id(argument tensor) -> its expression
         self.grads: dict[int, tuple] = {}  # id(leaf) -> (leaf, the .grad it should hold now)
         self.big = False  # some array is large enough for the recycler (memory.MIN_BYTES)
@@ -429,6 +433,7 @@ class _Recorder(_Checker):
             self._after_backward()
             try:
                 self._check_grads()
+                self._owner(fn)
                 sig = ["effect"]
                 ops = [self._operand(fn, sig)] + [self._eoperand(a, sig) for a in args]
                 plan = _optimizer_plan(fn) if self.lowered and not args else None
@@ -665,6 +670,15 @@ class _Recorder(_Checker):
     def module(self, m) -> None:
         self.modules.setdefault(id(m), (m, m.training))
 
+    def _owner(self, fn) -> None:
+        """Note the optimizer behind an effect (its update, zero_grad, a scheduler's step): its
+        param groups are guarded."""
+        from .optim.optimizer import Optimizer
+        obj = getattr(fn, "__self__", None)
+        for o in (obj, getattr(obj, "optimizer", None)):
+            if isinstance(o, Optimizer):
+                self.optimizers.setdefault(id(o), o)
+
     # -- .grad written behind the recorder's back --------------------------------------------
     def _check_grads(self) -> None:
         for t, g in self.grads.values():
@@ -694,30 +708,93 @@ class _Recorder(_Checker):
             self._refuse(str(e))
 
     def _result(self, r, sig) -> str:
+        """The code for what fn returns: the same types on every call as eager (the argument and
+        parameter Tensors themselves, a new Tensor for an op's output, containers rebuilt)."""
         if isinstance(r, Tensor):
+            expr = self.tensors.get(id(r))
+            if expr is not None:  # an argument: eager returns that very object
+                sig.append(("t", expr))
+                return expr
             v = self.slot.get(id(r.data))
-            if v is None or id(r) in self.leaves or id(r) in self.tensors:
-                return self._operand(r, sig)
+            if v is None or id(r) in self.leaves:  # a tensor fn holds (a parameter): the object itself
+                self._leaf(r, sig)
+                return self._const(r, "t")
             sig.append(("s", v))
             return f"Tensor({self._copy_if_buffer(v)})"
+        if isinstance(r, np.ndarray) and id(r) in self.slot:
+            v = self.slot[id(r)]
+            sig.append(("s", v))
+            return self._copy_if_buffer(v)
         if isinstance(r, (tuple, list)):
             parts = [self._result(e, sig) for e in r]
             sig.append(("L", type(r), len(r)))
-            body = ", ".join(parts) + ("," if len(parts) == 1 and isinstance(r, tuple) else "")
-            return f"({body})" if isinstance(r, tuple) else f"[{body}]"
+            body = ", ".join(parts) + ("," if len(parts) == 1 else "")
+            if type(r) is tuple:
+                return f"({body})"
+            if type(r) is list:
+                return f"[{body}]"
+            kind = self._const(type(r), "f")  # a namedtuple, or a subclass of tuple or list
+            return f"{kind}({body})" if hasattr(r, "_fields") else f"{kind}(({body}))"
         if isinstance(r, dict):
-            sig.append(("D", tuple(r)))
-            return "{" + ", ".join(f"{k!r}: {self._result(v, sig)}" for k, v in r.items()) + "}"
+            sig.append(("D", type(r), tuple(r)))
+            body = "{" + ", ".join(f"{self._const(k)}: {self._result(v, sig)}" for k, v in r.items()) + "}"
+            return body if type(r) is dict else f"{self._const(type(r), 'f')}({body})"
         return self._operand(r, sig)
 
-    def build(self) -> "_Schedule":
-        guards = [f"{self._const(t, 't')}.data is {self._const(a, 'c')} and "
-                  f"{self._const(t, 't')}.requires_grad is {r}" for t, a, r in self.leaves.values()]
-        guards += [f"{self._const(m, 'm')}.training is {tr}" for m, tr in self.modules.values()]
+    def _guards(self, fn) -> list[tuple[str, Callable[[], str | None]]]:
+        """What a replay checks before it runs, as (expression of the generated code, a function
+        naming the change when the expression is false). Taken after the recording, from the state
+        the step leaves behind: a replay leaves the same state (fn's Python does not run again)."""
+        guards = []
+        for t, a, r in self.leaves.values():
+            tn = self._const(t, "t")
+            guards.append((f"{tn}.data is {self._const(a, 'c')} and {tn}.requires_grad is {r}",
+                           functools.partial(_leaf_change, t, a, r)))
+        for m, _tr in self.modules.values():
+            # every parameter, buffer, sub-module and plain attribute (p of dropout, eps, padding_idx,
+            # training) of each module called, by identity: replaced, added or removed -> re-record
+            d = m.__dict__
+            snap = tuple(d.values())
+            dn, sn = self._const(d, "d"), self._const(snap, "s")
+            guards.append((f"len({dn}) == {len(snap)} and all(map(is_, {dn}.values(), {sn}))",
+                           functools.partial(_dict_change, f"{type(m).__name__} module", d, tuple(d), snap)))
+        for opt in self.optimizers.values():
+            groups = opt.param_groups
+            members = tuple(tuple(g["params"]) for g in groups)
+            on, gn, mn = self._const(opt, "o"), self._const(tuple(groups), "s"), self._const(members, "s")
+            guards.append((f"_same_groups({on}.param_groups, {gn}, {mn})",
+                           functools.partial(_groups_change, opt, tuple(groups), members)))
+        fn = getattr(fn, "__func__", fn)
+        cells = getattr(fn, "__closure__", None) or ()
+        code = getattr(fn, "__code__", None)
+        if cells and code is not None:  # the variables fn reads from the functions around it
+            kept = []
+            for name, cell in zip(code.co_freevars, cells):
+                try:
+                    kept.append((name, cell, cell.cell_contents))
+                except ValueError:  # (an empty cell: not assigned yet)
+                    pass
+            if kept:
+                names, kcells, values = (tuple(x) for x in zip(*kept))
+                cn, vn = self._const(kcells, "s"), self._const(values, "s")
+                guards.append((f"all(map(is_, map(cell_contents, {cn}), {vn}))",
+                               functools.partial(_cells_change, names, kcells, values)))
+        glob = getattr(fn, "__globals__", None)
+        if code is not None and glob is not None:  # the module-level names fn reads
+            names = tuple(n for n in code.co_names if n in glob and not isinstance(glob[n], types.ModuleType))
+            if names:
+                gd, vals = self._const(glob, "d"), tuple(glob[n] for n in names)
+                nn_, vn = self._const(names, "s"), self._const(vals, "s")
+                guards.append((f"all(map(is_, map({gd}.get, {nn_}), {vn}))",
+                               functools.partial(_globals_change, glob, names, vals)))
+        return guards
+
+    def build(self, fn=None) -> "_Schedule":
+        guards = self._guards(fn)
         # (the recycler's bookkeeping, mirrored from the engine, only where an array is big enough for it)
         body = [ln[3:] if ln.startswith("#M ") else ln for ln in self.code if self.big or not ln.startswith("#M ")]
         src = ["def replay(args, kwargs):",
-               f"    if not ({' and '.join(guards) or 'True'}):",
+               f"    if not ({' and '.join(g for g, _w in guards) or 'True'}):",
                "        return MISS",
                "    grad_mode = st.grad",
                "    try:"]
@@ -726,10 +803,11 @@ class _Recorder(_Checker):
         env = dict(self.consts, MISS=_MISS, st=_state, ndarray=np.ndarray, asarray=np.asarray,
                    np_array=np.array, np_ones=np.ones, Owned=memory.Owned, sum_to=sum_to,
                    _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor, new=memory.lease,
-                   **_UFUNCS)
+                   is_=operator.is_, cell_contents=operator.attrgetter("cell_contents"),
+                   _same_groups=_same_groups, **_UFUNCS)
         code = "\n".join(src)
         exec(builtins.compile(code, "<dp.compile schedule>", "exec"), env)  # noqa: S102 (generated here)
-        return _Schedule(env["replay"], code, self.listing)
+        return _Schedule(env["replay"], code, self.listing, [w for _g, w in guards])
 
     def trim(self) -> None:
         """Keep only what the next recording is compared with (drop the arrays of this call)."""
@@ -775,10 +853,66 @@ _MISS = object()
 
 
 class _Schedule:
-    __slots__ = ("run", "code", "listing")
+    __slots__ = ("run", "code", "listing", "checks")
 
-    def __init__(self, run, code, listing):
-        self.run, self.code, self.listing = run, code, listing
+    def __init__(self, run, code, listing, checks=()):
+        self.run, self.code, self.listing, self.checks = run, code, listing, checks
+
+    def why(self) -> str:
+        """What changed since the recording (after run() answered MISS)."""
+        for check in self.checks:
+            why = check()
+            if why:
+                return why
+        return "a guard failed"
+
+
+# -- guards: what changed (computed only after a replay's guards failed) -----------------------------
+def _leaf_change(t, a, r) -> str | None:
+    if t.requires_grad is not r:
+        return f"a tensor of shape {t.shape} that fn reads changed requires_grad to {t.requires_grad}"
+    if t.data is not a:
+        return f"a tensor of shape {t.shape} that fn reads holds a new array (.data replaced)"
+    return None
+
+
+def _dict_change(what: str, d: dict, keys: tuple, values: tuple) -> str | None:
+    for k, v in zip(keys, values):
+        if k not in d:
+            return f"{what}: {k!r} was removed"
+        if d[k] is not v:
+            return f"{what}: {k!r} was replaced ({type(v).__name__} -> {type(d[k]).__name__})"
+    added = [k for k in d if k not in keys]
+    return f"{what}: {added[0]!r} was added" if added else None
+
+
+def _same_groups(now: list, groups: tuple, members: tuple) -> bool:
+    """An optimizer's param groups are the recorded dicts, holding the recorded parameters."""
+    return len(now) == len(groups) and all(map(operator.is_, now, groups)) and \
+        all(len(g["params"]) == len(m) and all(map(operator.is_, g["params"], m)) for g, m in zip(now, members))
+
+
+def _groups_change(opt, groups: tuple, members: tuple) -> str | None:
+    if _same_groups(opt.param_groups, groups, members):
+        return None
+    name = type(opt).__name__
+    if len(opt.param_groups) != len(groups):
+        return f"{name} has {len(opt.param_groups)} param groups, {len(groups)} when recorded (add_param_group)"
+    return f"{name}'s param groups hold other parameters than when recorded"
+
+
+def _cells_change(names, cells, values) -> str | None:
+    for n, c, v in zip(names, cells, values):
+        if c.cell_contents is not v:
+            return f"the variable {n!r} that fn reads from its enclosing function now holds another object"
+    return None
+
+
+def _globals_change(glob: dict, names: tuple, values: tuple) -> str | None:
+    for n, v in zip(names, values):
+        if glob.get(n) is not v:
+            return f"the global {n!r} that fn reads now holds another object"
+    return None
 
 
 _EAGER = "eager"
@@ -787,8 +921,8 @@ _EAGER = "eager"
 class CompiledStep:
     """A training step that records itself and replays (see deltaprop.compile's docstring)."""
 
-    def __init__(self, fn: Callable, strict: bool = False) -> None:
-        self.fn, self.strict = fn, strict
+    def __init__(self, fn: Callable, strict: bool = False, verbose: bool = False) -> None:
+        self.fn, self.strict, self.verbose = fn, strict, verbose
         self._cache: OrderedDict = OrderedDict()  # key -> _Recorder (one recording) | _Schedule | _EAGER
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -835,7 +969,9 @@ class CompiledStep:
                 self.replays += 1
                 self._streak = 0
                 return r
-            entry = None  # a guard failed (a parameter's array replaced, a module's mode changed)
+            if self.verbose:  # a guard failed (a parameter replaced, a module's mode changed, ...)
+                sys.stderr.write(f"dp.compile: {self._name()} re-records: {entry.why()}\n")
+            entry = None
         if entry is _EAGER:
             return self._eager(args, kwargs)
         rec = _Recorder(args, kwargs, self.strict, entry if isinstance(entry, _Recorder) else None)
@@ -869,13 +1005,16 @@ class CompiledStep:
                 why = "two calls with the same argument shapes did not apply the same ops to the same tensors " \
                       "(a tensor made afresh inside fn, or Python control flow that changes between calls)"
             else:
-                return rec.build()
+                return rec.build(self.fn)
         if why is None:
             rec.trim()
         if why is not None:
             self._give_up(why)
             return _EAGER
         return rec
+
+    def _name(self) -> str:
+        return getattr(self.fn, "__qualname__", "the step")
 
     def _give_up(self, why: str) -> None:
         if self.strict:
@@ -923,10 +1062,12 @@ def _sig(a):
     return ("O", id(a))
 
 
-def compile(fn: Callable | None = None, *, strict: bool = False):
+def compile(fn: Callable | None = None, *, strict: bool = False, verbose: bool = False):
     """Compile a training step: the first two calls with new argument shapes run eagerly and
     record; later calls replay the recording (bitwise equal to eager, without the engine's
-    bookkeeping). Usable as @dp.compile or @dp.compile(strict=True). See deltaprop.compile."""
+    bookkeeping). Usable as @dp.compile or @dp.compile(strict=True). `verbose=True` writes one
+    line to stderr each time a change (a parameter replaced, a layer added, a module's mode or
+    attribute, the optimizer's param groups) makes the step record again. See deltaprop.compile."""
     if fn is None:
-        return lambda f: CompiledStep(f, strict)
-    return CompiledStep(fn, strict)
+        return lambda f: CompiledStep(f, strict, verbose)
+    return CompiledStep(fn, strict, verbose)

@@ -12,10 +12,11 @@ import numpy as np
 
 from .. import _config
 from ..autograd import apply
-from ..modes import effect
+from ..modes import effect, is_grad_enabled, no_grad
 from ..creation import tensor
 from ..ops import (abs, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
-                   log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh)
+                   log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh,
+                   where)
 from ..ops import activations as _act, layers as _layers
 from ..ops._special import erf
 from ..ops.elementwise import raw
@@ -149,6 +150,15 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
     """(x - mean) / sqrt(var + eps) * weight + bias per channel (axis 1) of (N, C), (N, C, L) or
     (N, C, H, W). Training uses the batch's biased variance and updates the running stats in place
     (unbiased variance). Training mode is one op whose VJP is the closed-form batch-norm gradient."""
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, weight: Any, bias: Any,
+                training: bool, momentum: float | None, eps: float, counter: Tensor | None = None) -> Tensor:
+    """batch_norm; with `counter` (BatchNorm's num_batches_tracked, given in training) 1 is added
+    to it first (as PyTorch, also when the batch is then refused), and momentum=None takes
+    1 / count at the update (a cumulative average). Both are effects: a compiled step counts on
+    every replay."""
     xs = np.shape(raw(x))
     if len(xs) not in (2, 3, 4):
         raise ValueError(f"batch_norm: expected input of shape (N, C), (N, C, L) or (N, C, H, W), got {xs}")
@@ -156,6 +166,8 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
     shape = (1, xs[1]) + (1,) * (len(xs) - 2)
     xt = x if isinstance(x, Tensor) else Tensor(np.asarray(x))
     if training or running_mean is None:
+        if counter is not None:
+            effect(_count_batch, counter)
         n = int(np.prod([xs[a] for a in axes]))
         if n <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
@@ -163,9 +175,10 @@ def batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None, 
         y = _layers.batch_norm_train(xt, weight, bias, axes=axes, shape=shape, eps=eps)
         if training and running_mean is not None:  # (an effect: a compiled step repeats it on every replay)
             if y._node is not None:  # the op kept its batch statistics
-                effect(_update_running, running_mean, running_var, y._node.extra[0], y._node.extra[1], momentum, n)
+                effect(_update_running, running_mean, running_var, y._node.extra[0], y._node.extra[1], momentum, n,
+                       counter)
             else:
-                effect(_update_running_from, running_mean, running_var, raw(xt), axes, momentum, n)
+                effect(_update_running_from, running_mean, running_var, raw(xt), axes, momentum, n, counter)
         return y
     y = (xt - reshape(running_mean, shape)) / sqrt(reshape(running_var, shape) + eps)
     if weight is not None:
@@ -361,20 +374,40 @@ def embedding(input: Any, weight: Any, padding_idx: int | None = None) -> Tensor
         raise ValueError(f"embedding: weight must have shape (num_embeddings, embedding_dim), got {ws}")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be an integer tensor, got dtype {idx.dtype}")
-    if idx.size and (idx.min() < 0 or idx.max() >= ws[0]):
-        bad = idx[(idx < 0) | (idx >= ws[0])].flat[0]
-        raise IndexError(f"embedding: index {bad} is out of range for {ws[0]} embeddings (valid: 0..{ws[0] - 1})")
-    out = (weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight)))[input if isinstance(input, Tensor)
-                                                                                 else idx]
-    if padding_idx is not None and out.requires_grad and np.any(idx == padding_idx):
-        keep = (idx != padding_idx)[..., None]
-        out.register_hook(lambda g: g * keep)
-    return out
+    w = weight if isinstance(weight, Tensor) else Tensor(np.asarray(weight))
+    pad = padding_idx if padding_idx is not None and w.requires_grad and is_grad_enabled() else None
+    # (an effect: the range check and the padding mask depend on the indices, so a compiled step
+    # makes them again from each call's indices, whatever batches it recorded)
+    keep = effect(_embedding_indices, idx, ws[0], pad)
+    out = w[input if isinstance(input, Tensor) else idx]
+    if keep is None:
+        return out
+    with no_grad():  # the padding rows' values, with no gradient path back to the weight
+        frozen = w[input if isinstance(input, Tensor) else idx]
+    return where(keep, out, frozen)
+
+
+def _embedding_indices(idx: np.ndarray, n: int, padding_idx: int | None) -> np.ndarray | None:
+    """Raise IndexError for an index outside 0..n-1 (a negative one too, as PyTorch); with a
+    padding_idx, the mask (idx.shape + (1,)) of the positions whose gradient is kept."""
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        bad = idx[(idx < 0) | (idx >= n)].flat[0]
+        raise IndexError(f"embedding: index {bad} is out of range for {n} embeddings (valid: 0..{n - 1})")
+    return None if padding_idx is None else (idx != padding_idx)[..., None]
+
+
+def _count_batch(counter: Tensor) -> None:
+    """num_batches_tracked += 1, in place."""
+    counter.data += 1
+    counter._bump()
 
 
 def _update_running(running_mean: Tensor, running_var: Tensor, mean: np.ndarray, var: np.ndarray,
-                    momentum: float, n: int) -> None:
-    """The running statistics, in place: r = (1 - momentum) r + momentum * batch (unbiased variance)."""
+                    momentum: float | None, n: int, counter: Tensor | None = None) -> None:
+    """The running statistics, in place: r = (1 - momentum) r + momentum * batch (unbiased variance);
+    momentum None: 1 / counter (the batches counted so far, this one included)."""
+    if momentum is None:
+        momentum = 1.0 / float(counter.data)
     rm, rv = running_mean.data, running_var.data
     rm *= 1 - momentum
     rm += momentum * mean.reshape(-1)
@@ -384,7 +417,7 @@ def _update_running(running_mean: Tensor, running_var: Tensor, mean: np.ndarray,
     running_var._bump()
 
 
-def _update_running_from(running_mean: Tensor, running_var: Tensor, x: np.ndarray, axes: tuple, momentum: float,
-                         n: int) -> None:
+def _update_running_from(running_mean: Tensor, running_var: Tensor, x: np.ndarray, axes: tuple,
+                         momentum: float | None, n: int, counter: Tensor | None = None) -> None:
     """_update_running from the batch itself (no graph was recorded, so no statistics were kept)."""
-    _update_running(running_mean, running_var, x.mean(axis=axes), x.var(axis=axes), momentum, n)
+    _update_running(running_mean, running_var, x.mean(axis=axes), x.var(axis=axes), momentum, n, counter)

@@ -189,13 +189,11 @@ class BatchNorm1d(Module):
         """(x - mean) / sqrt(var + eps) * weight + bias over the batch (and L) axes: the batch's
         statistics in training (updating the running ones), the running ones in eval."""
         self._check_input(np.shape(x.data if isinstance(x, Tensor) else x))
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.data += 1
-            if self.momentum is None:
-                factor = 1.0 / float(self.num_batches_tracked.data)
+        if self.training and self.track_running_stats:  # (num_batches_tracked counted at the update)
+            return F._batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, True,
+                                 self.momentum, self.eps, self.num_batches_tracked)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
-                            factor, self.eps)
+                            0.0 if self.momentum is None else self.momentum, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
