@@ -232,22 +232,47 @@ def nll_loss(input: Any, target: Any, weight: Any = None, ignore_index: int = -1
     if len(xs) > 2:  # the class axis last, then one row per position
         x = x.transpose(0, *range(2, len(xs)), 1)
     x2 = reshape(x, (-1, c))
+    w = None if weight is None else weight if isinstance(weight, Tensor) else np.asarray(raw(weight), x2.dtype)
+    if w is not None and np.shape(raw(w)) != (c,):
+        raise ValueError(f"nll_loss: weight must have shape ({c},), got {np.shape(raw(w))}")
+    # (effects: the targets are data, new on each call of a compiled step, which makes these again
+    # from each call's targets: the range check, the positions picked and their weights)
+    flat = effect(_nll_positions, lab, c, ignore_index)
+    wt = effect(_nll_weights, lab, w, c, ignore_index, x2.dtype)
+    losses = -(reshape(x2, (-1,))[flat] * wt)
+    if reduction == "none":
+        return reshape(losses, lab.shape)
+    total = losses.sum()
+    return total if reduction == "sum" else total / effect(_total, wt)
+
+
+def _nll_targets(lab: np.ndarray, c: int, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:
+    """The targets as a flat intp array with ignored ones at 0, and which are not ignored;
+    ValueError for a target outside 0..c-1 that is not ignore_index."""
     t = lab.reshape(-1).astype(np.intp)
     valid = t != ignore_index
     bad = t[valid & ((t < 0) | (t >= c))]
     if bad.size:
         raise ValueError(f"nll_loss: target {bad[0]} is out of range for {c} classes (valid: 0..{c - 1}, or "
                          f"ignore_index={ignore_index})")
-    safe = np.where(valid, t, 0)
-    w = np.ones(c, x2.dtype) if weight is None else np.asarray(raw(weight), dtype=x2.dtype)
-    if w.shape != (c,):
-        raise ValueError(f"nll_loss: weight must have shape ({c},), got {w.shape}")
-    wt = w[safe] * valid
-    losses = -(x2[np.arange(len(t)), safe] * wt)
-    if reduction == "none":
-        return reshape(losses, lab.shape)
-    total = losses.sum()
-    return total if reduction == "sum" else total / wt.sum()
+    return np.where(valid, t, 0), valid
+
+
+def _nll_positions(lab: np.ndarray, c: int, ignore_index: int) -> np.ndarray:
+    """Each row's target position in the flattened (rows, c) input."""
+    safe, _valid = _nll_targets(lab, c, ignore_index)
+    return np.arange(len(safe)) * c + safe
+
+
+def _nll_weights(lab: np.ndarray, weight: Any, c: int, ignore_index: int, dtype: Any) -> np.ndarray:
+    """Each row's class weight (1 without weights), 0 where the target is ignore_index."""
+    safe, valid = _nll_targets(lab, c, ignore_index)
+    w = np.ones(c, dtype) if weight is None else np.asarray(raw(weight), dtype=dtype)
+    return w[safe] * valid
+
+
+def _total(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a.sum())
 
 
 def l1_loss(input: Any, target: Any, reduction: str = "mean") -> Tensor:

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..autograd import Op
 from .. import memory
+from ..modes import effect
 from .elementwise import _new, _stable_sigmoid, floating, raw, sigmoid
 from .reduce import _lse
 
@@ -269,11 +270,16 @@ def binary_cross_entropy(input, target, reduction: str = "mean"):
     p = raw(input)
     if raw(target).shape != p.shape:
         raise ValueError(f"binary_cross_entropy: input shape {p.shape} and target shape {raw(target).shape} differ")
+    effect(_check_probabilities, p)  # (an effect: a compiled step checks each call's input)
+    return _bce(input, target, reduction=reduction)
+
+
+def _check_probabilities(p) -> None:
+    p = np.asarray(p)
     if p.size and not ((p >= 0) & (p <= 1)).all():
         bad = p[~((p >= 0) & (p <= 1))].flat[0]
         raise ValueError(f"binary_cross_entropy: input must be probabilities in [0, 1], got {bad}; "
                          "apply sigmoid first or use binary_cross_entropy_with_logits")
-    return _bce(input, target, reduction=reduction)
 
 
 def _bcel_fwd(x, y, reduction):
