@@ -56,6 +56,26 @@ def _sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _delimiter(text: str) -> str:
+    """--delimiter: one character; 'tab' or a typed backslash-t is a tab."""
+    if text in ("tab", "\\t"):
+        return "\t"
+    if len(text) != 1 or text in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"invalid delimiter {text!r}: expected one character such as ',' or ';' "
+                                         "(tab: 'tab' or '\\t')")
+    return text
+
+
+#: The CSV options of train, evaluate and predict (flag, argparse keywords, help).
+_CSV_OPTIONS: list[tuple[str, dict[str, Any], str]] = [
+    ("--delimiter", {"type": _delimiter, "metavar": "CHAR"}, "the CSV's field delimiter, e.g. ';' or tab "
+     "(default: the one of , ; tab | that splits every record alike)"),
+    ("--header", {"action": argparse.BooleanOptionalAction}, "--no-header: the CSV has no header row (its "
+     "columns are named col0, col1, ...); --header: its first line is the header even if it holds numbers "
+     "(default: the first line is the header, refused when it looks like data)"),
+]
+
+
 def _fmt_hidden(h: Sequence[int]) -> str:
     return ",".join(str(n) for n in h) if h else '""'
 
@@ -95,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--target", {"metavar": "COL"}, "the target column of --data (default: the last column)"),
         ("--task", {"choices": ("classification", "regression")}, "what to learn from --data (default: "
          "classification for text or few integer labels, else regression)"),
+        *_CSV_OPTIONS,
         ("--data-dir", {"metavar": "DIR"}, "the MNIST IDX files (or .npz) of --dataset mnist (default: none)"),
         ("--model", {"choices": run.MODELS}, "mlp, or cnn (a small CNN for images: digits, MNIST) (default: mlp)"),
         ("--hidden", {"type": _sizes, "metavar": "SIZES"}, "hidden layer sizes, comma-separated ('' or 0 for none; "
@@ -150,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data", metavar="FILE", required=cmd is p, help="a .csv/.npz/.npy file with the model's "
                          f"feature columns (default: {'required' if cmd is p else 'the test split of its data'})")
         cmd.add_argument("--target", metavar="COL", help="the target column of --data (default: the model's)")
+        for flag, kw, text in _CSV_OPTIONS:
+            cmd.add_argument(flag, help=text.replace("(default: ", "(default: as the training file; else "), **kw)
         cmd.add_argument("--json", action="store_true", help=_JSON_HELP)
     p.add_argument("--out", default="predictions.csv", metavar="PATH", help="where to write the CSV (default: "
                    "%(default)s)")
@@ -214,18 +237,22 @@ class _Bar(run.Callback):
     def __init__(self, total: int, start: int, epochs: int, steps: int) -> None:
         from tqdm import tqdm
 
-        self.epochs, self.steps, self.acc = epochs, steps, ""
+        self.epochs, self.steps, self.acc, self.loss = epochs, steps, "", ""
         self.bar = tqdm(total=total, file=sys.stderr, unit="batch", leave=True, dynamic_ncols=True,
                         desc=f"epoch {start + 1}/{epochs}")
 
     def on_batch_end(self, epoch: int, step: int, loss: float) -> None:
         self.bar.set_description_str(f"epoch {epoch}/{self.epochs} batch {step}/{self.steps}", refresh=False)
-        self.bar.set_postfix_str(f"loss={loss:.4g}{self.acc}", refresh=False)
+        self.loss = f"loss={loss:.4g}"
+        self.bar.set_postfix_str(f"{self.loss}{self.acc}", refresh=False)
         self.bar.update(1)
 
     def on_epoch_end(self, epoch: int, record: dict[str, float]) -> None:
+        # The epoch's own test score, shown now (not only from the next epoch's first batch, which
+        # the last epoch never has): the bar ends on the final numbers.
         key = "test_accuracy" if "test_accuracy" in record else "test_rmse"
-        self.acc = f" {key}={record[key]:.4f}"
+        self.acc = f" {key}={record[key]:.4f}" if key in record else ""
+        self.bar.set_postfix_str(f"{self.loss}{self.acc}", refresh=True)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -243,14 +270,15 @@ def _train_config(args: argparse.Namespace) -> tuple[run.RunConfig, int]:
         raise UsageError(f"--data and --dataset {args.dataset} exclude each other: --data trains on your file")
     if (args.dataset == "mnist") != bool(args.data_dir):
         raise UsageError("--dataset mnist needs --data-dir DIR (the MNIST files), and --data-dir needs --dataset mnist")
-    if (args.target or args.task) and not args.data:
-        raise UsageError("--target and --task apply to --data FILE only")
+    if (args.target or args.task or args.delimiter or args.header is not None) and not args.data:
+        raise UsageError("--target, --task, --delimiter and --header/--no-header apply to --data FILE only")
     dataset, model = "file" if args.data else args.dataset or "digits", args.model or "mlp"
     optimizer = args.optimizer or run.defaults_for(dataset, model).optimizer
     if args.momentum is not None and optimizer != "sgd":
         raise UsageError(f"--momentum applies to --optimizer sgd only (this run uses {optimizer})")
     return run.RunConfig.for_dataset(dataset, model, data=args.data or args.data_dir, target=args.target,
-                                     task=args.task, epochs=args.epochs, **given), 0
+                                     task=args.task, delimiter=args.delimiter, header=args.header,
+                                     epochs=args.epochs, **given), 0
 
 
 def _check_outputs(args: argparse.Namespace) -> str | None:
@@ -338,8 +366,16 @@ def _report_text(report: dict[str, Any] | None, title: str) -> str:
             f"label, columns: predicted label):\n{metrics.format_confusion_matrix(report)}")
 
 
+def _csv_needs_data(args: argparse.Namespace) -> None:
+    if (args.delimiter or args.header is not None) and not args.data:
+        raise UsageError("--delimiter and --header/--no-header apply to --data FILE only (the model's own split is "
+                         "read as it was in training)")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    res = run.evaluate_file(args.model, data=args.data, target=args.target)
+    _csv_needs_data(args)
+    res = run.evaluate_file(args.model, data=args.data, target=args.target, delimiter=args.delimiter,
+                            header=args.header)
     out = sys.stderr if args.json else sys.stdout
     _print(f"{args.model}: {res['data_name']} {'-'.join(map(str, res['sizes']))} {res['activation']}, "
            f"{res['epochs']} epochs", file=out)
@@ -369,7 +405,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     run.check_outputs({"--out": args.out})
-    res = run.predict_file(args.model, args.data, out=args.out, target=args.target)
+    res = run.predict_file(args.model, args.data, out=args.out, target=args.target, delimiter=args.delimiter,
+                           header=args.header)
     _print(f"wrote {res['n']} predictions of {args.model} for {args.data} to {args.out}",
            file=sys.stderr if args.json else sys.stdout)
     if args.json:

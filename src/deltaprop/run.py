@@ -140,6 +140,8 @@ class RunConfig:
     data: str | None = None  # the file (dataset "file") or the MNIST directory or .npz ("mnist")
     target: str | None = None  # the target column / array / .npy file (dataset "file")
     task: str | None = None  # "classification" or "regression"; None: decided by the target
+    delimiter: str | None = None  # the CSV's delimiter; None: guessed from its records
+    header: bool | None = None  # the CSV's first line is its header (None: yes, unless it is numbers)
     model: str = "mlp"
     hidden: tuple[int, ...] = (128,)  # hidden layer sizes (the CNN: its fully connected layer)
     channels: tuple[int, ...] = (16, 32)  # the CNN's convolution channels
@@ -197,6 +199,11 @@ class RunConfig:
             raise bad("task", "not 'classification', 'regression' or None")
         if self.scheduler not in (None, *SCHEDULERS):
             raise bad("scheduler", f"not one of {', '.join(SCHEDULERS)} or None")
+        if self.delimiter is not None and not (isinstance(self.delimiter, str) and len(self.delimiter) == 1
+                                               and self.delimiter not in "\"\r\n"):
+            raise bad("delimiter", "not one character other than a quote or a newline, or None")
+        if self.header not in (None, True, False):
+            raise bad("header", "not true, false or None")
         if self.dataset in ("file", "mnist") and not self.data:
             raise RunConfigError(f"{where}: dataset {self.dataset!r} needs data (the path of the "
                                  f"{'file' if self.dataset == 'file' else 'MNIST directory or .npz'})")
@@ -239,7 +246,8 @@ class RunConfig:
         try:
             values: dict[str, Any] = {
                 "dataset": meta["dataset"], "data": meta.get("data"), "target": meta.get("target"),
-                "task": meta.get("task"), "model": meta.get("model", "mlp"),
+                "task": meta.get("task"), "delimiter": meta.get("delimiter"), "header": meta.get("header"),
+                "model": meta.get("model", "mlp"),
                 "hidden": meta.get("hidden", sizes[1:-1] if isinstance(sizes, list) else ()),
                 "channels": meta.get("channels", [16, 32]), "activation": meta["activation"],
                 "optimizer": meta.get("optimizer", "adam"), "lr": meta.get("lr", 1e-3),
@@ -409,7 +417,8 @@ def _raw_split(config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         Xte, yte = data.load_mnist(config.data, "test", flatten=True, dtype=np.float64)
         return Xtr, Xte, ytr, yte, info
     if ds == "file":
-        f = data.load_file(config.data, target=config.target, task=config.task)
+        f = data.load_file(config.data, target=config.target, task=config.task, delimiter=config.delimiter,
+                           header=config.header)
         info = {"task": f.task, "classes": f.classes, "feature_names": f.feature_names, "target": f.target_name}
         if len(f.X) < 5:
             raise RunConfigError(f"{config.data}: {len(f.X)} rows are too few to hold out a test split; "
@@ -1010,7 +1019,8 @@ def _final_metrics(model: Any, data: Data, meta: Mapping[str, Any], history: Any
 
 # ----------------------------------------------------------------------------- evaluate and predict
 
-def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None, need_target: bool) -> Any:
+def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None, need_target: bool,
+              delimiter: str | None = None, header: bool | None = None) -> Any:
     from deltaprop import data as dd
 
     names = meta.get("feature_names") or [f"x{i}" for i in range(meta["sizes"][0])]
@@ -1019,7 +1029,10 @@ def _new_data(path: str, meta: Mapping[str, Any], data: str, target: str | None,
     classes = None  # a regression target is read as numbers
     if meta.get("task") != "regression":  # a built-in set's labels are their own class indices
         classes = meta.get("classes") or list(range(meta["sizes"][-1]))
-    f = dd.load_file(data, target=target, task=meta.get("task"), features=names, classes=classes)
+    # A CSV is read as the training file was (its delimiter and header setting) unless told otherwise.
+    f = dd.load_file(data, target=target, task=meta.get("task"), features=names, classes=classes,
+                     delimiter=delimiter if delimiter is not None else meta.get("delimiter"),
+                     header=header if header is not None else meta.get("header"))
     if need_target and f.y is None:
         raise ValueError(f"{data}: no target {target!r} to score the model against; "
                          "give --target COLUMN, or use 'deltaprop predict' for data without targets")
@@ -1099,9 +1112,11 @@ def _training_rows(path: str, meta: Mapping[str, Any], config: RunConfig, data: 
     return file_split(np.asarray(f.y), meta.get("task", "classification"), config.seed)[1]
 
 
-def evaluate_file(path: str, data: str | None = None, target: str | None = None) -> dict[str, Any]:
+def evaluate_file(path: str, data: str | None = None, target: str | None = None, *, delimiter: str | None = None,
+                  header: bool | None = None) -> dict[str, Any]:
     """Score the model in `path` (model file or checkpoint): on its own test and train split, or on
-    every row of the file `data` (preprocessed as in training). Classification adds a `report`
+    every row of the file `data` (preprocessed as in training; a CSV's `delimiter` and `header` as
+    in `load_file`, by default the training file's). Classification adds a `report`
     (`test_report`): confusion matrix, per-class precision, recall, F1 and support, macro and
     weighted means (deltaprop.metrics); regression adds MAE. When `data` is the training file itself,
     `n_seen` rows were seen in training and `heldout` scores the rest on their own."""
@@ -1117,7 +1132,7 @@ def evaluate_file(path: str, data: str | None = None, target: str | None = None)
                                   "task": meta.get("task", "classification"), "seed": config.seed,
                                   "dtype": dtype.name, "data_name": data_label(meta)}
         if data is not None:
-            X, f = _new_data(path, meta, data, target, need_target=True)
+            X, f = _new_data(path, meta, data, target, need_target=True, delimiter=delimiter, header=header)
             y = _network_targets(f.y, meta, dtype)
             units = np.asarray(f.y, np.float64) if meta.get("task") == "regression" else None
             r = _score(model, X, y, meta, units)
@@ -1147,7 +1162,8 @@ def evaluate_file(path: str, data: str | None = None, target: str | None = None)
         return result
 
 
-def predict_file(path: str, data: str, out: str | None = None, target: str | None = None) -> dict[str, Any]:
+def predict_file(path: str, data: str, out: str | None = None, target: str | None = None, *,
+                 delimiter: str | None = None, header: bool | None = None) -> dict[str, Any]:
     """Predict every row of the file `data` with the model in `path`; write a CSV to `out` (atomically)
     with a `prediction` column (class name or value) and, for classification, one probability
     column per class. Returns {"predictions": array, "probabilities": array or None, "n": rows, ...}."""
@@ -1156,7 +1172,7 @@ def predict_file(path: str, data: str, out: str | None = None, target: str | Non
     path = os.fspath(path)
     model, meta, _ = load_model(path)
     with _dtype_scope(np.dtype(meta["dtype"])):
-        X, _ = _new_data(path, meta, data, target, need_target=False)
+        X, _ = _new_data(path, meta, data, target, need_target=False, delimiter=delimiter, header=header)
         preds, probs, _ = _predict(model, X, meta)
     if out:
         io._atomic_write(out, _csv_text(meta, preds, probs).encode("utf-8"))

@@ -6,8 +6,10 @@ the file and, for a CSV, the line, data row and column, so a user can open the f
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -45,18 +47,26 @@ class FileData:
 
 
 def load_file(path: str | os.PathLike, target: str | None = None, task: str | None = None, *,
-              features: list[str] | None = None, classes: list[Any] | None = None) -> FileData:
+              features: list[str] | None = None, classes: list[Any] | None = None,
+              delimiter: str | None = None, header: bool | None = None) -> FileData:
     """Read features and target from `path`: ``.csv``/``.tsv``/``.txt``, ``.npz`` or ``.npy``.
 
-    - CSV (comma, semicolon or tab separated, header row): `target` names the target column
-      (default: the last column); every other column is a numeric feature. A target of text
-      labels, or of at most MAX_CLASSES distinct integers, is classification; other numbers are
-      regression. Empty cells and NA/NaN/null/? are missing values (an error).
+    - CSV, read by Python's `csv` module (quoted fields keep their delimiters and newlines):
+      `target` names the target column (default: the last column); every other column is a
+      numeric feature. The delimiter is `delimiter`, or the one of DELIMITERS that splits every
+      record into as many fields as the header (csv.Sniffer decides between several). The first
+      line is the header; a header of numbers (other than column positions 0, 1, 2...) is refused
+      as data unless `header=True`; `header=False` reads a file without one, naming the columns
+      col0, col1, ... A target of text labels, or of at most MAX_CLASSES distinct integers, is
+      classification (integer labels stay exact: int64, or uint64 beyond it); other numbers are
+      regression. Empty cells and NA/NaN/null/? are missing values (an error naming the row and
+      column), and so is a row of empty cells.
     - ``.npz``: arrays ``X`` (N, ...) and ``y`` (N,); `target` names another target array.
     - ``.npy``: the features; `target` is the path of the target .npy (default: the same file
       name with its last ``X`` replaced by ``y``, e.g. ``train_X.npy`` -> ``train_y.npy``).
 
-    `task` ("classification" or "regression") overrides the guess. Raises ValueError naming the
+    `delimiter` and `header` apply to CSV files only. `task` ("classification" or "regression")
+    overrides the guess. Raises ValueError naming the
     file (and line/row/column) for a missing file, an empty file, a missing value, a non-numeric
     feature, a target column that does not exist, or a classification target with one class.
 
@@ -79,7 +89,7 @@ def load_file(path: str | os.PathLike, target: str | None = None, task: str | No
     elif ext == ".npy":
         X, raw_y, names, tname = _read_npy_pair(p, target, optional)
     else:
-        X, raw_y, names, tname = _read_csv(p, target, features)
+        X, raw_y, names, tname = _read_csv(p, target, features, delimiter, header)
     if features is not None and ext in (".npz", ".npy") and len(names) != len(features):
         raise ValueError(f"{p}: the features have {len(names)} columns but the model was trained on "
                          f"{len(features)}")
@@ -96,80 +106,179 @@ def load_file(path: str | os.PathLike, target: str | None = None, task: str | No
 
 # ----------------------------------------------------------------------------- CSV
 
-def _read_csv(path: str, target: str | None,
-              features: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
+#: The delimiters a CSV may use when none is given; the first that splits every record alike wins
+#: (csv.Sniffer breaks a tie between several).
+DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
+_SNIFF_CHARS = 1 << 16  # how much of the file the delimiter is guessed from
+_SNIFF_RECORDS = 200
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _read_csv(path: str, target: str | None, features: list[str] | None = None, delimiter: str | None = None,
+              header: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str], str]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not a text (UTF-8) CSV file ({e.reason} at byte {e.start}); "
                          "give a .csv, .npz or .npy file") from None
-    lines = text.splitlines()
-    if not any(line.strip() for line in lines):
+    if not text.strip():
         raise ValueError(f"{path}: the file is empty; expected a header row and one row per sample")
-    header_line = next(line for line in lines if line.strip())
-    delim = max(",;\t", key=header_line.count)
-    if header_line.count(delim) == 0:
-        delim = ","
-    rows = csv.reader(text.splitlines(), delimiter=delim)
-    header: list[str] | None = None
-    header_lineno = 0
-    body: list[tuple[int, list[str]]] = []
-    for row in rows:
-        lineno = rows.line_num
-        if not any(cell.strip() for cell in row):
-            continue  # blank lines are skipped (a trailing newline, say)
+    delim = _delimiter(path, text, delimiter)
+    records = _records(path, text, delim)
+    if not records:
+        raise ValueError(f"{path}: the file is empty; expected a header row and one row per sample")
+    if header is False:
+        cols = len(records[0][1])
+        names_all, header_lineno, body = [f"col{i}" for i in range(cols)], 0, records
+    else:
+        header_lineno, first = records[0]
+        names_all, body = [c.strip() for c in first], records[1:]
+        cols = len(names_all)
         if header is None:
-            header, header_lineno = [c.strip() for c in row], lineno
-            continue
-        body.append((lineno, row))
-    assert header is not None
-    cols = len(header)
+            _check_header(path, header_lineno, names_all)
+    head = "the first row" if header is False else "the header"
     if cols < 2:
-        raise ValueError(f"{path}: the header (line {header_lineno}) has {cols} column: need the features and a "
-                         "target column, separated by commas, semicolons or tabs")
-    dup = sorted({h for h in header if header.count(h) > 1})
+        sep = "commas, semicolons, tabs or |" if delimiter is None else repr(delimiter)
+        raise ValueError(f"{path}: {head} (line {records[0][0]}) has {cols} column: need the features and a "
+                         f"target column, separated by {sep}")
+    dup = sorted({h for h in names_all if names_all.count(h) > 1})
     if dup:
         raise ValueError(f"{path}: the header (line {header_lineno}) repeats column name(s) "
                          f"{', '.join(map(repr, dup))}; give every column its own name")
+    shown = ", ".join(map(_show, names_all))
     if features is not None:  # a trained model's columns: these, in this order; the target if present
-        lost = [f for f in features if f not in header]
+        lost = [f for f in features if f not in names_all]
         if lost:
             raise ValueError(f"{path}: no column(s) {', '.join(map(repr, lost))}, which the model was trained on; "
-                             f"the columns are: {', '.join(header)}")
-        t = header.index(target) if target in header else -1
-        order = [header.index(f) for f in features]
-    elif target is None:
-        t = cols - 1
-    elif target in header:
-        t = header.index(target)
+                             f"the columns are: {shown}")
+        t = names_all.index(target) if target in names_all else -1
+        order = [names_all.index(f) for f in features]
     else:
-        raise ValueError(f"{path}: no column {target!r} for the target; the columns are: "
-                         f"{', '.join(header)}")
-    if features is None:
+        if target is None:
+            t = cols - 1
+        elif target in names_all:
+            t = names_all.index(target)
+        else:
+            raise ValueError(f"{path}: no column {target!r} for the target; the columns are: {shown}")
         order = [i for i in range(cols) if i != t]
     if not body:
         raise ValueError(f"{path}: the file has a header but no data rows")
-    names = [header[i] for i in order]
+    names = [names_all[i] for i in order]
     slot = {col: j for j, col in enumerate(order)}
     X = np.empty((len(body), len(order)), dtype=np.float64)
     labels: list[str] = []
     for r, (lineno, row) in enumerate(body, start=1):
         where = f"{path}: line {lineno} (data row {r})"
         if len(row) != cols:
-            raise ValueError(f"{where} has {len(row)} fields but the header has {cols}; every row needs one "
+            what = "the first row" if header is False else "the header"
+            raise ValueError(f"{where} has {len(row)} fields but {what} has {cols}; every row needs one "
                              "value per column")
+        if not any(cell.strip() for cell in row):  # a row of empty cells: missing values, not a blank line
+            raise ValueError(f"{where}: missing values (every cell is empty); remove the row or fill it in")
         for i, cell in enumerate(row):
             cell = cell.strip()
             if i == t:
                 if cell.lower() in _MISSING:
-                    raise ValueError(f"{where}, column {header[i]!r}: missing target value; remove the row "
+                    raise ValueError(f"{where}, column {names_all[i]!r}: missing target value; remove the row "
                                      "or fill in its target")
                 labels.append(cell)
             elif i in slot:
-                X[r - 1, slot[i]] = _number(cell, f"{where}, column {header[i]!r}")
+                X[r - 1, slot[i]] = _number(cell, f"{where}, column {names_all[i]!r}")
     y = np.asarray(labels, dtype=object) if t >= 0 else None
-    return X, y, names, header[t] if t >= 0 else (target or "")
+    return X, y, names, names_all[t] if t >= 0 else (target or "")
+
+
+def _show(name: str) -> str:
+    """A column name as messages print it: as is, or quoted when it holds a newline or the like."""
+    return name if name.isprintable() and name else repr(name)
+
+
+def _delimiter(path: str, text: str, given: str | None) -> str:
+    """`given` (checked), or the delimiter that splits the first records into equally many fields."""
+    if given is not None:
+        if not isinstance(given, str) or len(given) != 1 or given in "\"\r\n":
+            raise ValueError(f"{path}: delimiter {given!r} is not one character other than a quote or a newline; "
+                             "give one such as ',' ';' or '\\t'")
+        return given
+    sample = text[:_SNIFF_CHARS]
+    counts = {d: _field_counts(sample, d, cut=len(text) > len(sample)) for d in DELIMITERS}
+    fits = [d for d, c in counts.items() if c and c[0] >= 2 and all(n == c[0] for n in c)]
+    if len(fits) == 1:
+        return fits[0]
+    if len(fits) > 1:  # several split every record alike: let the standard library's guess decide
+        try:
+            guess = csv.Sniffer().sniff(sample, delimiters="".join(fits)).delimiter
+        except csv.Error:
+            guess = fits[0]
+        return guess if guess in fits else fits[0]
+    # No delimiter splits the records alike: the one that gives the header the most columns, so
+    # that the message names the row at fault (or says the header has one column).
+    return max(DELIMITERS, key=lambda d: counts[d][0] if counts[d] else 0)
+
+
+def _field_counts(sample: str, delim: str, cut: bool) -> list[int]:
+    """The number of fields of each whole record of `sample` (blank lines left out); [] if unreadable."""
+    reader = csv.reader(io.StringIO(sample), delimiter=delim)
+    counts: list[int] = []
+    try:
+        for row in reader:
+            if row and not (len(row) == 1 and not row[0].strip()):
+                counts.append(len(row))
+            if len(counts) > _SNIFF_RECORDS:
+                break
+    except csv.Error:
+        pass
+    if cut and counts:
+        counts.pop()  # the sample may end inside the last record
+    return counts
+
+
+def _records(path: str, text: str, delim: str) -> list[tuple[int, list[str]]]:
+    """(first line, fields) of every record; blank lines are skipped; bad quoting names its line."""
+    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+    out: list[tuple[int, list[str]]] = []
+    end = 0  # the line the previous record ended on: a record may span lines (quoted newlines)
+    while True:
+        start = end + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return out
+        except csv.Error as e:
+            raise ValueError(f"{path}: line {start}: not valid CSV ({e}); check the quotes of that record "
+                             f"(a field with {delim!r}, a quote or a newline in it must be quoted, its quotes "
+                             "doubled)") from None
+        end = reader.line_num
+        if row and not (len(row) == 1 and not row[0].strip()):  # a blank line (a trailing newline, say)
+            out.append((start, row))
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return any(ch.isdigit() for ch in cell)
+
+
+def _check_header(path: str, lineno: int, header: list[str]) -> None:
+    """Refuse a first line that looks like data: numbers that are not column positions (0, 1, 2...)."""
+    nums = [(i, c) for i, c in enumerate(header) if _is_number(c)]
+    if not nums:
+        return
+    # pandas writes a frame's default column names 0, 1, 2... (after an index column ""): numbers
+    # that count the columns are names; others (150, 4, 5.1) are data.
+    if all(_INT.fullmatch(c) for _, c in nums):
+        offsets = {int(c) - i for i, c in nums}
+        if len(offsets) == 1 and all(0 <= int(c) <= len(header) for _, c in nums):
+            return
+    cells = ", ".join(repr(c) for _, c in nums[:4]) + (", ..." if len(nums) > 4 else "")
+    line = ",".join(map(_show, header[:6])) + (",..." if len(header) > 6 else "")
+    raise ValueError(f"{path}: the header (line {lineno}: {line}) holds numbers "
+                     f"({cells}): it looks like data, not column names; if the file has no header row, use "
+                     "--no-header (load_file(header=False)), which names the columns col0, col1, ...; if they "
+                     "are the names, use --header (header=True); if it is neither, delete the line")
 
 
 def _number(cell: str, where: str) -> float:
@@ -280,19 +389,12 @@ def _feature_names(X: np.ndarray) -> list[str]:
 
 def _target(path: str, name: str, raw: np.ndarray, task: str | None) -> tuple[np.ndarray, list[Any] | None, str]:
     """(y, classes, task): class indices and sorted labels, or float values for regression."""
-    values: np.ndarray = raw
-    if raw.dtype == object or raw.dtype.kind == "U":  # CSV cells or text labels: numbers where all are
-        try:
-            values = np.array([float(v) for v in raw], dtype=np.float64)
-            if not np.isfinite(values).all():
-                r = int(np.argmax(~np.isfinite(values)))
-                raise ValueError(f"{path}: target {name!r}: {raw[r]!r} at data row {r + 1} is not a finite number")
-        except ValueError as e:
-            if "finite" in str(e):
-                raise
-            values = np.asarray([str(v) for v in raw], dtype=object)
+    values = _labels(path, name, raw) if raw.dtype == object or raw.dtype.kind == "U" else raw
     numeric = values.dtype != object
-    integral = numeric and (values.dtype.kind in "biu" or bool(np.all(values == np.round(values))))
+    if values.dtype.kind in "biu":
+        integral = True
+    else:  # whole floats are class labels only where float64 holds every integer up to them exactly
+        integral = numeric and bool(np.all(values == np.round(values)) and np.all(np.abs(values) <= 2.0 ** 53))
     if task is None:
         n_distinct = len(np.unique(values))
         task = "classification" if not numeric or (integral and n_distinct <= MAX_CLASSES) else "regression"
@@ -302,7 +404,7 @@ def _target(path: str, name: str, raw: np.ndarray, task: str | None) -> tuple[np
             raise ValueError(f"{path}: target {name!r} holds text ({first!r}), not numbers; a regression target "
                              "must be numeric (or use task classification)")
         return np.asarray(values, dtype=np.float64), None, "regression"
-    if numeric and integral:
+    if values.dtype.kind == "f" and integral:
         values = values.astype(np.int64)
     labels, y = np.unique(values, return_inverse=True)
     if len(labels) < 2:
@@ -312,14 +414,41 @@ def _target(path: str, name: str, raw: np.ndarray, task: str | None) -> tuple[np
     return y.reshape(-1).astype(np.int64), classes, "classification"
 
 
+def _labels(path: str, name: str, raw: np.ndarray) -> np.ndarray:
+    """Text cells as numbers where every one is a number: integers exactly (int64, else uint64,
+    never through float), else float64; otherwise the text itself (an object array of str)."""
+    cells = [str(v).strip() for v in raw]
+    if all(_INT.fullmatch(c) for c in cells):
+        ints = [int(c) for c in cells]
+        lo, hi = min(ints), max(ints)
+        if -2 ** 63 <= lo and hi < 2 ** 63:
+            return np.array(ints, dtype=np.int64)
+        if lo >= 0 and hi < 2 ** 64:
+            return np.array(ints, dtype=np.uint64)
+        return np.asarray(cells, dtype=object)  # beyond 64 bits: exact as text labels
+    try:
+        values = np.array([float(c) for c in cells], dtype=np.float64)
+    except ValueError:
+        return np.asarray(cells, dtype=object)
+    if not np.isfinite(values).all():
+        r = int(np.argmax(~np.isfinite(values)))
+        raise ValueError(f"{path}: target {name!r}: {cells[r]!r} at data row {r + 1} is not a finite number")
+    return values
+
+
 def _known_classes(path: str, name: str, raw: np.ndarray, classes: list[Any]) -> np.ndarray:
     """Indices of `raw`'s labels in a trained model's `classes`; ValueError naming an unknown label's row."""
     def key(v: Any) -> str:  # one spelling per label: CSV text "3", "3.0" and the number 3 match
         if isinstance(v, str):
+            s = v.strip()
+            if _INT.fullmatch(s):
+                return repr(int(s))  # exact: 9007199254740993 is not 9007199254740992
             try:
-                f = float(v)
+                f = float(s)
             except ValueError:
                 return v
+        elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            return repr(int(v))
         else:
             f = float(v)
         return repr(int(f)) if f.is_integer() else repr(f)
