@@ -224,3 +224,135 @@ def test_npy_pair(tmp_path):
     np.save(tmp_path / "bad_y.npy", y)
     with pytest.raises(ValueError, match=r"bad_X\.npy: not a readable NumPy array"):
         load_file(tmp_path / "bad_X.npy")
+
+
+# ----------------------------------------------------------------------------- the csv module's reading
+
+def test_quoted_newlines_and_delimiters_are_kept(tmp_path):
+    p = write(tmp_path, "q.csv", 'a,"b\nc","x,y",t\n1,2,3,"cat\ndog"\n4,5,6,cow\n7,8,9,"cat\ndog"\n')
+    d = load_file(p)
+    assert d.feature_names == ["a", "b\nc", "x,y"] and d.target_name == "t"
+    assert d.classes == ["cat\ndog", "cow"]
+    np.testing.assert_array_equal(d.y, [0, 1, 0])
+    np.testing.assert_array_equal(d.X, [[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+
+
+def test_line_numbers_count_physical_lines_of_multiline_records(tmp_path):
+    p = write(tmp_path, "q.csv", 'a,t\n1,"cat\ndog"\n,cow\n')
+    with pytest.raises(ValueError) as e:
+        load_file(p)
+    assert str(e.value) == f"{p}: line 4 (data row 2), column 'a': missing value; remove the row or fill it in"
+
+
+def test_comma_file_with_semicolon_in_quoted_header_is_read_as_comma(tmp_path):
+    p = write(tmp_path, "s.csv", '"x;y",b,t\n1,2,a\n3,4,b\n')
+    d = load_file(p)
+    assert d.feature_names == ["x;y", "b"] and d.classes == ["a", "b"]
+    np.testing.assert_array_equal(d.X, [[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_delimiter_guessed_from_whole_records(tmp_path, sep):
+    # every other candidate appears inside quoted labels: only the real delimiter splits every record alike
+    labels = ['"x,;\t|1"', '"y;,|\t2"']
+    text = f"a{sep}b{sep}t\n1{sep}2.5{sep}{labels[0]}\n3{sep}4{sep}{labels[1]}\n5{sep}6{sep}{labels[0]}\n"
+    d = load_file(write(tmp_path, "d.csv", text))
+    assert d.feature_names == ["a", "b"] and d.classes == ["x,;\t|1", "y;,|\t2"]
+    np.testing.assert_array_equal(d.X, [[1, 2.5], [3, 4], [5, 6]])
+    np.testing.assert_array_equal(d.y, [0, 1, 0])
+
+
+def test_explicit_delimiter(tmp_path):
+    p = write(tmp_path, "d.txt", "a:b:t\n1:2:x\n3:4:y\n")
+    d = load_file(p, delimiter=":")
+    assert d.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(d.X, [[1, 2], [3, 4]])
+    with pytest.raises(ValueError) as e:
+        load_file(p)  # no delimiter of , ; tab | splits it: one column
+    assert str(e.value) == (f"{p}: the header (line 1) has 1 column: need the features and a target column, "
+                            "separated by commas, semicolons, tabs or |")
+    with pytest.raises(ValueError) as e:
+        load_file(p, delimiter="::")
+    assert str(e.value) == (f"{p}: delimiter '::' is not one character other than a quote or a newline; give one "
+                            "such as ',' ';' or '\\t'")
+
+
+def test_bad_quoting_names_the_line(tmp_path):
+    p = write(tmp_path, "b.csv", 'a,t\n1,x\n2,"ab"c\n')
+    with pytest.raises(ValueError) as e:
+        load_file(p)
+    assert str(e.value) == (f"{p}: line 3: not valid CSV (',' expected after '\"'); check the quotes of that "
+                            "record (a field with ',', a quote or a newline in it must be quoted, its quotes "
+                            "doubled)")
+    p = write(tmp_path, "u.csv", 'a,t\n1,x\n2,"open\n3,y\n')
+    with pytest.raises(ValueError, match=r"u\.csv: line 3: not valid CSV \(unexpected end of data\)"):
+        load_file(p)
+
+
+def test_row_of_empty_cells_is_a_missing_value_error(tmp_path):
+    p = write(tmp_path, "e.csv", "a,b,t\n1,2,x\n,,\n3,4,y\n")
+    with pytest.raises(ValueError) as e:
+        load_file(p)
+    assert str(e.value) == f"{p}: line 3 (data row 2): missing values (every cell is empty); remove the row or fill it in"
+    # blank lines (and a trailing newline) are not rows
+    d = load_file(write(tmp_path, "b.csv", "a,t\n\n1,x\n\n2,y\n\n"))
+    np.testing.assert_array_equal(d.X, [[1], [2]])
+
+
+def test_integer_targets_stay_exact(tmp_path):
+    p = write(tmp_path, "big.csv", "a,t\n1,9007199254740992\n2,9007199254740993\n3,9007199254740992\n")
+    d = load_file(p)
+    assert d.task == "classification"
+    assert d.classes == [9007199254740992, 9007199254740993] and all(type(c) is int for c in d.classes)
+    np.testing.assert_array_equal(d.y, [0, 1, 0])
+    big = 2 ** 64 - 1
+    u = load_file(write(tmp_path, "u.csv", f"a,t\n1,{big}\n2,1\n3,{big}\n4,-0\n"))
+    assert u.classes == [0, 1, big] and u.classes[-1] > 0
+    np.testing.assert_array_equal(u.y, [2, 1, 2, 0])
+    # a trained model's classes are matched exactly too
+    k = load_file(p, target="t", features=["a"], classes=[9007199254740993, 9007199254740992])
+    np.testing.assert_array_equal(k.y, [1, 0, 1])
+    with pytest.raises(ValueError, match="has the label '9007199254740993' at data row 2, which the model was not"):
+        load_file(p, target="t", features=["a"], classes=[9007199254740992, 1])
+
+
+def test_uint64_npz_labels_do_not_wrap(tmp_path):
+    p = tmp_path / "u.npz"
+    y = np.array([2 ** 64 - 1, 5, 2 ** 63, 5], dtype=np.uint64)
+    np.savez(p, X=np.ones((4, 2)), y=y)
+    d = load_file(p)
+    assert d.classes == [5, 2 ** 63, 2 ** 64 - 1]
+    np.testing.assert_array_equal(d.y, [2, 0, 1, 0])
+
+
+def test_numeric_header_is_refused_naming_it(tmp_path):
+    text = "150,4,setosa,versicolor,virginica\n5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0.2,1\n7.0,3.2,4.7,1.4,2\n"
+    p = write(tmp_path, "iris.csv", text)
+    with pytest.raises(ValueError) as e:
+        load_file(p)
+    assert str(e.value) == (
+        f"{p}: the header (line 1: 150,4,setosa,versicolor,virginica) holds numbers ('150', '4'): it looks like "
+        "data, not column names; if the file has no header row, use --no-header (load_file(header=False)), which "
+        "names the columns col0, col1, ...; if they are the names, use --header (header=True); if it is neither, "
+        "delete the line")
+    forced = load_file(p, header=True)
+    assert forced.feature_names == ["150", "4", "setosa", "versicolor"] and forced.classes == [0, 1, 2]
+    headerless = write(tmp_path, "raw.csv", text.split("\n", 1)[1])
+    with pytest.raises(ValueError, match=r"the header \(line 1: 5\.1,3\.5,1\.4,0\.2,0\) holds numbers \('5\.1', "):
+        load_file(headerless)
+    d = load_file(headerless, header=False)
+    assert d.feature_names == ["col0", "col1", "col2", "col3"] and d.target_name == "col4"
+    assert d.classes == [0, 1, 2]
+    np.testing.assert_array_equal(d.X[0], [5.1, 3.5, 1.4, 0.2])
+    assert load_file(headerless, header=False, target="col0").task == "regression"
+    with pytest.raises(ValueError) as e:
+        load_file(headerless, header=False, target="x")
+    assert str(e.value) == f"{headerless}: no column 'x' for the target; the columns are: col0, col1, col2, col3, col4"
+
+
+def test_column_positions_as_names_are_a_header(tmp_path):
+    # pandas' DataFrame(X).to_csv(): default column names 0, 1, ... (after an index column "")
+    d = load_file(write(tmp_path, "p.csv", "0,1,label\n1.5,2,x\n3,4,y\n"))
+    assert d.feature_names == ["0", "1"]
+    d = load_file(write(tmp_path, "i.csv", ",0,1,label\n0,1.5,2,x\n1,3,4,y\n"), target="label")
+    assert d.feature_names == ["", "0", "1"]
