@@ -177,3 +177,31 @@ def test_docs_python_split_is_the_cli_split(capsys, tmp_path, monkeypatch):
     cli_test_ids = sorted(int(round(v)) for v in d.Xte[:, 0] * norm["std"][0] + norm["mean"][0])
     assert len(cli_test_ids) == 12
     assert docs_test_ids == cli_test_ids
+
+
+# ----------------------------------------------------------------------------- the bar and the plot
+
+def test_progress_bar_ends_on_the_last_epochs_score(capsys):
+    pytest.importorskip("tqdm")
+    bar = cli._Bar(total=4, start=0, epochs=2, steps=2)
+    bar.on_batch_end(1, 1, 0.9)
+    bar.on_batch_end(1, 2, 0.8)
+    bar.on_epoch_end(1, {"train_loss": 0.85, "test_accuracy": 0.5})
+    bar.on_batch_end(2, 1, 0.7)
+    bar.on_batch_end(2, 2, 0.6)
+    bar.on_epoch_end(2, {"train_loss": 0.65, "test_accuracy": 0.975})
+    bar.bar.close()
+    err = capsys.readouterr().err
+    last = [s for s in err.replace("\n", "\r").split("\r") if s.strip()][-1]
+    assert "epoch 2/2 batch 2/2" in last and last.endswith("loss=0.6 test_accuracy=0.9750]"), last
+
+
+def test_plot_title_names_the_file(capsys, tmp_path, monkeypatch):
+    titles = []
+    monkeypatch.setattr(cli.dp_plot, "plot_history", lambda history, path, title=None: titles.append(title))
+    p = tmp_path / "cancer.csv"
+    p.write_text("a,t\n" + rows(10, lambda i: f"{i},{'MB'[i % 2]}\n"))
+    rc, out, err = run(capsys, "train", "--data", str(p), "--epochs", "1", "--hidden", "4", "--plot",
+                       str(tmp_path / "c.png"), "--out", str(tmp_path / "m.safetensors"))
+    assert rc == 0, err
+    assert titles == ["deltaprop train: cancer.csv 1-4-2 relu, adam lr=0.001"]

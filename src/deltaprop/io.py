@@ -5,6 +5,11 @@ code (unlike pickle). Layout of what deltaprop writes:
 
 * Tensors are stored under their state_dict keys; dtypes are preserved exactly (bool, int8 to
   uint64, float16/32/64 and complex64 are supported; anything else is refused on save).
+* Files from other tools load too. Their bfloat16 tensors (PyTorch's everyday half type, which
+  NumPy lacks) are widened to float32, exactly (every bfloat16 is a float32), with a
+  `DtypeWidenedWarning` naming the file, the tensors and their stored dtype; float16 stays
+  float16. A tensor of another dtype NumPy lacks (float8...) is refused, naming it and its dtype.
+  Every error about a file names the dtypes its header lists.
 * The header's ``__metadata__`` (str -> str in safetensors) holds the user's metadata with
   every value JSON-encoded (``{"arch": "mlp"}`` is stored as ``{"arch": "\\"mlp\\""}``), plus
   ``deltaprop.format`` (``"1"``: values are JSON), ``deltaprop.keys`` (the tensors' order,
@@ -31,6 +36,7 @@ import json
 import os
 import secrets
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -46,6 +52,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "Checkpoint",
+    "DtypeWidenedWarning",
 ]
 
 StrPath = str | os.PathLike
@@ -66,6 +73,22 @@ _SUPPORTED_DTYPES = tuple(
     )
 )
 _SUPPORTED_NAMES = frozenset(d.name for d in _SUPPORTED_DTYPES)
+# safetensors' dtype codes -> the NumPy dtype read (little-endian, as the format stores them)
+_CODES = {"BOOL": "|b1", "I8": "|i1", "U8": "|u1", "I16": "<i2", "U16": "<u2", "I32": "<i4", "U32": "<u4",
+          "I64": "<i8", "U64": "<u8", "F16": "<f2", "F32": "<f4", "F64": "<f8", "C64": "<c8"}
+# ... and the names messages use for them
+_CODE_NAMES = {"BOOL": "bool", "I8": "int8", "U8": "uint8", "I16": "int16", "U16": "uint16", "I32": "int32",
+               "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16", "BF16": "bfloat16",
+               "F32": "float32", "F64": "float64", "C64": "complex64", "F8_E4M3": "float8_e4m3fn",
+               "F8_E5M2": "float8_e5m2"}
+
+
+class DtypeWidenedWarning(UserWarning):
+    """`load` read tensors of a dtype NumPy lacks (bfloat16) as a wider one (float32), exactly."""
+
+
+def _code_name(code: Any) -> str:
+    return _CODE_NAMES.get(code, str(code).lower())
 _CHUNK = 1 << 20
 # Marker keys of the checkpoint record's JSON; plain dicts never contain them.
 _TUPLE, _DICT, _TENSOR, _SCALAR = "__tuple__", "__dict__", "__tensor__", "__scalar__"
@@ -185,11 +208,38 @@ def _decode_metadata(raw: Mapping[str, str], path: str) -> dict[str, Any]:
     return out
 
 
-def _invalid(path: str, exc: BaseException) -> ValueError:
+def _header_dtypes(data: bytes) -> str:
+    """' (tensors of dtype float32, bfloat16)' from a file's header where it can be read, else ''."""
+    try:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n]) if 2 <= n <= len(data) - 8 else None
+        codes = {v["dtype"] for k, v in header.items() if k != "__metadata__"} if isinstance(header, dict) else set()
+    except Exception:  # noqa: BLE001 - a damaged header: nothing to name
+        return ""
+    names = sorted(_code_name(c) for c in codes if isinstance(c, str))
+    return f" (tensors of dtype {', '.join(names)})" if names else ""
+
+
+def _invalid(path: str, exc: BaseException, data: bytes = b"") -> ValueError:
     return ValueError(
-        f"{path!r} is not a valid safetensors file ({exc}); it may be truncated, corrupted or "
-        "in another format (deltaprop never reads pickles): re-create it with deltaprop.save"
+        f"{path!r}{_header_dtypes(data)} is not a valid safetensors file ({exc}); it may be truncated, corrupted "
+        "or in another format (deltaprop never reads pickles): re-create it with deltaprop.save"
     )
+
+
+def _array(path: str, name: str, view: Mapping[str, Any], widened: list[str]) -> np.ndarray:
+    """One deserialized tensor as a fresh writable ndarray; bfloat16 widened to float32."""
+    code = view["dtype"]
+    if code == "BF16":  # the high half of a float32: shift the 16 stored bits up
+        bits = np.frombuffer(view["data"], dtype="<u2").astype(np.uint32) << 16
+        widened.append(name)
+        return bits.view(np.float32).reshape(view["shape"])
+    if code not in _CODES:
+        readable = ", ".join(_CODE_NAMES[c] for c in (*_CODES, "BF16"))
+        raise ValueError(f"{path!r}: tensor {name!r} has dtype {_code_name(code)} ({code}), which deltaprop cannot "
+                         f"read (it reads {readable}); convert it where it was made, e.g. tensor.float() in PyTorch")
+    arr = np.frombuffer(view["data"], dtype=np.dtype(_CODES[code])).reshape(view["shape"])
+    return arr.astype(arr.dtype.newbyteorder("="), copy=True)
 
 
 def _write_all(f: Any, data: bytes) -> None:
@@ -254,27 +304,34 @@ def _write_file(path: StrPath, tensors: dict[str, np.ndarray], meta: dict[str, s
     _atomic_write(path, data)
 
 
-def _read_file(path: StrPath) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Read and fully validate a safetensors file: (fresh writable arrays, raw metadata)."""
+def _read_file(path: StrPath, warn: bool = True) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Read and fully validate a safetensors file: (fresh writable arrays, raw metadata); `warn`
+    (DtypeWidenedWarning) when tensors were widened, for callers that hand the tensors out."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
     try:
-        raw = st_np.load(data)
+        flat = safetensors.deserialize(data)  # the format's own checks: header, offsets, sizes
         n = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + n])
         meta = header.get("__metadata__") or {}
         if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
             raise ValueError("__metadata__ is not a str -> str map")
-    except Exception as exc:  # SafetensorError, unknown dtype (KeyError), bad JSON...
-        raise _invalid(path, exc) from exc
-    tensors = {k: np.array(v, copy=True) for k, v in raw.items()}
+    except Exception as exc:  # SafetensorError, bad JSON...
+        raise _invalid(path, exc, data) from exc
+    widened: list[str] = []
+    tensors = {name: _array(path, name, view, widened) for name, view in flat}
     stored = meta.get(_DIGEST_KEY)
     if stored is not None and stored != _digest(tensors, meta):
         raise ValueError(
-            f"{path!r} is corrupted: its tensor data does not match the checksum stored when it "
-            "was saved (not a valid safetensors file as written); restore it from a backup or re-save it"
+            f"{path!r}{_header_dtypes(data)} is corrupted: its tensor data does not match the checksum stored when "
+            "it was saved (not a valid safetensors file as written); restore it from a backup or re-save it"
         )
+    if widened and warn:
+        widened.sort()
+        shown = ", ".join(map(repr, widened[:5])) + (f" and {len(widened) - 5} more" if len(widened) > 5 else "")
+        warnings.warn(f"{path!r}: tensor(s) {shown} stored as bfloat16 were read as float32 (exactly; NumPy has "
+                      "no bfloat16)", DtypeWidenedWarning, stacklevel=3)
     with contextlib.suppress(ValueError, TypeError):  # restore the saved key order
         order = json.loads(meta.get(_KEYS_KEY, "null"))
         if isinstance(order, list) and sorted(order) == sorted(tensors):
@@ -295,7 +352,8 @@ def save(state_dict: Mapping[str, Any], path: StrPath, metadata: Mapping[str, An
 
 
 def load(path: StrPath) -> dict[str, np.ndarray]:
-    """Load a safetensors file as {name: fresh writable ndarray}, dtypes preserved.
+    """Load a safetensors file as {name: fresh writable ndarray}, dtypes preserved (bfloat16, which
+    NumPy lacks, is read as float32, exactly, with a DtypeWidenedWarning naming the tensors).
 
     A missing file raises FileNotFoundError; a truncated, corrupted or foreign one ValueError.
     """
@@ -310,7 +368,7 @@ def load_metadata(path: StrPath) -> dict[str, Any]:
     key) give their raw strings.
     """
     path_s = os.fspath(path)
-    _, raw = _read_file(path_s)
+    _, raw = _read_file(path_s, warn=False)
     return _decode_metadata(raw, path_s)
 
 
@@ -490,9 +548,10 @@ def _check_model_state(path: str, saved: Mapping[str, np.ndarray], current: Mapp
     for key, value in current.items():
         want, got = tuple(np.shape(value)), tuple(saved[key].shape)
         if want != got:
+            have = np.asarray(value).dtype
             raise ValueError(
-                f"{path!r} does not match the model: {key!r} has shape {got} in the file but "
-                f"{want} in the model; it was saved from a different architecture, so build the "
+                f"{path!r} does not match the model: {key!r} has shape {got} ({saved[key].dtype}) in the file but "
+                f"{want} ({have}) in the model; it was saved from a different architecture, so build the "
                 "model it was saved from (see deltaprop.load_metadata(path))"
             )
 

@@ -293,7 +293,8 @@ def test_row_of_empty_cells_is_a_missing_value_error(tmp_path):
     p = write(tmp_path, "e.csv", "a,b,t\n1,2,x\n,,\n3,4,y\n")
     with pytest.raises(ValueError) as e:
         load_file(p)
-    assert str(e.value) == f"{p}: line 3 (data row 2): missing values (every cell is empty); remove the row or fill it in"
+    assert str(e.value) == (f"{p}: line 3 (data row 2): missing values (every cell is empty); remove the row or "
+                            "fill it in")
     # blank lines (and a trailing newline) are not rows
     d = load_file(write(tmp_path, "b.csv", "a,t\n\n1,x\n\n2,y\n\n"))
     np.testing.assert_array_equal(d.X, [[1], [2]])

@@ -319,8 +319,9 @@ class Module:
             if arr.dtype.kind not in "biuf":
                 problems.append(f"{k}: value of dtype {arr.dtype} is not numeric")
             elif arr.shape != t.data.shape:
+                dt = "" if arr.dtype == t.data.dtype else f" (dtype {arr.dtype} in the state_dict, {t.data.dtype} here)"
                 problems.append(f"{k}: shape {tuple(arr.shape)} in the state_dict but {tuple(t.data.shape)} "
-                                "in the model")
+                                f"in the model{dt}")
             else:
                 values[k] = arr
         if strict:
