@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import importlib
 import types
 
 import pytest
@@ -13,7 +14,7 @@ import deltaprop as dp
 
 # Modules that `import deltaprop` must not load (each loads on first use), and heavy or optional
 # third-party packages it must never import.
-LAZY = ["deltaprop.compile", "deltaprop.io", "deltaprop.plot", "deltaprop.optim", "deltaprop.data",
+LAZY = ["deltaprop.compiler", "deltaprop.io", "deltaprop.plot", "deltaprop.optim", "deltaprop.data",
         "deltaprop.explain", "deltaprop.distributed", "deltaprop.onnx", "deltaprop.nn.parallel",
         "deltaprop.train", "deltaprop.run", "deltaprop.cli", "deltaprop.bench"]
 NEVER = ["numpy.random", "safetensors", "torch", "mpi4py", "onnx", "matplotlib", "sklearn", "scipy"]
@@ -32,10 +33,10 @@ def test_import_deltaprop_loads_no_lazy_module():
 
 
 def test_lazy_names_resolve_to_their_modules_objects():
-    import deltaprop.compile  # noqa: F401
+    import deltaprop.compiler  # noqa: F401
     import deltaprop.io  # noqa: F401
     import deltaprop.plot  # noqa: F401
-    assert dp.compile is sys.modules["deltaprop.compile"].compile and callable(dp.compile)
+    assert dp.compile is sys.modules["deltaprop.compiler"].compile and callable(dp.compile)
     for name in ["save", "load", "save_checkpoint", "load_checkpoint", "load_metadata"]:
         assert getattr(dp, name) is getattr(sys.modules["deltaprop.io"], name)
     assert dp.plot_history is sys.modules["deltaprop.plot"].plot_history
@@ -50,13 +51,21 @@ def test_lazy_names_resolve_to_their_modules_objects():
 
 
 @pytest.mark.parametrize("first", ["import deltaprop.optim", "import deltaprop.train",
-                                   "from deltaprop.compile import effect", "import deltaprop.compile"])
+                                   "from deltaprop.compiler import effect", "import deltaprop.compiler"])
 def test_dp_compile_stays_the_function_whichever_import_loads_its_module_first(first):
-    # The import system sets a package's attribute to each submodule it loads: deltaprop.compile,
-    # loaded by optim (or train) before anyone asked for dp.compile, must not replace the function.
+    # The implementation lives in deltaprop.compiler, a name of its own: loading it (the import
+    # system then sets dp.compiler) leaves dp.compile the function, with no trick in __init__.py.
     got = _fresh(f"{first}\nimport json, deltaprop as dp\n"
-                 "print(json.dumps([type(dp.compile).__name__, dp.compile.__module__]))")
-    assert got == ["function", "deltaprop.compile"]
+                 "print(json.dumps([type(dp.compile).__name__, dp.compile.__module__, type(dp).__name__]))")
+    assert got == ["function", "deltaprop.compiler", "module"]
+
+
+def test_no_module_is_named_deltaprop_compile():
+    import importlib.util
+    assert importlib.util.find_spec("deltaprop.compiler") is not None
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("deltaprop.compile")
+    assert callable(dp.compile) and dp.compile.__module__ == "deltaprop.compiler"
 
 
 def test_the_default_generator_is_made_on_first_use_and_seeded_as_before():

@@ -6,22 +6,6 @@ training on top of it, and the propagated error signals (deltas) made visible.
 from __future__ import annotations
 
 import os as _os
-import sys as _sys
-import types as _types
-
-
-class _Package(_types.ModuleType):
-    """The deltaprop module itself. Loading a submodule sets the package's attribute of that name
-    to it (the import system does so for every submodule): dp.compile stays the function when the
-    module deltaprop.compile loads (lazily, or through `from deltaprop.compile import ...`)."""
-
-    def __setattr__(self, name, value):
-        if name == "compile" and isinstance(value, _types.ModuleType):
-            value = value.compile
-        super().__setattr__(name, value)
-
-
-_sys.modules[__name__].__class__ = _Package
 
 from ._config import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
 from .tensor import Tensor
@@ -46,7 +30,7 @@ if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1":  # the user's explicit opt-i
 # <= 0.1 s): subpackages and modules with heavier imports, and the names dp offers from modules
 # that a program may never call (tests/test_public_api.py checks both).
 _LAZY_MODULES = ("optim", "data", "explain", "distributed", "onnx", "io", "plot")  # (onnx: the package loads on export)
-_LAZY_NAMES = {"compile": "compile", "load": "io", "load_checkpoint": "io", "load_metadata": "io", "save": "io",
+_LAZY_NAMES = {"compile": "compiler", "load": "io", "load_checkpoint": "io", "load_metadata": "io", "save": "io",
                "save_checkpoint": "io", "plot_history": "plot"}
 
 

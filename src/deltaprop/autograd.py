@@ -103,7 +103,7 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
         node.out = o
         if op.checks:
             node.versions = _versions(op, node, args, out)
-    if st.recorder is not None:  # a dp.compile recording (compile.py)
+    if st.recorder is not None:  # a dp.compile recording (compiler.py)
         st.recorder.op(op, args, kw, node, out)
     if tangent:  # forward mode: push the tangents through this op's JVP
         ts = [a._tangent if isinstance(a, Tensor) else None for a in args]

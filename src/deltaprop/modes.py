@@ -2,7 +2,7 @@
 anomaly off). The engine reads `_state`; users switch modes with the context managers below,
 which also work as decorators, generator functions included. `effect` runs a change of state
 outside the ops and tells the thread's dp.compile recording, if any (`_state.recorder`,
-compile.py), so that its replays repeat it."""
+compiler.py), so that its replays repeat it."""
 from __future__ import annotations
 
 import contextlib
@@ -16,7 +16,7 @@ class _State(threading.local):
     """Grad and anomaly modes: per thread, as in PyTorch (a new thread starts with the defaults)."""
     grad = True
     anomaly = False
-    recorder = None  # a dp.compile recording in progress (compile.py): told about ops, VJPs, reads
+    recorder = None  # a dp.compile recording in progress (compiler.py): told about ops, VJPs, reads
 
 
 _state = _State()

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from deltaprop.compile import NonFiniteStepError
+from deltaprop.compiler import NonFiniteStepError
 from deltaprop.nn.module import Module
 
 __all__ = [
@@ -312,7 +312,7 @@ def _is_ddp(model: Any) -> bool:
 
 def _compiled_step(model: Any, loss_fn: Callable[[Any, Any], Any], optimizer: Any) -> Callable:
     """fit's training step (as its eager loop does it), compiled with dp.compile."""
-    from deltaprop.compile import compile as dp_compile
+    from deltaprop.compiler import compile as dp_compile
 
     def step(xb: Any, yb: Any) -> Any:
         optimizer.zero_grad()

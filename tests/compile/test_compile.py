@@ -10,7 +10,7 @@ import pytest
 
 import deltaprop as dp
 from deltaprop.bench import _common as C
-from deltaprop.compile import NonFiniteStepError
+from deltaprop.compiler import NonFiniteStepError
 
 nn = dp.nn
 F = dp.nn.functional
@@ -430,7 +430,7 @@ def test_decorator_forms_strict_mismatch_and_a_user_effect():
     def step(x):
         y = x * 2
         dp.compile.__module__  # (plain Python: recorded away)
-        from deltaprop.compile import effect
+        from deltaprop.compiler import effect
         effect(note, y.data)
         return y
     for i in range(4):

@@ -14,7 +14,7 @@ from deltaprop.autograd import REGISTRY
 from deltaprop.ops.lowered import LOWERED
 
 F = dp.nn.functional
-dpc = importlib.import_module("deltaprop.compile")  # (the module: dp.compile is the function)
+dpc = importlib.import_module("deltaprop.compiler")  # (the module behind the function dp.compile)
 
 # op name -> (how a step applies it to x (the batch) and w (a parameter shaped like x), whether w is 2-D)
 _CASES = {

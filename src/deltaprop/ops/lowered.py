@@ -1,4 +1,4 @@
-"""Straight-line forms of the hottest ops, for dp.compile's replay (compile.py).
+"""Straight-line forms of the hottest ops, for dp.compile's replay (compiler.py).
 
 A replayed step normally calls each op's own forward and VJP functions. For the ops below it
 runs their NumPy calls inline instead, writing into arrays allocated once per schedule: no

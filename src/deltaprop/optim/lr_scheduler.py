@@ -11,7 +11,7 @@ import math
 import warnings
 from typing import Any
 
-from ..compile import effect
+from ..modes import effect
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau"]

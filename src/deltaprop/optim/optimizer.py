@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import memory
 from ..autograd import enable_grad
-from ..compile import effect
+from ..modes import effect
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "required"]

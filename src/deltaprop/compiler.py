@@ -919,7 +919,7 @@ _EAGER = "eager"
 
 
 class CompiledStep:
-    """A training step that records itself and replays (see deltaprop.compile's docstring)."""
+    """A training step that records itself and replays (see deltaprop.compiler's docstring)."""
 
     def __init__(self, fn: Callable, strict: bool = False, verbose: bool = False) -> None:
         self.fn, self.strict, self.verbose = fn, strict, verbose
@@ -1067,7 +1067,7 @@ def compile(fn: Callable | None = None, *, strict: bool = False, verbose: bool =
     record; later calls replay the recording (bitwise equal to eager, without the engine's
     bookkeeping). Usable as @dp.compile or @dp.compile(strict=True). `verbose=True` writes one
     line to stderr each time a change (a parameter replaced, a layer added, a module's mode or
-    attribute, the optimizer's param groups) makes the step record again. See deltaprop.compile."""
+    attribute, the optimizer's param groups) makes the step record again. See deltaprop.compiler."""
     if fn is None:
         return lambda f: CompiledStep(f, strict, verbose)
     return CompiledStep(fn, strict, verbose)
