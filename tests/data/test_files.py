@@ -357,3 +357,16 @@ def test_column_positions_as_names_are_a_header(tmp_path):
     assert d.feature_names == ["0", "1"]
     d = load_file(write(tmp_path, "i.csv", ",0,1,label\n0,1.5,2,x\n1,3,4,y\n"), target="label")
     assert d.feature_names == ["", "0", "1"]
+
+
+def test_numbers_read_as_python_reads_them(tmp_path):
+    cells = [" 1.5 ", "+2", "1e-3", "-0", "0.1", "123456789012345678", "4.9406564584124654e-324", "1_0"]
+    text = "a,b,t\n" + "".join(f"{c},{c},{'xy'[i % 2]}\n" for i, c in enumerate(cells))
+    d = load_file(write(tmp_path, "n.csv", text))
+    want = [float(c) for c in cells]
+    assert d.X[:, 0].tolist() == want and d.X[:, 1].tolist() == want
+    assert str(d.X[3, 0]) == "-0.0"
+    # the target in the middle: the same values through the other path
+    text = "a,t,b\n" + "".join(f"{c},{'xy'[i % 2]},{c}\n" for i, c in enumerate(cells))
+    m = load_file(write(tmp_path, "m.csv", text), target="t")
+    assert m.X.tolist() == d.X.tolist()

@@ -165,28 +165,48 @@ def _read_csv(path: str, target: str | None, features: list[str] | None = None, 
     if not body:
         raise ValueError(f"{path}: the file has a header but no data rows")
     names = [names_all[i] for i in order]
-    slot = {col: j for j, col in enumerate(order)}
-    X = np.empty((len(body), len(order)), dtype=np.float64)
-    labels: list[str] = []
     for r, (lineno, row) in enumerate(body, start=1):
-        where = f"{path}: line {lineno} (data row {r})"
         if len(row) != cols:
             what = "the first row" if header is False else "the header"
-            raise ValueError(f"{where} has {len(row)} fields but {what} has {cols}; every row needs one "
-                             "value per column")
+            raise ValueError(f"{path}: line {lineno} (data row {r}) has {len(row)} fields but {what} has {cols}; "
+                             "every row needs one value per column")
         if not any(cell.strip() for cell in row):  # a row of empty cells: missing values, not a blank line
-            raise ValueError(f"{where}: missing values (every cell is empty); remove the row or fill it in")
+            raise ValueError(f"{path}: line {lineno} (data row {r}): missing values (every cell is empty); remove "
+                             "the row or fill it in")
+    labels = [row[t].strip() for _, row in body] if t >= 0 else []
+    # The fast way: NumPy parses the whole table at once. Where it cannot (a missing value, text, a
+    # non-finite number, a missing target), the cell-by-cell reading below names the first problem.
+    try:
+        if order == list(range(len(order))):  # the target last (or absent): the leading cells
+            table: list[Any] = [row[:len(order)] for _, row in body]
+        else:
+            table = [[row[i] for i in order] for _, row in body]
+        X = np.array(table, dtype=np.float64).reshape(len(body), len(order))
+        ok = bool(np.isfinite(X).all()) and not any(v.lower() in _MISSING for v in labels)
+    except ValueError:
+        ok = False
+    if not ok:
+        X = _cell_by_cell(path, body, names_all, order, t)
+    y = np.asarray(labels, dtype=object) if t >= 0 else None
+    return X, y, names, names_all[t] if t >= 0 else (target or "")
+
+
+def _cell_by_cell(path: str, body: list[tuple[int, list[str]]], names_all: list[str], order: list[int],
+                  t: int) -> np.ndarray:
+    """The features read one cell at a time, raising on the first bad cell (or missing target) in file order."""
+    slot = {col: j for j, col in enumerate(order)}
+    X = np.empty((len(body), len(order)), dtype=np.float64)
+    for r, (lineno, row) in enumerate(body, start=1):
+        where = f"{path}: line {lineno} (data row {r})"
         for i, cell in enumerate(row):
             cell = cell.strip()
             if i == t:
                 if cell.lower() in _MISSING:
                     raise ValueError(f"{where}, column {names_all[i]!r}: missing target value; remove the row "
                                      "or fill in its target")
-                labels.append(cell)
             elif i in slot:
                 X[r - 1, slot[i]] = _number(cell, f"{where}, column {names_all[i]!r}")
-    y = np.asarray(labels, dtype=object) if t >= 0 else None
-    return X, y, names, names_all[t] if t >= 0 else (target or "")
+    return X
 
 
 def _show(name: str) -> str:
@@ -239,19 +259,16 @@ def _records(path: str, text: str, delim: str) -> list[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
     out: list[tuple[int, list[str]]] = []
     end = 0  # the line the previous record ended on: a record may span lines (quoted newlines)
-    while True:
-        start = end + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return out
-        except csv.Error as e:
-            raise ValueError(f"{path}: line {start}: not valid CSV ({e}); check the quotes of that record "
-                             f"(a field with {delim!r}, a quote or a newline in it must be quoted, its quotes "
-                             "doubled)") from None
-        end = reader.line_num
-        if row and not (len(row) == 1 and not row[0].strip()):  # a blank line (a trailing newline, say)
-            out.append((start, row))
+    try:
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if row and not (len(row) == 1 and not row[0].strip()):  # a blank line (a trailing newline, say)
+                out.append((start, row))
+    except csv.Error as e:
+        raise ValueError(f"{path}: line {end + 1}: not valid CSV ({e}); check the quotes of that record "
+                         f"(a field with {delim!r}, a quote or a newline in it must be quoted, its quotes "
+                         "doubled)") from None
+    return out
 
 
 def _is_number(cell: str) -> bool:
