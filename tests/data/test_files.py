@@ -370,3 +370,19 @@ def test_numbers_read_as_python_reads_them(tmp_path):
     text = "a,t,b\n" + "".join(f"{c},{'xy'[i % 2]},{c}\n" for i, c in enumerate(cells))
     m = load_file(write(tmp_path, "m.csv", text), target="t")
     assert m.X.tolist() == d.X.tolist()
+
+
+def test_messages_stay_one_line_when_names_and_labels_hold_newlines(tmp_path):
+    p = write(tmp_path, "q.csv", 'a,"b\nc",t\n1,"x\ny","cat\ndog"\n')
+    with pytest.raises(ValueError) as e:
+        load_file(p)
+    assert str(e.value) == (f"{p}: line 3 (data row 1), column 'b\\nc': 'x\\ny' is not a number; features must be "
+                            "numeric (encode text categories as numbers first)")
+    ok = write(tmp_path, "k.csv", 'a,"b\nc",t\n1,2,"cat\ndog"\n3,4,cow\n')
+    with pytest.raises(ValueError) as e:
+        load_file(ok, target="nope")
+    assert str(e.value) == f"{ok}: no column 'nope' for the target; the columns are: a, 'b\\nc', t"
+    with pytest.raises(ValueError) as e:
+        load_file(ok, target="t", features=["a", "b\nc"], classes=["cat\ndog", "hen"])
+    assert str(e.value) == (f"{ok}: target 't' has the label 'cow' at data row 2, which the model was not trained "
+                            "on; its classes are: 'cat\\ndog', hen")

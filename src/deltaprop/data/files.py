@@ -476,7 +476,7 @@ def _known_classes(path: str, name: str, raw: np.ndarray, classes: list[Any]) ->
         i = index.get(key(item))
         if i is None:
             raise ValueError(f"{path}: target {name!r} has the label {item!r} at data row {r + 1}, which the model "
-                             f"was not trained on; its classes are: {', '.join(map(str, classes))}")
+                             f"was not trained on; its classes are: {', '.join(_show(str(c)) for c in classes)}")
         y[r] = i
     return y
 
