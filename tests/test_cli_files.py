@@ -205,3 +205,12 @@ def test_plot_title_names_the_file(capsys, tmp_path, monkeypatch):
                        str(tmp_path / "c.png"), "--out", str(tmp_path / "m.safetensors"))
     assert rc == 0, err
     assert titles == ["deltaprop train: cancer.csv 1-4-2 relu, adam lr=0.001"]
+
+
+def test_evaluate_names_the_model_files_dtype(capsys, tmp_path):
+    rc, out, err, data, model = train(capsys, tmp_path, "a,t\n" + rows(10, lambda i: f"{i},{'MB'[i % 2]}\n"),
+                                      "--dtype", "float64", "--hidden", "3", name="cancer.csv")
+    assert rc == 0, err
+    rc, out, err = run(capsys, "evaluate", model)
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"{model}: cancer.csv 1-3-2 relu, 1 epochs, float64"

@@ -378,7 +378,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                             header=args.header)
     out = sys.stderr if args.json else sys.stdout
     _print(f"{args.model}: {res['data_name']} {'-'.join(map(str, res['sizes']))} {res['activation']}, "
-           f"{res['epochs']} epochs", file=out)
+           f"{res['epochs']} epochs, {res['dtype']}", file=out)
     if args.data:
         name = res["data_name"]
         seen = (f", {res['n_seen']} of them seen in training" if "n_seen" in res else "")
