@@ -8,6 +8,10 @@ where they are not installed (CI installs the test extra only, so they skip ther
 from __future__ import annotations
 
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -80,6 +84,15 @@ def test_first_call_of_the_compiled_step_and_of_jax():
     theirs = lib_jax.first_call()
     assert theirs["calls"] == 1 and theirs["value"] > 0
     assert theirs["first_loss"] == pytest.approx(ours["first_loss"], rel=1e-6)
+
+
+def test_jax_worker_runs_through_the_peer_bootstrap_with_mazurs_first_loss():
+    pytest.importorskip("jax")
+    cmd = runner.worker_command(sys.executable, "jax", "mazur", 1, True) + ["--block", "5", "--blocks", "1"]
+    proc = subprocess.run(cmd, env=runner.worker_env(1, lib="jax"), capture_output=True, text=True, timeout=300)
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["status"] == "ok", res
+    assert res["extra"]["first_loss"] == pytest.approx(0.298371109, abs=1e-9)  # Mazur's published E_total
 
 
 def _lib(v, **extra):
