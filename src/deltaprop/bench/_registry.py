@@ -20,6 +20,9 @@ CASES: dict[str, tuple[str, str]] = {
     "first-call": ("the mlp-sgd step's first call, compiled: from wrapping the step (dp.compile, jax.jit, "
                    "TinyJit) until it has run once as compiled code (recording and planning; tracing and "
                    "compiling)", "s"),
+    "playground": ("`deltaprop playground` over its WebSocket, 2-8-8-1 tanh on 500 training points: one step + "
+                   "frame, acknowledged by a headless client (bench/playground.py); extras: frames/s, knob latency",
+                   "s"),
     "ddp": ("the mlp-sgd step, global batch 128, on 2 MPI ranks x 1 thread (DistributedDataParallel); extras: "
             "1 process x 2 threads, Allreduce time, overlap won (bench/ddp.py)", "s"),
 }
@@ -51,7 +54,7 @@ BASELINE = "deltaprop"
 
 # The cases a worker runs once, timing inside the library's own function (which returns a dict
 # with "value"), instead of timing blocks of steps.
-ONE_RUN = ("train", "memory", "ddp", "first-call")
+ONE_RUN = ("train", "memory", "ddp", "first-call", "playground")
 
 # Library -> variables set in its worker's environment (the runner sets them; every other
 # worker runs with DELTAPROP_RECYCLE unset, so `deltaprop` is the default configuration).
@@ -84,6 +87,7 @@ APPLIES: dict[str, list[str]] = {
     "memory": ["deltaprop", "torch"],
     "trace": ["deltaprop"],
     "report": ["deltaprop"],
+    "playground": ["deltaprop"],
     "ddp": ["deltaprop"],
     # the compiled rows only: each worker is a fresh process, so each round is a true first call
     "first-call": [_DC, "jax", "tinygrad"],
@@ -112,6 +116,7 @@ TIMING: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "trace": ((0, 3), (0, 1)),
     "report": ((0, 3), (0, 1)),
     "ddp": ((0, 1), (0, 1)),
+    "playground": ((0, 1), (0, 1)),
     "first-call": ((0, 1), (0, 1)),
 }
 

@@ -216,6 +216,13 @@ def report():
     return step
 
 
+def playground():
+    """`deltaprop playground` driven over its WebSocket (bench/playground.py); value: seconds per frame."""
+    from .playground import run
+
+    return run()
+
+
 def ddp():
     """2 MPI ranks x 1 thread against 1 process x 2 threads (bench/ddp.py); value: the 2-rank step."""
     from .ddp import run

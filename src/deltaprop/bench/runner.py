@@ -293,6 +293,11 @@ def _notes(case: str, lib: str, item: dict, ref_loss: float | None) -> str:
                      f"(2 ranks: speed-up x{ex['speedup_vs_single']:.2f}); Allreduce of the grads "
                      f"{fmt_value(ex['allreduce_1_07MB_s'], 's')}; overlap won "
                      f"{fmt_value(ex['overlap_won_s'], 's')}")
+    elif case == "playground" and ex.get("frames_per_s") is not None:
+        notes.append(f"{ex['frames_per_s']:.0f} steps + frames/s"
+                     + (f" ({ex['browser_frames_per_s']:.0f} drawn/s in Chromium)" if ex.get("browser_frames_per_s")
+                        else "") + f"; a knob change in the next frame after {ex['knob_ms_median']:.0f} ms "
+                     f"(median), {ex['knob_ms_max']:.0f} ms at most")
     elif case == "first-call" and ex.get("calls") is not None:
         notes.append(f"{ex['calls']:.0f} call{'s' if ex['calls'] != 1 else ''}; the next call "
                      f"{fmt_value(ex.get('next_call_s'), 's')}")

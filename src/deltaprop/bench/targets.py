@@ -78,6 +78,16 @@ def evaluate(report: dict) -> list[tuple[str, str, str, bool | None]]:
         g = mem.get("extra", {}).get("growth_mb")
         if g is not None:
             rows.append(("RSS growth from the second epoch to the last", "< 5 MB", f"{g:.1f} MB", g < 5))
+    pg = _lib(report, "playground", "deltaprop")
+    if pg and pg.get("extra", {}).get("frames_per_s") is not None:
+        ex = pg["extra"]
+        rows.append(("playground: steps + frames per second, 2-8-8-1 on 500 points (headless client)", ">= 30",
+                     f"{ex['frames_per_s']:.0f}", ex["frames_per_s"] >= 30))
+        if ex.get("browser_frames_per_s") is not None:
+            rows.append(("playground: steps + redraws per second in Chromium, 2-8-8-1 on 500 points", ">= 30",
+                         f"{ex['browser_frames_per_s']:.0f}", ex["browser_frames_per_s"] >= 30))
+        rows.append(("playground: a knob change visible (slowest of the changes)", "<= 200 ms",
+                     f"{ex['knob_ms_max']:.0f} ms", ex["knob_ms_max"] <= 200))
     for case, limit, what, scale, unit in [("micro", 5e-6, "per-op overhead (add, forward + backward)", 1e6, "us"),
                                            ("trace", 1.0, "trace of one sample through 784-256-10", 1e3, "ms"),
                                            ("report", 5.0, "report for 200 steps of 2-4-4-1", 1e3, "ms")]:

@@ -631,7 +631,8 @@ class Session:
                              "input": _pair(1.0), "product": _pair(L.delta[s, j]), "grad": _pair(gb),
                              "penalty": _pair(0.0), "updated": _pair(L.bias[j] - c.learning_rate * gb)})
         out["incoming"] = incoming
-        out["text"] = tr.text(sample=s)
+        # the whole trace as text is long to format and to lay out: sent while paused (when it can be read)
+        out["text"] = None if self.playing else tr.text(sample=s)
         # what the numbers were computed from, so anyone can re-run trace on them
         out["state"] = {k: _nums(v) for k, v in tr.params.items()}
         out["batch_indices"] = self.batch_idx.tolist()

@@ -35,16 +35,17 @@
     for (let i = 0; i < s.length; i++) a[i] = s.charCodeAt(i);
     return a;
   }
-  function paint(canvas, bytes, n, colorOf) {
-    if (canvas.width !== n) { canvas.width = n; canvas.height = n; }
-    const ctx = canvas.getContext("2d"), img = ctx.createImageData(n, n);
-    for (let i = 0; i < n * n; i++) {
-      const c = colorOf(bytes, i);
-      img.data[4 * i] = c[0]; img.data[4 * i + 1] = c[1]; img.data[4 * i + 2] = c[2]; img.data[4 * i + 3] = 255;
+  // bytes -> pixels through a 256-entry colour table (lut: 3 bytes per entry)
+  function paint(canvas, bytes, n, lut) {
+    if (canvas.width !== n) { canvas.width = n; canvas.height = n; canvas._img = null; }
+    const ctx = canvas.getContext("2d");
+    const img = canvas._img || (canvas._img = ctx.createImageData(n, n)), px = img.data;
+    for (let i = 0, m = n * n; i < m; i++) {
+      const q = 3 * bytes[i], o = 4 * i;
+      px[o] = lut[q]; px[o + 1] = lut[q + 1]; px[o + 2] = lut[q + 2]; px[o + 3] = 255;
     }
     ctx.putImageData(img, 0, 0);
   }
-  const lutOf = (b, i) => [LUT[3 * b[i]], LUT[3 * b[i] + 1], LUT[3 * b[i] + 2]];
   const num = (x) => (typeof x === "string" ? Number(x.replace("Infinity", "Infinity")) : x);
 
   // ---------------------------------------------------------------- socket
@@ -102,6 +103,7 @@
     state.drawQueued = false;
     const f = state.frame;
     if (!f) return;
+    const t0 = performance.now();
     syncControls(f);
     drawNetwork(f);
     drawBoundary(f);
@@ -122,6 +124,7 @@
     document.body.dataset.step = f.step;
     document.body.dataset.ready = "1";
     for (; state.pendingAcks > 0; state.pendingAcks--) send({ type: "ack" });
+    state.drawMs = performance.now() - t0;  // how long this page takes to draw a frame
   }
   function fmt(x) {
     const v = num(x);
@@ -214,16 +217,16 @@
     const by = $("color-by").value;
     // heatmaps: each neuron's output over the input plane
     for (let l = 0; l < layers; l++) {
+      const vals = l > 0 && f.neurons ? f.neurons[by][l - 1] : null;
+      let scale = 0;
+      if (vals) for (const x of vals) scale = Math.max(scale, Math.abs(num(x)) || 0);
       for (let j = 0; j < names[l].length; j++) {
-        const box = net.querySelector(`.neuron[data-layer="${l}"][data-neuron="${j}"]`);
-        const hm = f.heatmaps[l] && f.heatmaps[l][j];
+        const box = net._boxes[l][j], hm = f.heatmaps[l] && f.heatmaps[l][j];
         if (!box || !hm) continue;
-        paint(box.firstChild, decode(hm.data), f.thumb, lutOf);
+        paint(box.firstChild, decode(hm.data), f.thumb, LUT);
         let color = "#ccc";
-        if (l > 0 && f.neurons) {
-          const vals = f.neurons[by][l - 1], v = num(vals[j]);
-          const scale = Math.max(...vals.map((x) => Math.abs(num(x)) || 0));
-          color = valueColor(v, scale);
+        if (vals) {
+          color = valueColor(num(vals[j]), scale);
           box.dataset.out = String(f.neurons.out[l - 1][j]);
           box.dataset.delta = String(f.neurons.delta[l - 1][j]);
         }
@@ -234,12 +237,11 @@
     // links: colour and width by weight
     let wmax = 0;
     for (const W of f.weights) for (const row of W) for (const w of row) wmax = Math.max(wmax, Math.abs(num(w)) || 0);
-    for (const line of net.querySelectorAll("line[data-link]")) {
-      const [l, j, i] = line.dataset.link.split(",").map(Number);
-      const w = num(f.weights[l][j][i]);
+    for (const line of net._lines) {
+      const [l, j, i] = line._link, raw = f.weights[l][j][i], w = num(raw);
       line.setAttribute("stroke", valueColor(w, wmax));
-      line.setAttribute("stroke-width", String(0.5 + 4 * Math.min(1, Math.abs(w) / (wmax || 1))));
-      line.dataset.w = String(f.weights[l][j][i]);
+      line.setAttribute("stroke-width", (0.5 + 4 * Math.min(1, Math.abs(w) / (wmax || 1))).toFixed(2));
+      line.dataset.w = String(raw);
     }
   }
   function pos(l, j, n, maxN) {
@@ -249,6 +251,8 @@
     const names = f.names, maxN = Math.max(...names.map((n) => n.length));
     const width = LEFT + (names.length - 1) * COL_W + BOX + 60, height = TOP + maxN * ROW_H + 10;
     net.innerHTML = "";
+    net._boxes = names.map(() => []);
+    net._lines = [];
     net.style.height = height + "px";
     const svgNS = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(svgNS, "svg");
@@ -262,6 +266,8 @@
           line.setAttribute("x1", x1 + BOX); line.setAttribute("y1", y1 + BOX / 2);
           line.setAttribute("x2", x2); line.setAttribute("y2", y2 + BOX / 2);
           line.dataset.link = `${l - 1},${j},${i}`;
+          line._link = [l - 1, j, i];
+          net._lines.push(line);
           svg.appendChild(line);
         }
       }
@@ -293,6 +299,7 @@
         box.appendChild(document.createElement("canvas"));
         if (l > 0) box.addEventListener("click", () => select(l - 1, j));
         net.appendChild(box);
+        net._boxes[l].push(box);
         const label = document.createElement("div");
         label.className = "neuron-label"; label.textContent = names[l][j];
         label.style.left = (x + BOX + 2) + "px"; label.style.top = (y + BOX - 14) + "px";
@@ -311,22 +318,32 @@
     if (!d) return;
     const b = f.boundary, n = d.grid, bytes = decode(b.data);
     const off = state.offscreen || (state.offscreen = document.createElement("canvas"));
-    if (b.kind === "binary") paint(off, bytes, n, lutOf);
-    else {
-      const conf = decode(b.confidence);
-      paint(off, bytes, n, (cls, i) => {
-        const c = CLASS_COLORS[cls[i] % CLASS_COLORS.length], a = 0.25 + 0.5 * conf[i] / 255;
-        return c.map((x) => Math.round(255 + (x - 255) * a));
-      });
+    if (b.kind === "binary") paint(off, bytes, n, LUT);
+    else {  // the predicted class, paler where the network is less sure
+      const conf = decode(b.confidence), idx = new Uint8Array(n * n), lut = new Uint8ClampedArray(256 * 3);
+      const shades = 256 / CLASS_COLORS.length | 0;
+      for (let k = 0; k < 256; k++) {
+        const c = CLASS_COLORS[Math.min(CLASS_COLORS.length - 1, k / shades | 0)], a = 0.25 + 0.5 * (k % shades) / (shades - 1);
+        for (let m = 0; m < 3; m++) lut[3 * k + m] = Math.round(255 + (c[m] - 255) * a);
+      }
+      for (let i = 0; i < n * n; i++) idx[i] = (bytes[i] % CLASS_COLORS.length) * shades + (conf[i] * (shades - 1) / 255 | 0);
+      paint(off, idx, n, lut);
     }
     const ctx = canvas.getContext("2d"), W = canvas.width;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(off, 0, 0, W, W);
     const e = d.extent, px = (x) => (x + e) / (2 * e) * W, py = (y) => (e - y) / (2 * e) * W;
-    const drawSet = (set, test) => {
-      for (let i = 0; i < set.y.length; i++) {
-        const c = CLASS_COLORS[set.y[i] % CLASS_COLORS.length];
-        ctx.beginPath(); ctx.arc(px(num(set.X[i][0])), py(num(set.X[i][1])), 3.2, 0, 2 * Math.PI);
+    const drawSet = (set, test) => {  // one path per class: a fill and a stroke each
+      for (let k = 0; k < CLASS_COLORS.length; k++) {
+        ctx.beginPath();
+        let any = false;
+        for (let i = 0; i < set.y.length; i++) {
+          if (set.y[i] % CLASS_COLORS.length !== k) continue;
+          const x = px(num(set.X[i][0])), y = py(num(set.X[i][1]));
+          ctx.moveTo(x + 3.2, y); ctx.arc(x, y, 3.2, 0, 2 * Math.PI); any = true;
+        }
+        if (!any) continue;
+        const c = CLASS_COLORS[k];
         ctx.fillStyle = `rgb(${c[0]},${c[1]},${c[2]})`; ctx.fill();
         ctx.lineWidth = 1; ctx.strokeStyle = test ? "#000" : "#fff"; ctx.stroke();
       }
@@ -374,84 +391,120 @@
   }
 
   // ---------------------------------------------------------------- the layer rule
-  function cell(pair, key) {
-    const td = document.createElement("td");
-    if (pair === null || pair === undefined) { td.textContent = ""; return td; }
-    td.textContent = pair[1]; td.dataset.value = String(pair[0]);
+  // The panel is built once per neuron/sample/shape; each frame then only rewrites its texts.
+  const par = (text) => (text.startsWith("-") ? `(${text})` : text);  // a negative factor, as trace writes it
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined) e.textContent = text;
+    if (cls) e.className = cls;
+    return e;
+  }
+  function numberCell(get, key, updaters) {  // a td showing [value, text] = get(rule)
+    const td = el("td");
     if (key) td.dataset.key = key;
+    updaters.push((r) => {
+      const pair = get(r);
+      td.textContent = pair ? pair[1] : "";
+      if (pair) td.dataset.value = String(pair[0]); else delete td.dataset.value;
+    });
     return td;
   }
-  const par = (text) => (text.startsWith("-") ? `(${text})` : text);  // a negative factor, as trace writes it
-  function table(head, rows) {
-    const t = document.createElement("table"), tr = document.createElement("tr");
-    for (const h of head) { const th = document.createElement("th"); th.textContent = h; tr.appendChild(th); }
+  function table(id, head, rows) {
+    const t = el("table"), tr = el("tr");
+    t.id = id;
+    for (const h of head) tr.appendChild(el("th", h));
     t.appendChild(tr);
     for (const r of rows) t.appendChild(r);
     return t;
   }
+  function formulaText(r) {
+    const n = r.name;
+    if (r.output) {
+      return `delta_${n} = dE/dout_${n} x f'(net_${n}) = ${par(r.dout[1])} x ${par(r.fprime[1])} = ${r.delta[1]}` +
+        `   (output layer, loss ${r.loss}; target ${r.target[1]}` +
+        (r.probability ? `, probability sigmoid(net) ${r.probability[1]}` : "") + ")";
+    }
+    const sym = r.terms.map((t) => `${t.weight} x delta_${t.to}`).join(" + ");
+    const vals = r.terms.map((t) => `${par(t.w[1])} x ${par(t.delta[1])}`).join(" + ");
+    return `delta_${n} = f'(net_${n}) x (${sym})\n        = ${par(r.fprime[1])} x (${vals})\n` +
+      `        = ${par(r.fprime[1])} x ${par(r.dout[1])} = ${r.delta[1]}`;
+  }
+  function buildRule(box, r, delta_note) {
+    const up = [];
+    box.innerHTML = "";
+    const note = el("p", "", "note");
+    up.push((r, f) => { note.textContent = f.delta_note + (r.per_sample_factor > 1 ?
+      ` This sample's own delta is ${r.per_sample_factor} x delta.` : ""); });
+    box.appendChild(note);
+    const pick = el("label", "sample of the batch ");
+    const sel = el("select");
+    sel.id = "rule-sample";
+    for (let s = 0; s < r.batch && s < 200; s++) { const o = el("option", String(s)); o.value = String(s); sel.appendChild(o); }
+    sel.value = String(r.sample);
+    sel.addEventListener("change", () => select(r.layer, r.neuron, Number(sel.value)));
+    pick.appendChild(sel);
+    box.appendChild(pick);
+    const formula = el("div", "", "formula");
+    up.push((r) => { formula.textContent = formulaText(r); });
+    box.appendChild(formula);
+    const row = (label, get, key) => { const tr = el("tr"); tr.append(el("td", label), numberCell(get, key, up)); return tr; };
+    const rows = [row("net = sum of w x input + b", (r) => r.net, "net"), row("out = f(net)", (r) => r.out, "out"),
+                  row("f'(net)", (r) => r.fprime, "fprime"),
+                  row(r.output ? "dE/dout" : "sum of w x delta (= dE/dout)", (r) => r.dout, "dout"),
+                  row("delta = f'(net) x dE/dout", (r) => r.delta, "delta"),
+                  row("batch mean of delta", (r) => r.delta_batch_mean, "delta_batch_mean")];
+    if (r.output) rows.splice(2, 0, row("target", (r) => r.target, "target"));
+    box.appendChild(table("rule-numbers", ["this neuron", "value"], rows));
+    if (!r.output) {
+      const trs = r.terms.map((t, m) => {
+        const tr = el("tr"), name = el("td");
+        up.push((r) => { name.textContent = `${r.terms[m].weight} (to ${r.terms[m].to})`; });
+        tr.append(name, numberCell((r) => r.terms[m].w, "w", up), numberCell((r) => r.terms[m].delta, "delta", up),
+                  numberCell((r) => r.terms[m].product, "product", up));
+        return tr;
+      });
+      box.appendChild(table("rule-terms", ["weight to the next layer", "w", "delta there", "w x delta"], trs));
+    }
+    const reg = r.regularization !== "none" && num(r.reg_rate[0]) > 0;
+    const trs = r.incoming.map((w, i) => {
+      const tr = el("tr"), name = el("td");
+      up.push((r) => { name.textContent = `${r.incoming[i].weight} (from ${r.incoming[i].from})`; });
+      tr.append(name, numberCell((r) => r.incoming[i].w, "w", up), numberCell((r) => r.incoming[i].input, "input", up),
+                numberCell((r) => r.incoming[i].product, "product", up), numberCell((r) => r.incoming[i].grad, "grad", up));
+      if (reg) tr.append(numberCell((r) => r.incoming[i].penalty, "penalty", up));
+      tr.append(numberCell((r) => r.incoming[i].updated, "updated", up));
+      return tr;
+    });
+    const head = ["incoming weight", "value", "input (this sample)", "delta x input (this sample)",
+                  "gradient dE/dw (batch sum)"];
+    if (reg) head.push(`+ ${r.regularization.toUpperCase()} term`);
+    head.push(`updated = w - ${r.lr[1]} x gradient`);
+    box.appendChild(table("rule-incoming", head, trs));
+    const det = el("details"), pre = el("pre");
+    pre.id = "rule-text";
+    up.push((r) => {
+      const text = r.text === null ? "(pause to see it: the numbers change every frame while playing)" : r.text;
+      if (pre.textContent !== text) pre.textContent = text;
+    });
+    det.append(el("summary", "the trace as dp.explain.trace prints it (all layers)"), pre);
+    box.appendChild(det);
+    return up;
+  }
   function drawRule(f) {
     const box = $("rule"), r = f.rule;
     if (!r) {
-      if (!state.selected) { box.innerHTML = ""; $("rule-title").textContent = "(click a neuron)"; }
+      if (!state.selected) { box.innerHTML = ""; box._key = null; $("rule-title").textContent = "(click a neuron)"; }
       return;
     }
     state.selected = [r.layer, r.neuron];
     if (document.activeElement && document.activeElement.id === "rule-sample") return;  // the user is choosing
-    const wasOpen = !!(box.querySelector("details") && box.querySelector("details").open);
+    const reg = r.regularization !== "none" && num(r.reg_rate[0]) > 0;
+    const key = [r.layer, r.neuron, r.sample, r.batch, r.incoming.length, r.terms ? r.terms.length : 0, reg, r.lr[1],
+                 r.output, JSON.stringify(f.names)].join("|");
+    if (box._key !== key) { box._updaters = buildRule(box, r); box._key = key; }
     $("rule-title").textContent = `${r.name}: ${r.title}, ${r.activation}; step ${r.step}'s numbers (the weights ` +
       `shown, the next batch of ${r.batch}), sample ${r.sample} of the batch (training point ${r.sample_index})`;
-    box.innerHTML = "";
-    const p = document.createElement("p");
-    p.className = "note";
-    p.textContent = f.delta_note + (r.per_sample_factor > 1 ? ` This sample's own delta is ${r.per_sample_factor} x delta.` : "");
-    box.appendChild(p);
-    const pick = document.createElement("label");
-    pick.textContent = "sample of the batch ";
-    const sel = document.createElement("select"); sel.id = "rule-sample";
-    for (let s = 0; s < r.batch && s < 200; s++) { const o = document.createElement("option"); o.value = s; o.textContent = s; sel.appendChild(o); }
-    sel.value = String(r.sample);
-    sel.addEventListener("change", () => select(r.layer, r.neuron, Number(sel.value)));
-    pick.appendChild(sel); box.appendChild(pick);
-    const formula = document.createElement("div");
-    formula.className = "formula";
-    const n = r.name;
-    if (r.output) {
-      formula.textContent = `delta_${n} = dE/dout_${n} x f'(net_${n}) = ${par(r.dout[1])} x ${par(r.fprime[1])} = ${r.delta[1]}` +
-        `   (output layer, loss ${r.loss}; target ${r.target[1]}` + (r.probability ? `, probability sigmoid(net) ${r.probability[1]}` : "") + ")";
-    } else {
-      const sym = r.terms.map((t) => `${t.weight} x delta_${t.to}`).join(" + ");
-      const vals = r.terms.map((t) => `${par(t.w[1])} x ${par(t.delta[1])}`).join(" + ");
-      formula.textContent = `delta_${n} = f'(net_${n}) x (${sym})\n        = ${par(r.fprime[1])} x (${vals})\n        = ${par(r.fprime[1])} x ${par(r.dout[1])} = ${r.delta[1]}`;
-    }
-    box.appendChild(formula);
-    const row = (label, pair, key) => { const tr = document.createElement("tr"); const th = document.createElement("td"); th.textContent = label; tr.appendChild(th); tr.appendChild(cell(pair, key)); return tr; };
-    const rows = [row("net = sum of w x input + b", r.net, "net"), row("out = f(net)", r.out, "out"),
-                  row("f'(net)", r.fprime, "fprime"),
-                  row(r.output ? "dE/dout" : "sum of w x delta (= dE/dout)", r.dout, "dout"),
-                  row("delta = f'(net) x dE/dout", r.delta, "delta"),
-                  row("batch mean of delta", r.delta_batch_mean, "delta_batch_mean")];
-    if (r.output) rows.splice(2, 0, row("target", r.target, "target"));
-    const t1 = table(["this neuron", "value"], rows); t1.id = "rule-numbers"; box.appendChild(t1);
-    if (!r.output) {
-      const trs = r.terms.map((t) => { const tr = document.createElement("tr"); const a = document.createElement("td"); a.textContent = `${t.weight} (to ${t.to})`; tr.append(a, cell(t.w, "w"), cell(t.delta, "delta"), cell(t.product, "product")); return tr; });
-      const t2 = table(["weight to the next layer", "w", "delta there", "w x delta"], trs); t2.id = "rule-terms"; box.appendChild(t2);
-    }
-    const reg = r.regularization !== "none" && num(r.reg_rate[0]) > 0;
-    const trs = r.incoming.map((w) => {
-      const tr = document.createElement("tr"); const a = document.createElement("td"); a.textContent = `${w.weight} (from ${w.from})`;
-      tr.append(a, cell(w.w, "w"), cell(w.input, "input"), cell(w.product, "product"), cell(w.grad, "grad"));
-      if (reg) tr.append(cell(w.penalty, "penalty"));
-      tr.append(cell(w.updated, "updated"));
-      return tr;
-    });
-    const head = ["incoming weight", "value", "input (this sample)", "delta x input (this sample)", "gradient dE/dw (batch sum)"];
-    if (reg) head.push(`+ ${r.regularization.toUpperCase()} term`);
-    head.push(`updated = w - ${r.lr[1]} x gradient`);
-    const t3 = table(head, trs); t3.id = "rule-incoming"; box.appendChild(t3);
-    const det = document.createElement("details"), sum = document.createElement("summary"), pre = document.createElement("pre");
-    sum.textContent = "the trace as dp.explain.trace prints it (all layers)"; pre.id = "rule-text"; pre.textContent = r.text;
-    det.open = wasOpen;
-    det.append(sum, pre); box.appendChild(det);
+    for (const u of box._updaters) u(r, f);
   }
 
   bindControls();
