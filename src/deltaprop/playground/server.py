@@ -50,13 +50,16 @@ class Connection:
         self.wake = asyncio.Event()
 
     async def send(self, obj: dict) -> None:
+        """Send one message as JSON text (nothing once the socket is closed)."""
         if not self.ws.closed:
             await self.ws.send_str(json.dumps(obj, allow_nan=False))
 
     async def send_frame(self) -> None:
+        """Send the session's frame now."""
         await self.send(self.session.frame())
 
     async def error(self, message: str, rev: int | None = None) -> None:
+        """Tell the page a message was refused, and why."""
         await self.send({"type": "error", "message": message, "rev": rev})
 
     async def pump(self) -> None:
@@ -73,6 +76,7 @@ class Connection:
             await asyncio.sleep(0)      # let the page's messages in between two frames
 
     async def handle(self, text: Any) -> None:
+        """Check and apply one message from the page; a refused one is answered with an error."""
         s = self.session
         try:
             msg = parse_message(text)
@@ -116,6 +120,7 @@ class Connection:
             await self.error(str(exc), rev if isinstance(rev, int) else None)
 
     async def run(self) -> None:
+        """Serve the socket until it closes: the points, a first frame, then the messages."""
         pump = asyncio.create_task(self.pump())
         try:
             await self.send(self.session.data_message())
@@ -141,9 +146,11 @@ class Server:
 
     @property
     def url(self) -> str:
+        """The page's address, token included (what the command prints)."""
         return f"http://127.0.0.1:{self.port}/?token={self.token}"
 
     def allowed_origins(self) -> set[str]:
+        """The Origin headers accepted: this server's own, by address or as localhost."""
         return {f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}"}
 
     def refusal(self, request: web.Request) -> str | None:
