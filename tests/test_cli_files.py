@@ -214,3 +214,19 @@ def test_evaluate_names_the_model_files_dtype(capsys, tmp_path):
     rc, out, err = run(capsys, "evaluate", model)
     assert rc == 0, err
     assert out.splitlines()[0] == f"{model}: cancer.csv 1-3-2 relu, 1 epochs, float64"
+
+
+@pytest.mark.parametrize("command", [["evaluate"], ["predict", "--data", "x.csv"], ["export"]])
+def test_foreign_bfloat16_file_is_one_line_naming_its_dtype(capsys, tmp_path, command):
+    import struct
+
+    head = json.dumps({"w": {"dtype": "BF16", "shape": [2], "data_offsets": [0, 4]}}).encode()
+    head += b" " * (-len(head) % 8)
+    p = tmp_path / "torch.safetensors"
+    p.write_bytes(struct.pack("<Q", len(head)) + head + b"\x80\x3f\x00\x40")
+    argv = [command[0], str(p), *command[1:]]
+    if command[0] == "export":
+        argv.append(str(tmp_path / "m.onnx"))
+    rc, out, err = run(capsys, *argv)
+    line = one_line_error(err, rc, 1)
+    assert f"{str(p)!r} (tensors of dtype bfloat16) lacks the metadata 'deltaprop train' writes" in line

@@ -220,6 +220,17 @@ def _header_dtypes(data: bytes) -> str:
     return f" (tensors of dtype {', '.join(names)})" if names else ""
 
 
+def _file_dtypes(path: StrPath) -> str:
+    """' (tensors of dtype float32)' from the header of the file at `path`, read alone; '' if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little")
+            return _header_dtypes(head + f.read(n)) if 2 <= n <= 100_000_000 else ""
+    except OSError:
+        return ""
+
+
 def _invalid(path: str, exc: BaseException, data: bytes = b"") -> ValueError:
     return ValueError(
         f"{path!r}{_header_dtypes(data)} is not a valid safetensors file ({exc}); it may be truncated, corrupted "

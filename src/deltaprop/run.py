@@ -666,11 +666,14 @@ REQUIRED_META = ("dataset", "sizes", "activation", "output_activation", "loss", 
 def check_metadata(path: str, meta: Mapping[str, Any], resume: bool = False) -> RunConfig:
     """The one validator of model-file metadata: the RunConfig it describes, or ModelFileError
     naming the missing or bad key (and a network too big for this machine)."""
+    from deltaprop import io
+
     needed = REQUIRED_META + (("optimizer", "lr") if resume else ())
     missing = [k for k in needed if k not in meta]
-    if missing:
+    if missing:  # (a file from another tool, most likely: name what it holds)
+        held = io._file_dtypes(path) if os.path.isfile(path) else ""
         raise ModelFileError(
-            f"{path!r} lacks the metadata 'deltaprop train' writes (missing key(s) "
+            f"{path!r}{held} lacks the metadata 'deltaprop train' writes (missing key(s) "
             f"{', '.join(repr(k) for k in missing)}), so the network cannot be rebuilt; "
             "use a file written by 'deltaprop train'")
     config = RunConfig.from_metadata(meta, path)
@@ -722,9 +725,10 @@ def read_model_file(path: str, resume: bool = False) -> tuple[dict[str, np.ndarr
     if meta.get("file") == "checkpoint" or (resume and meta.get("file") != "model"):
         ckpt = io.read_checkpoint(path)  # (a file without our metadata is refused here, naming it)
         state, meta = ckpt.model_state, ckpt.metadata
+        config = check_metadata(path, meta, resume)
     else:
+        config = check_metadata(path, meta, resume)  # before the weights: a foreign file is refused first
         state = io.load(path)
-    config = check_metadata(path, meta, resume)
     return state, meta, config, ckpt
 
 
