@@ -249,3 +249,11 @@ def test_make_data_shapes_and_labels():
         assert X.shape == (100, 2) and set(np.unique(y)) == {0, 1}, name
     X, y = make_data("xor", 200, 0.0, 0)
     assert np.array_equal(y, ((X[:, 0] > 0) != (X[:, 1] > 0)).astype(int))
+
+
+def test_a_frame_stops_training_at_its_time_budget():
+    s = Session(Config(dataset="spirals", hidden=[16] * 6, points=2000, train_ratio=0.9, batch_size=2000))
+    s.advance(100, budget_s=0.0)      # at least one step, then the budget is spent
+    assert s.steps == 1
+    s.advance(3)
+    assert s.steps == 4

@@ -30,8 +30,9 @@ from .session import MAX_MESSAGE_BYTES, MessageError, Session, parse_message
 __all__ = ["make_app", "Server", "CREDITS"]
 
 CREDITS = 2            # frames sent but not yet acknowledged by the page
+FRAME_BUDGET_S = 0.05  # a frame trains `speed` steps or for this long, whichever ends first
 WS_LIMIT = 1 << 20     # a message above this closes the socket (aiohttp); above MAX_MESSAGE_BYTES: refused
-STATIC = ("index.html", "playground.js", "playground.css")
+REPORT_BYTES = 8_000_000   # "Save this run": the report thinned to this size
 
 
 def _asset(name: str) -> str:
@@ -39,6 +40,17 @@ def _asset(name: str) -> str:
         return resources.files(__package__ or "deltaprop.playground").joinpath("static", name).read_text("utf-8")
     except (ModuleNotFoundError, FileNotFoundError, TypeError):
         return (Path(__file__).parent / "static" / name).read_text("utf-8")
+
+
+def _message_id(text: Any) -> int | None:
+    """The "id" of a refused message when it has a readable one (the page matches the error to it)."""
+    if not isinstance(text, str) or len(text) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        rev = json.loads(text).get("id")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return rev if isinstance(rev, int) and not isinstance(rev, bool) else None
 
 
 class Connection:
@@ -70,7 +82,11 @@ class Connection:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            s.advance(s.config.speed)
+            try:
+                s.advance(s.config.speed, FRAME_BUDGET_S)
+            except Exception as exc:  # noqa: BLE001 (a bug must not end the page's session silently)
+                s.playing = False
+                await self.error(f"training stopped: {type(exc).__name__}: {exc}"[:300])
             self.credits -= 1
             await self.send_frame()
             await asyncio.sleep(0)      # let the page's messages in between two frames
@@ -102,7 +118,11 @@ class Connection:
             elif kind == "select":
                 s.select(msg["layer"], msg["neuron"], msg.get("sample"))
             elif kind == "save":
-                html = await asyncio.get_running_loop().run_in_executor(None, s.report_html)
+                from deltaprop.explain import Report
+
+                data = s.report_data()      # the recorded run as it is now (the pump may go on)
+                html = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: Report(data, max_bytes=REPORT_BYTES).html)
                 await self.send({"type": "report", "html": html, "filename": f"deltaprop-{s.config.dataset}.html",
                                  "rev": msg.get("id")})
                 return
@@ -112,12 +132,9 @@ class Connection:
                 self.wake.set()
             await self.send_frame()    # the change is on the page now, not at the pump's next frame
         except MessageError as exc:
-            rev = None
-            try:
-                rev = json.loads(text).get("id") if isinstance(text, str) and len(text) <= MAX_MESSAGE_BYTES else None
-            except (ValueError, AttributeError, RecursionError):
-                pass
-            await self.error(str(exc), rev if isinstance(rev, int) else None)
+            await self.error(str(exc), _message_id(text))
+        except Exception as exc:  # noqa: BLE001 (a bug answers this message; the server keeps running)
+            await self.error(f"could not do that: {type(exc).__name__}: {exc}"[:300], _message_id(text))
 
     async def run(self) -> None:
         """Serve the socket until it closes: the points, a first frame, then the messages."""

@@ -31,7 +31,8 @@ MAX_MESSAGE_BYTES = 16_384
 LIMITS = {"hidden_layers": 6, "neurons": 16, "points": 2000}
 GRID = 48             # the input plane is sampled on GRID x GRID points (the boundary)
 THUMB_STRIDE = 2      # each neuron's heatmap takes every 2nd of them: 24 x 24
-RECORD_CAP = 2000     # recorded steps kept for the report; beyond, every other one is dropped
+RECORD_CAP = 2000     # recorded steps kept for the report; beyond, every other one is dropped,
+RECORD_BYTES = 16_000_000   # and fewer for a large network: its weights and gradients in at most this
 HISTORY_CAP = 4000    # loss-curve points kept (the page gets them one frame at a time)
 LOSSES_CAP = 200_000  # per-step training losses kept for the lessons
 
@@ -392,12 +393,18 @@ class Session:
             total = total + t
         return total * c.reg_rate
 
-    def advance(self, steps: int = 1) -> None:
+    def advance(self, steps: int = 1, budget_s: float | None = None) -> None:
         """Train `steps` SGD steps on the engine, then recompute what the page draws. Stops at a
-        loss that is not finite (the page then says why)."""
+        loss that is not finite (the page then says why), and after `budget_s` seconds if given
+        (at least one step), so that a large network at a high speed still answers the page."""
+        import time
+
         import deltaprop as dp
 
-        for _ in range(steps):
+        start = time.perf_counter()
+        for k in range(steps):
+            if k and budget_s is not None and time.perf_counter() - start > budget_s:
+                break
             if len(self.losses) == self.steps < LOSSES_CAP:     # the lessons read the loss of every step
                 self.losses.append(self._mean_loss(self.Xtr, self.Ttr))
             idx = self._batch()
@@ -430,7 +437,9 @@ class Session:
                 entry["gb"] = l.bias.grad.data.copy()
             layers.append(entry)
         self.record.append((self.steps, loss, layers))
-        if len(self.record) >= RECORD_CAP:      # keep every other one, and record half as often
+        per_step = sum(16 * l.weight.size + 16 * l.bias.size for l in self.linears)   # value + gradient
+        if len(self.record) >= min(RECORD_CAP, max(16, RECORD_BYTES // per_step)):
+            # keep every other one, and record half as often
             self.record = self.record[::2]
             self.record_every *= 2
 

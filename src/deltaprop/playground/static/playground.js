@@ -492,8 +492,9 @@
   }
   function drawRule(f) {
     const box = $("rule"), r = f.rule;
-    if (!r) {
-      if (!state.selected) { box.innerHTML = ""; box._key = null; $("rule-title").textContent = "(click a neuron)"; }
+    if (!r) {  // none selected (or a new network cleared the selection)
+      box.innerHTML = ""; box._key = null; state.selected = null;
+      $("rule-title").textContent = "(click a neuron)";
       return;
     }
     state.selected = [r.layer, r.neuron];
