@@ -19,7 +19,7 @@ import itertools
 import math
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from .autograd import Node
 from .nn.module import Module
 from .tensor import Tensor
 
-__all__ = ["export", "build", "ExportError", "main"]
+__all__ = ["export", "build", "build_predictor", "ExportError", "main"]
 
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12); every current onnxruntime loads it
@@ -194,6 +194,7 @@ class _Graph:
         self._keep: list[Any] = []  # (what const ids refer to stays alive)
         self._n = itertools.count()
         self.node: Node | None = None
+        self.origin: dict[str, str] = {}  # ONNX value name -> the deltaprop op (and module) that made it
 
     # names and constants
     def fresh(self, base: str) -> str:
@@ -208,6 +209,7 @@ class _Graph:
             return self.consts[key]
         name = self.fresh("const")
         self.inits.append(self.numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        self.origin[name] = self.where()
         self.lead[name] = False
         if key is not None:
             self.consts[key] = name
@@ -220,6 +222,7 @@ class _Graph:
     def add(self, op_type: str, inputs: Sequence[str], lead: bool = False, **attrs) -> str:
         out = self.fresh(op_type.lower())
         self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], **attrs))
+        self.origin[out] = self.where()
         self.lead[out] = lead
         return out
 
@@ -667,13 +670,8 @@ def _as_input(example_input: Any) -> Tensor:
     raise TypeError(f"onnx export: example_input must be a float or integer array or Tensor, got dtype {arr.dtype}")
 
 
-def build(model: Any, example_input: Any, dynamic_batch: bool = True) -> Any:
-    """The onnx.ModelProto of `model` traced on example_input (what `export` writes): input
-    'input', output 'output' (or 'output0', 'output1', ... for a tuple), checked by onnx.checker."""
-    onnx, helper, _ = _onnx()
-    x = _as_input(example_input)
-    if dynamic_batch and x.ndim == 0:
-        raise ValueError("onnx export: a 0-d example input has no batch axis; pass dynamic_batch=False")
+def _trace_graph(model: Any, x: Tensor, dynamic_batch: bool) -> tuple[_Graph, list[Tensor]]:
+    """Trace model(x) and map every recorded op that depends on x to ONNX nodes."""
     tr, out = _run_traced(model, x)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     if not outs or not all(isinstance(o, Tensor) for o in outs):
@@ -700,11 +698,65 @@ def build(model: Any, example_input: Any, dynamic_batch: bool = True) -> Any:
                               " has no ONNX mapping; write it with deltaprop's built-in ops to export it")
         g.names[id(nd)] = fn(g, nd)
     g.node = None
-    graph_outputs = []
     for i, o in enumerate(outs):
-        name = "output" if len(outs) == 1 else f"output{i}"
         if not tr.depends(o):
             raise ExportError(f"onnx export: model output {i} does not depend on the input")
+    return g, outs
+
+
+def _other_batch(x: Tensor) -> Tensor:
+    """The example with one more row (its first repeated): the second trace of a dynamic export."""
+    return _as_input(np.concatenate([x.data, x.data[:1]], axis=0))
+
+
+def _shown(t: Any) -> str:
+    from onnx import numpy_helper
+
+    arr = numpy_helper.to_array(t)
+    return f"{arr.reshape(-1)[0].item()!r}" if arr.size == 1 else f"an array of shape {arr.shape}"
+
+
+def _same_at_both_batches(a: _Graph, b: _Graph, n: int) -> None:
+    """A dynamic-batch graph must not depend on the batch size it was traced at: a number read into
+    Python from the input (x.shape[0], len(x)) and used in the model becomes a constant, which
+    would be right at the example's batch only. The model is traced at two batch sizes and every
+    node and constant compared; the first that differs is refused, naming its op."""
+    consts_a = {t.name: t for t in a.inits}
+    consts_b = {t.name: t for t in b.inits}
+    fix = ("compute it with tensor ops instead (e.g. x.mean(axis=0) rather than x.sum(axis=0) / x.shape[0]), or "
+           "export with dynamic_batch=False")
+    for k, node in enumerate(a.nodes):
+        other = b.nodes[k] if k < len(b.nodes) else None
+        where = a.origin.get(node.output[0], "the model")
+        if other is None or node.SerializeToString() != other.SerializeToString():
+            raise ExportError(f"onnx export: {where} is traced differently at batch sizes {n} and {n + 1}: the "
+                              f"model reads the batch size (x.shape[0], len(x)) or a value into Python there; {fix}")
+        for name in node.input:
+            ca, cb = consts_a.get(name), consts_b.get(name)
+            if ca is not None and (cb is None or ca.SerializeToString() != cb.SerializeToString()):
+                raise ExportError(
+                    f"onnx export: {where} uses a constant that changes with the batch size ({_shown(ca)} at batch "
+                    f"{n}, {'none' if cb is None else _shown(cb)} at batch {n + 1}): a number read from the input "
+                    f"in Python (x.shape[0], len(x)) would be baked into the graph; {fix}")
+    if len(b.nodes) > len(a.nodes):
+        where = b.origin.get(b.nodes[len(a.nodes)].output[0], "the model")
+        raise ExportError(f"onnx export: {where} is traced at batch size {n + 1} but not at {n}; {fix}")
+
+
+def _build(model: Any, example_input: Any, dynamic_batch: bool, names: Sequence[str] | None = None) -> Any:
+    """The ModelProto of model traced on example_input, its outputs called `names` (default
+    'output', or 'output0', 'output1'...), not yet checked."""
+    _, helper, _ = _onnx()
+    x = _as_input(example_input)
+    if dynamic_batch and x.ndim == 0:
+        raise ValueError("onnx export: a 0-d example input has no batch axis; pass dynamic_batch=False")
+    g, outs = _trace_graph(model, x, dynamic_batch)
+    if dynamic_batch:
+        _same_at_both_batches(g, _trace_graph(model, _other_batch(x), dynamic_batch)[0], x.shape[0])
+    if names is None:
+        names = ["output"] if len(outs) == 1 else [f"output{i}" for i in range(len(outs))]
+    graph_outputs = []
+    for name, o in zip(names, outs):
         src = g.value(o)
         g.nodes.append(helper.make_node("Identity", [src], [name]))
         lead = g.lead[src]
@@ -713,56 +765,198 @@ def build(model: Any, example_input: Any, dynamic_batch: bool = True) -> Any:
     in_dims = ["batch" if dynamic_batch and k == 0 else d for k, d in enumerate(x.shape)]
     inputs = [helper.make_tensor_value_info("input", helper.np_dtype_to_tensor_dtype(x.dtype), in_dims)]
     graph = helper.make_graph(g.nodes, type(model).__name__, inputs, graph_outputs, initializer=g.inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="deltaprop",
-                              ir_version=IR_VERSION)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="deltaprop",
+                             ir_version=IR_VERSION)
+
+
+def build(model: Any, example_input: Any, dynamic_batch: bool = True) -> Any:
+    """The onnx.ModelProto of `model` traced on example_input (what `export` writes): input
+    'input', output 'output' (or 'output0', 'output1', ... for a tuple), checked by onnx.checker.
+    With dynamic_batch the model is traced at two batch sizes, and a graph that differs between
+    them (a batch size read into Python) is refused with ExportError naming the op."""
+    onnx, _, _ = _onnx()
+    proto = _build(model, example_input, dynamic_batch)
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
-def export(model: Any, example_input: Any, path: str | os.PathLike, dynamic_batch: bool = True) -> None:
-    """Write `model` as an ONNX file (opset 17), traced in eval mode on example_input; with
-    dynamic_batch the first axis is a symbolic 'batch'. The file is written atomically.
+# ----------------------------------------------------------------------------- the whole predictor
+class _Predictor(Module):
+    """Raw rows (batch, features) -> what `deltaprop predict` computes before its labels (see
+    run._predict): the stored standardisation, the network, then softmax probabilities
+    (classification), the value in the target's units (regression), or the outputs as they are."""
+
+    def __init__(self, net: Any, meta: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        dt = np.dtype(meta["dtype"])
+        norm = meta.get("normalize")
+        self.mean = None if norm is None else np.asarray(norm["mean"], dt)
+        self.std = None if norm is None else np.asarray(norm["std"], dt)
+        self.task = _predictor_task(meta)
+        tn = meta.get("target_normalize") or {"mean": 0.0, "std": 1.0}
+        self.t_mean, self.t_std = np.asarray(tn["mean"], dt), np.asarray(tn["std"], dt)
+
+    def forward(self, x: Any) -> Any:
+        from .nn import functional as F
+
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        out = self.net(x)
+        if self.task == "classification":
+            return F.softmax(out, axis=-1)
+        if self.task == "regression":
+            return out[:, 0] * self.t_std + self.t_mean
+        return out
+
+
+def _predictor_task(meta: Mapping[str, Any]) -> str:
+    if meta.get("task") == "regression":
+        return "regression"
+    return "outputs" if meta.get("loss") == "mse_half_sum" else "classification"
+
+
+def _labels_tensor(classes: Sequence[Any]) -> np.ndarray:
+    """The class labels as an ONNX-storable array: strings, int64, or float64 as they were read."""
+    if all(isinstance(c, str) for c in classes):
+        return np.asarray(list(classes), dtype=object)
+    if all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in classes):
+        return np.asarray(classes, dtype=np.int64)
+    if all(isinstance(c, (int, float, np.integer, np.floating)) and not isinstance(c, bool) for c in classes):
+        return np.asarray(classes, dtype=np.float64)
+    return np.asarray([str(c) for c in classes], dtype=object)
+
+
+def _source(source: Any) -> tuple[Any, dict[str, Any], str | None, str | None]:
+    """(network, metadata, model file digest, file name) of a model file path or a run.RunResult."""
+    from . import run
+
+    if isinstance(source, run.RunResult):
+        return source.model, dict(source.metadata), None, None
+    path = os.fspath(source)
+    state, meta, _, _ = run.read_model_file(path)
+    with run._dtype_scope(np.dtype(meta["dtype"])):
+        model = run._load_weights(path, meta, state)
+    return model, meta, run.file_digest(path), os.path.basename(path)
+
+
+def build_predictor(source: Any, *, logits: bool = False, dynamic_batch: bool = True) -> Any:
+    """The onnx.ModelProto of a trained run (a model file's path, or the RunResult of run.train_run):
+    one graph from raw rows (input 'input', (batch, features) in the model's dtype, the columns of
+    metadata 'feature_names' in that order) to what `deltaprop predict` gives: the stored
+    standardisation, the network, and for classification the outputs 'label' (the class labels as
+    they were in the file: strings or integers) and 'probabilities' (softmax, (batch, classes));
+    for regression 'prediction' (batch,) in the target's units. `metadata_props` hold the feature
+    names, class names, task, deltaprop's version and the model file's sha256. logits=True: the bare
+    network instead (standardised rows in, 'output' logits out), with the same metadata."""
+    import json
+
+    from . import __version__
+
+    onnx, helper, numpy_helper = _onnx()
+    model, meta, digest, name = _source(source)
+    dt = np.dtype(meta["dtype"])
+    x = np.zeros((1, int(meta["sizes"][0])), dt)
+    task = _predictor_task(meta)
+    classes = list(meta.get("classes") or range(int(meta["sizes"][-1])))
+    if logits:
+        proto = _build(model, x, dynamic_batch)
+    elif task == "classification":
+        proto = _build(_Predictor(model, meta), x, dynamic_batch, ["probabilities"])
+        g = proto.graph
+        labels = numpy_helper.from_array(_labels_tensor(classes), "class_labels")
+        g.initializer.append(labels)
+        g.node.extend([helper.make_node("ArgMax", ["probabilities"], ["class_index"], axis=1, keepdims=0),
+                       helper.make_node("Gather", ["class_labels", "class_index"], ["label"], axis=0)])
+        g.output.insert(0, helper.make_tensor_value_info("label", labels.data_type,
+                                                         ["batch" if dynamic_batch else 1]))
+    else:
+        proto = _build(_Predictor(model, meta), x, dynamic_batch, ["prediction"])
+    proto.graph.name = f"deltaprop {name or 'model'}" + (" (logits)" if logits else "")
+    props = {"deltaprop_version": __version__, "task": meta.get("task") or "classification",
+             "input": ("standardised rows (batch, features): apply metadata 'normalize' of the model file first"
+                       if logits else "raw rows (batch, features), columns in the order of feature_names"),
+             "outputs": ("output (logits)" if logits else
+                         "label, probabilities" if task == "classification" else "prediction"),
+             "feature_names": json.dumps(meta.get("feature_names") or [f"x{i}" for i in range(meta["sizes"][0])]),
+             "target": json.dumps(meta.get("target"))}
+    if task == "classification":
+        props["class_names"] = json.dumps([c if isinstance(c, (str, int, float)) else str(c) for c in classes])
+    if digest is not None:
+        props.update(model_file=name, model_sha256=digest)
+    helper.set_model_props(proto, props)
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export(model: Any, example_input: Any = None, path: str | os.PathLike | None = None,
+           dynamic_batch: bool = True, *, logits: bool = False) -> None:
+    """Write an ONNX file (opset 17), atomically. Two forms:
+
+    - ``export(module, example_input, path)``: the module traced in eval mode on example_input;
+      with dynamic_batch the first axis is a symbolic 'batch'.
+    - ``export("model.safetensors", path)`` or ``export(run_result, path)``: a trained run as one
+      graph from raw rows to labels and probabilities (see `build_predictor`; logits=True: the
+      bare network).
+
     Raises ExportError naming the op (and module) that cannot be exported."""
+    from . import run
     from .io import _atomic_write
 
+    if isinstance(model, (str, os.PathLike, run.RunResult)):
+        out = path if path is not None else example_input
+        if not isinstance(out, (str, os.PathLike)) or (path is not None and example_input is not None):
+            raise TypeError("onnx export of a trained run: export(model_file_or_run_result, path)")
+        proto = build_predictor(model, logits=logits, dynamic_batch=dynamic_batch)
+        _atomic_write(out, proto.SerializeToString())
+        return
+    if example_input is None or path is None:
+        raise TypeError("onnx export of a module: export(module, example_input, path)")
+    if logits:
+        raise TypeError("onnx export: logits=True applies to a trained run (a model file or RunResult)")
     proto = build(model, example_input, dynamic_batch)
     _atomic_write(path, proto.SerializeToString())
 
 
 # ----------------------------------------------------------------------------- command line
 def main(argv: Sequence[str] | None = None) -> int:
-    """`deltaprop export MODEL.safetensors OUT.onnx [--static-batch]`: rebuild the network from the
-    model file's metadata (run.read_model_file and the weights loader `deltaprop evaluate` uses)
-    and export it; its input is the model file's rows (batch, features). Exit 0, 2 usage, 1 failure."""
-    import deltaprop as dp
-    from . import run
-
+    """`deltaprop export MODEL.safetensors OUT.onnx [--logits] [--static-batch]`: the whole predictor
+    (`build_predictor`) of a model file written by `deltaprop train`, or with --logits the bare
+    network. Exit 0, 2 usage, 1 failure."""
     prog = "deltaprop export"
-    parser = argparse.ArgumentParser(prog=prog, description="Export a model file written by 'deltaprop train' "
-                                     f"to ONNX (opset {OPSET}), for onnxruntime and other runtimes.")
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Export a model file written by 'deltaprop train' to ONNX (opset "
+        f"{OPSET}), for onnxruntime and other runtimes: one graph from raw rows (batch, features), the "
+        "columns of the training file in its order, to what 'deltaprop predict' gives: the standardisation "
+        "stored in the model file, the network, the class probabilities ('probabilities') and labels "
+        "('label', the names in the file), or for regression the value in the target's units "
+        "('prediction'). The file's metadata_props hold the feature names, class names, deltaprop's "
+        "version and the model file's sha256.")
     parser.add_argument("model", help="a .safetensors model file (or checkpoint) written by 'deltaprop train'")
     parser.add_argument("out", help="the .onnx file to write (atomically)")
+    parser.add_argument("--logits", action="store_true",
+                        help="export the bare network instead: standardised rows in, logits ('output') out")
     parser.add_argument("--static-batch", action="store_true",
                         help="fix the batch size to 1 instead of a symbolic 'batch' axis")
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, usage errors (argparse printed the message)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    before = dp.get_default_dtype()
     try:
-        state, meta, _, _ = run.read_model_file(args.model)
-        dtype = np.dtype(meta["dtype"])
-        dp.set_default_dtype(dtype)
-        model = run._load_weights(args.model, meta, state)
-        features = int(meta["sizes"][0])
-        export(model, np.zeros((1, features), dtype), args.out, dynamic_batch=not args.static_batch)
+        proto = build_predictor(args.model, logits=args.logits, dynamic_batch=not args.static_batch)
+        from .io import _atomic_write
+
+        _atomic_write(args.out, proto.SerializeToString())
     except (ImportError, ValueError, OSError, ExportError) as exc:
         msg = f"no such file: {exc.filename!r}" if isinstance(exc, FileNotFoundError) and exc.filename else exc
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 1
-    finally:
-        dp.set_default_dtype(before)
     batch = 1 if args.static_batch else "batch"
-    print(f"wrote {args.out}: ONNX opset {OPSET}, input 'input' ({batch}, {features}) {dtype.name}, "
-          f"output 'output' ({batch}, {meta['sizes'][-1]})")
+    inp = proto.graph.input[0]
+    features = inp.type.tensor_type.shape.dim[1].dim_value
+    dtype = np.dtype(_onnx()[1].tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)).name
+    outs = ", ".join(f"'{o.name}'" for o in proto.graph.output)
+    what = "standardised rows" if args.logits else "raw rows"
+    print(f"wrote {args.out}: ONNX opset {OPSET}, input 'input' ({batch}, {features}) {dtype} ({what}), "
+          f"output {outs}")
     return 0

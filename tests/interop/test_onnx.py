@@ -318,3 +318,45 @@ def test_import_deltaprop_does_not_import_onnx():
     code = "import sys, deltaprop; import deltaprop.nn, deltaprop.optim; print('onnx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ))
     assert out.stdout.strip() == "False", out.stderr
+
+
+class _BatchMean(nn.Module):
+    """Centres by the batch mean written with the batch size read into Python (issue 22)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        s = self.lin(x)
+        return s - s.sum(axis=0) / x.shape[0]
+
+
+class _BatchZeros(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.lin(x) + dp.zeros((x.shape[0], 2))
+
+
+def test_a_batch_size_read_in_python_is_refused_naming_the_op(onnx_runtime, tmp_path):
+    x1 = np.ones((1, 3), np.float32)
+    with pytest.raises(dponnx.ExportError, match=r"op 'div' in module '_BatchMean' \(_BatchMean\) uses a constant that changes "
+                                                 r"with the batch size \(1\.0 at batch 1, 2\.0 at batch 2\)"):
+        dponnx.export(_BatchMean(), x1, tmp_path / "a.onnx")
+    with pytest.raises(dponnx.ExportError, match=r"op 'add' .*\(an array of shape \(4, 2\) at batch 4, an array of "
+                                                 r"shape \(5, 2\) at batch 5"):
+        dponnx.export(_BatchZeros(), np.ones((4, 3), np.float32), tmp_path / "b.onnx")
+    assert not any(p.suffix == ".onnx" for p in tmp_path.iterdir())
+    # a fixed batch is what such a model can promise: it exports, and answers as deltaprop at that batch
+    model = _BatchMean()
+    _check(onnx_runtime, tmp_path, model, (3,), batches=(7,), dynamic=False)
+    # the same computation with tensor ops follows any batch
+
+    class _Fixed(_BatchMean):
+        def forward(self, x):
+            s = self.lin(x)
+            return s - s.mean(axis=0)
+    _check(onnx_runtime, tmp_path, _Fixed(), (3,), batches=(1, 7))
