@@ -119,6 +119,10 @@ def _run_traced(model: Any, x: Tensor) -> tuple[_Trace, Any]:
     tr = _Trace(x)
     modules = list(model.modules()) if isinstance(model, Module) else []
     modes = [(m, m.training) for m in modules]
+    # An Embedding's padding_idx only stops gradients (a where over a mask made from the indices
+    # in NumPy, which would be a constant of the example's shape): the forward values are the same
+    # without it, so it is off for the trace.
+    pads = [(m, m.padding_idx) for m in modules if isinstance(getattr(m, "padding_idx", None), int)]
     params = [(p, p.requires_grad) for m in modules for p in m._parameters.values() if p is not None]
     names = {id(m): (n or type(m).__name__) for n, m in model.named_modules()} if modules else {}
     saved = {k: getattr(Tensor, k) for k in _READS + tuple(_COMPARES)}
@@ -157,6 +161,8 @@ def _run_traced(model: Any, x: Tensor) -> tuple[_Trace, Any]:
     try:
         for m in modules:
             m.training = False
+        for m, _ in pads:
+            m.padding_idx = None
         for p, _ in params:
             if p.data.dtype.kind == "f":
                 p.requires_grad = True
@@ -173,6 +179,8 @@ def _run_traced(model: Any, x: Tensor) -> tuple[_Trace, Any]:
             setattr(Tensor, k, f)
         for p, r in params:
             p.requires_grad = r
+        for m, pad in pads:
+            m.padding_idx = pad
         for m, t in modes:
             m.training = t
     return tr, out
