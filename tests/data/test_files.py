@@ -386,3 +386,57 @@ def test_messages_stay_one_line_when_names_and_labels_hold_newlines(tmp_path):
         load_file(ok, target="t", features=["a", "b\nc"], classes=["cat\ndog", "hen"])
     assert str(e.value) == (f"{ok}: target 't' has the label 'cow' at data row 2, which the model was not trained "
                             "on; its classes are: 'cat\\ndog', hen")
+
+
+# ----------------------------------------------------------------------------- any table csv.writer writes
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from deltaprop.data.files import DELIMITERS  # noqa: E402
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab,;\t|\"\n\r' ")), max_size=6).map(lambda s: f"k{s}z")
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_any_table_csv_writer_writes_reads_back(tmp_path_factory, data):
+    import csv
+
+    delim = data.draw(st.sampled_from(DELIMITERS))
+    n_feat = data.draw(st.integers(1, 3))
+    names = data.draw(st.lists(_TEXT, min_size=n_feat + 1, max_size=n_feat + 1, unique=True))
+    labels = data.draw(st.lists(_TEXT, min_size=2, max_size=5, unique=True))
+    n = data.draw(st.integers(2, 8))
+    y = [labels[i % len(labels)] for i in range(n)]
+    X = data.draw(st.lists(st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64),
+                                    min_size=n_feat, max_size=n_feat), min_size=n, max_size=n))
+    p = tmp_path_factory.mktemp("csv") / "t.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f, delimiter=delim, quoting=csv.QUOTE_NONNUMERIC)
+        w.writerow(names)
+        w.writerows([[*row, lab] for row, lab in zip(X, y)])
+    d = load_file(p)
+    assert d.feature_names == names[:-1] and d.target_name == names[-1]
+    used = sorted(set(y))
+    assert d.classes == used
+    assert [used[i] for i in d.y] == y
+    assert d.X.tolist() == [[float(v) for v in row] for row in X]
+    assert load_file(p, delimiter=delim).X.tolist() == d.X.tolist()
+
+
+def test_delimiter_of_a_large_file_with_quoted_delimiters(tmp_path):
+    # beyond the guessing sample (64 KiB): a quote in the wrong delimiter's fields is not excused
+    rows = "".join(f'{i},"k;"";z{i}"\n' for i in range(12000))
+    p = write(tmp_path, "big.csv", '"kz","k;z"\n' + rows)
+    d = load_file(p, target="k;z")
+    assert d.feature_names == ["kz"] and len(d.classes) == 12000 and d.X.shape == (12000, 1)
+
+
+def test_a_quoting_error_is_excused_only_at_the_cut(tmp_path):
+    from deltaprop.data.files import _field_counts
+
+    sample = '"kz","k;z"\n' + "1,x\n" * 5
+    assert _field_counts(sample, ",", cut=True) == ([2] * 5, True)  # the last record may be cut: dropped
+    assert _field_counts(sample, ";", cut=True) == ([], False)  # a quote error on line 1 is real
+    assert _field_counts('a,b\n1,"x\ny', ",", cut=True) == ([2], True)  # cut inside a quoted field
+    assert _field_counts('a,b\n1,"x\ny', ",", cut=False) == ([2], False)

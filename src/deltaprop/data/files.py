@@ -222,8 +222,9 @@ def _delimiter(path: str, text: str, given: str | None) -> str:
                              "give one such as ',' ';' or '\\t'")
         return given
     sample = text[:_SNIFF_CHARS]
-    counts = {d: _field_counts(sample, d, cut=len(text) > len(sample)) for d in DELIMITERS}
-    fits = [d for d, c in counts.items() if c and c[0] >= 2 and all(n == c[0] for n in c)]
+    read = {d: _field_counts(sample, d, cut=len(text) > len(sample)) for d in DELIMITERS}
+    counts = {d: c for d, (c, _) in read.items()}
+    fits = [d for d, (c, clean) in read.items() if clean and c and c[0] >= 2 and all(n == c[0] for n in c)]
     if len(fits) == 1:
         return fits[0]
     if len(fits) > 1:  # several split every record alike: let the standard library's guess decide
@@ -237,21 +238,24 @@ def _delimiter(path: str, text: str, given: str | None) -> str:
     return max(DELIMITERS, key=lambda d: counts[d][0] if counts[d] else 0)
 
 
-def _field_counts(sample: str, delim: str, cut: bool) -> list[int]:
-    """The number of fields of each whole record of `sample` (blank lines left out); [] if unreadable."""
-    reader = csv.reader(io.StringIO(sample), delimiter=delim)
+def _field_counts(sample: str, delim: str, cut: bool) -> tuple[list[int], bool]:
+    """(the number of fields of each whole record of `sample`, blank lines left out; whether the
+    records read without a quoting error: a quote where `delim` splits wrongly)."""
+    reader = csv.reader(io.StringIO(sample), delimiter=delim, strict=True)
     counts: list[int] = []
+    clean = True
     try:
         for row in reader:
             if row and not (len(row) == 1 and not row[0].strip()):
                 counts.append(len(row))
             if len(counts) > _SNIFF_RECORDS:
                 break
-    except csv.Error:
-        pass
-    if cut and counts:
-        counts.pop()  # the sample may end inside the last record
-    return counts
+    except csv.Error:  # excused only where the sample was cut inside a quoted field: at its last line
+        clean = cut and reader.line_num >= sample.count("\n")
+    else:
+        if cut and counts:
+            counts.pop()  # the sample may end inside the last record
+    return counts, clean
 
 
 def _records(path: str, text: str, delim: str) -> list[tuple[int, list[str]]]:
