@@ -3,7 +3,7 @@
 `run()` (called by the deltaprop worker) starts the server in a process of its own
 (`python -m deltaprop playground --no-browser`), connects as the page does, sets a 2-8-8-1 tanh
 network on xor with 500 training points (and 500 test points), presses play and, like the page,
-parses each frame and acknowledges it (the server keeps at most two frames unacknowledged, so the
+parses each frame and acknowledges it (the server keeps at most three frames unacknowledged, so the
 rate counts steps that reached the client, not steps queued). One frame is one training step,
 the engine's trace of the next step, the plane's heatmaps and boundary, and the losses. Then,
 while it plays, it changes the learning rate KNOBS times and times each change until a frame

@@ -29,7 +29,7 @@ from .session import MAX_MESSAGE_BYTES, MessageError, Session, parse_message
 
 __all__ = ["make_app", "Server", "CREDITS"]
 
-CREDITS = 2            # frames sent but not yet acknowledged by the page
+CREDITS = 3            # frames sent but not yet acknowledged by the page
 FRAME_BUDGET_S = 0.05  # a frame trains `speed` steps or for this long, whichever ends first
 WS_LIMIT = 1 << 20     # a message above this closes the socket (aiohttp); above MAX_MESSAGE_BYTES: refused
 REPORT_BYTES = 8_000_000   # "Save this run": the report thinned to this size
