@@ -120,6 +120,8 @@ def _sample_weight(sample_weight: Any, n: int, dtype: Any) -> np.ndarray | None:
         raise ValueError(f"sample_weight.shape == {sw.shape}, expected {(n,)}!")
     if not np.isfinite(sw).all():
         raise ValueError("sample_weight contains NaN or infinity")
+    if not sw.any():
+        raise ValueError("Sample weights must contain at least one non-zero number.")
     return sw
 
 
@@ -163,7 +165,7 @@ def _objective(z: Any, y: np.ndarray, out_activation: str, sw: np.ndarray | None
     else:
         per = 0.5 * (z - y) ** 2
     per = per.sum(axis=1)
-    return per.sum() / len(y) if sw is None else (per * sw).sum() / float(sw.sum())
+    return per.sum() / len(y) if sw is None else (per * sw).sum() / np.float64(sw.sum())
 
 
 # ---------------------------------------------------------------------------- the shared part
@@ -283,7 +285,7 @@ class _BaseMLP(BaseEstimator):
         z = self._logits(X, params)
         yt = y.astype(z.dtype, copy=False)
         objective = _objective(z, yt, self.out_activation_, sw)
-        n = len(y) if sw is None else float(sw.sum())
+        n = np.float64(len(y) if sw is None else sw.sum())  # (a batch of zero weights: inf, not an exception)
         coefs = params[:len(params) // 2]
         squares = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in coefs)
         if self.alpha:
