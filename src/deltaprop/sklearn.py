@@ -23,7 +23,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state, gen_batches, shuffle as _shuffle
+    from sklearn.utils import check_random_state, gen_batches
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -35,15 +35,17 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
-# scikit-learn checks the estimators are known to fail, with the reason (scikit-learn >= 1.6 takes
-# them through `expected_failed_checks`; see tests/test_sklearn.py). scikit-learn's own MLPs run
-# their sample-weight equivalence check only with special parameters (lbfgs for the classifier, a
-# loose tol for the regressor); with the defaults, mini-batches and shuffling make fitting with
-# weight 2 differ from fitting a repeated row, for theirs and ours alike.
-_XFAIL: dict[str, str] = {
-    "check_sample_weight_equivalence_on_dense_data": "mini-batch training: a weight of 2 is not the same as "
-    "a repeated row (scikit-learn's own MLPs run this check with other parameters)",
-    "check_sample_weight_equivalence_on_sparse_data": "as on dense data",
+# scikit-learn checks that fail with early_stopping=True, with the reason: scikit-learn's own MLPs
+# fail the same ones with it (its rules forbid partial_fit then, and need a validation set of at
+# least 2 rows). With early_stopping=False every check passes (tests/test_sklearn.py).
+_XFAIL_EARLY_STOPPING: dict[str, str] = {
+    **dict.fromkeys(["check_fit_score_takes_y", "check_n_features_in_after_fitting",
+                     "check_estimators_partial_fit_n_features"],
+                    "partial_fit does not support early_stopping=True (as scikit-learn's)"),
+    **dict.fromkeys(["check_estimators_nan_inf", "check_regressors_no_decision_function", "check_fit2d_1feature"],
+                    "the check's data is too small for a validation set of 2 rows (as scikit-learn's)"),
+    **dict.fromkeys(["check_sample_weight_equivalence_on_dense_data", "check_sample_weight_equivalence_on_sparse_data"],
+                    "the validation split of weighted rows differs from that of repeated rows (as scikit-learn's)"),
 }
 
 
@@ -176,8 +178,8 @@ class _BaseMLP(BaseEstimator):
     _loss_name = "log_loss"  # MLPRegressor has a `loss` parameter instead
 
     def _expected_failed_checks(self) -> dict[str, str]:
-        """scikit-learn checks this estimator is known to fail, with the reason."""
-        return dict(_XFAIL)
+        """scikit-learn checks this estimator is known to fail, with the reason (none without early_stopping)."""
+        return dict(_XFAIL_EARLY_STOPPING) if self.early_stopping else {}
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -444,8 +446,10 @@ class _BaseMLP(BaseEstimator):
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
-                if self.shuffle:
-                    sample_idx = _shuffle(sample_idx, random_state=self._random_state)
+                if self.shuffle:  # (what sklearn.utils.shuffle draws, without its per-call validation)
+                    order = np.arange(n_samples)
+                    self._random_state.shuffle(order)
+                    sample_idx = sample_idx[order]
                 accumulated_loss = 0.0
                 for batch_slice in gen_batches(n_samples, batch_size):
                     idx = sample_idx[batch_slice] if self.shuffle else batch_slice
