@@ -26,6 +26,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import deltaprop as dp  # noqa: E402
 from deltaprop.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Small matrices: one BLAS thread is faster, and on a busy machine threaded BLAS is 100x slower."""
+    from threadpoolctl import threadpool_limits  # (a scikit-learn dependency)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 FAST = dict(hidden_layer_sizes=(16,), max_iter=60, learning_rate_init=0.01, random_state=0)
 
 

@@ -37,6 +37,15 @@ from sklearn.utils.fixes import CSR_CONTAINERS  # noqa: E402
 
 from deltaprop.sklearn import MLPClassifier, MLPRegressor  # the one change: deltaprop's estimators  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Small matrices: one BLAS thread is faster, and on a busy machine threaded BLAS is 100x slower."""
+    from threadpoolctl import threadpool_limits  # (a scikit-learn dependency)
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 ACTIVATION_TYPES = ["identity", "logistic", "tanh", "relu"]
 
 X_digits, y_digits = load_digits(n_class=3, return_X_y=True)
