@@ -27,10 +27,15 @@ What the recording fixes: the Python around the ops (control flow, Python number
 fn reads from its closure, the modules' train/eval mode, which is checked on every call).
 
 Guards. The cache key is the arguments' shapes and dtypes (other arguments by value or
-identity), grad mode and the default dtype; a schedule also checks that every tensor it reads
-still holds the same array (replacing `p.data` re-traces) and every module called keeps its
-mode. At most 8 schedules are kept, the oldest dropped (the last, smaller batch of an epoch is
-one more entry). Under anomaly mode the step always runs eagerly.
+identity), grad mode and the default dtype. A schedule then checks, on every call, what it took
+as fixed: every tensor it reads still holds the same array (replacing `p.data` re-records), every
+module it called has the same attributes by identity (parameters, buffers, sub-modules,
+`training`, plain settings such as `p`, `eps`, `momentum`, `padding_idx`), each optimizer whose
+update or zero_grad it ran has the same param groups and members, and the variables fn reads from
+its closure and globals are the same objects. A change records again (also under strict=True;
+`verbose=True` writes one line to stderr naming it): never a stale replay. At most 8 schedules are
+kept, the oldest dropped (the last, smaller batch of an epoch is one more entry). Under anomaly
+mode the step always runs eagerly.
 
 Refusal. A value read into Python inside fn (`.item()`, `float()`, `bool()`, a comparison in an
 `if`), an in-place change outside an optimizer (`w -= lr * w.grad`, `x[i] = ...`), hooks, a
@@ -41,8 +46,9 @@ cause (`strict=True` raises RuntimeError instead).
 Rules kept: a non-finite loss never reaches the optimizer (the step raises NonFiniteStepError
 before the backward pass, recording and replaying alike, also when it fell back to eager);
 in-place writes bump versions as in eager; `.grad` arrays are new each step, as in eager (a
-`zero_grad(set_to_none=False)` step accumulates into fresh zeros the same way). The Tensors a
-replay returns are detached values. A compiled step is not re-entrant: calls from other
+`zero_grad(set_to_none=False)` step accumulates into fresh zeros the same way). What a replay
+returns has eager's types: the argument and parameter Tensors themselves, a new detached Tensor
+for each op output, tuples, namedtuples, lists and dicts rebuilt. A compiled step is not re-entrant: calls from other
 threads wait for the running one (serialised); a call from inside fn raises RuntimeError.
 """
 from __future__ import annotations
@@ -215,6 +221,7 @@ class _Recorder(_Checker):
         self.fresh: set[str] = set()  # variables that hold an array new on every replay, seen by nothing else
         self.lowered = _lowered() if LOWER else {}
         self.in_backward = False
+        self.prelude: list[str] = []  # generated functions the guards call
         self.refused: str | None = None
         self.returned = None
         for i, a in enumerate(args):
@@ -746,24 +753,39 @@ class _Recorder(_Checker):
         naming the change when the expression is false). Taken after the recording, from the state
         the step leaves behind: a replay leaves the same state (fn's Python does not run again)."""
         guards = []
+        whys: list = []  # (the module checks' explanations)
+        hook_slots = [s for s in Tensor.__slots__ if "hook" in s]
         for t, a, r in self.leaves.values():
             tn = self._const(t, "t")
-            guards.append((f"{tn}.data is {self._const(a, 'c')} and {tn}.requires_grad is {r}",
+            unhooked = "".join(f" and not {tn}.{s}" for s in hook_slots) if r else ""  # (a hook added later)
+            guards.append((f"{tn}.data is {self._const(a, 'c')} and {tn}.requires_grad is {r}{unhooked}",
                            functools.partial(_leaf_change, t, a, r)))
-        for m, _tr in self.modules.values():
+        if self.modules:
             # every parameter, buffer, sub-module and plain attribute (p of dropout, eps, padding_idx,
-            # training) of each module called, by identity: replaced, added or removed -> re-record
-            d = m.__dict__
-            snap = tuple(d.values())
-            dn, sn = self._const(d, "d"), self._const(snap, "s")
-            guards.append((f"len({dn}) == {len(snap)} and all(map(is_, {dn}.values(), {sn}))",
-                           functools.partial(_dict_change, f"{type(m).__name__} module", d, tuple(d), snap)))
+            # training) of each module called, by identity: replaced, added or removed -> re-record.
+            # Compared only once some module was edited through the Module API (Edits.token moved).
+            from .nn.module import Edits
+            checks = []
+            for m, _tr in self.modules.values():
+                d = m.__dict__
+                snap = tuple(d.values())
+                dn, sn = self._const(d, "d"), self._const(snap, "s")
+                checks.append(f"len({dn}) == {len(snap)} and all(map(is_, {dn}.values(), {sn}))")
+                whys.append(functools.partial(_dict_change, f"{type(m).__name__} module", d, tuple(d), snap))
+            en, synced = self._const(Edits, "e"), self._const([Edits.token], "s")
+            self.prelude = ["def modules_same():", f"    return {' and '.join(checks)}"]
+            guards.append((f"({en}.token is {synced}[0] or _resync({synced}, {en}, modules_same))",
+                           functools.partial(_first, tuple(whys))))
         for opt in self.optimizers.values():
             groups = opt.param_groups
             members = tuple(tuple(g["params"]) for g in groups)
-            on, gn, mn = self._const(opt, "o"), self._const(tuple(groups), "s"), self._const(members, "s")
-            guards.append((f"_same_groups({on}.param_groups, {gn}, {mn})",
-                           functools.partial(_groups_change, opt, tuple(groups), members)))
+            on, pn = self._const(opt, "o"), self._const(groups, "s")
+            check = [f"{on}.param_groups is {pn} and len({pn}) == {len(groups)}"]
+            for i, (g, m) in enumerate(zip(groups, members)):  # (inline: a function call costs more)
+                gn, mn = self._const(g, "d"), self._const(m, "s")
+                check.append(f"{pn}[{i}] is {gn} and len({gn}['params']) == {len(m)} and "
+                             f"all(map(is_, {gn}['params'], {mn}))")
+            guards.append((" and ".join(check), functools.partial(_groups_change, opt, tuple(groups), members)))
         fn = getattr(fn, "__func__", fn)
         cells = getattr(fn, "__closure__", None) or ()
         code = getattr(fn, "__code__", None)
@@ -793,7 +815,7 @@ class _Recorder(_Checker):
         guards = self._guards(fn)
         # (the recycler's bookkeeping, mirrored from the engine, only where an array is big enough for it)
         body = [ln[3:] if ln.startswith("#M ") else ln for ln in self.code if self.big or not ln.startswith("#M ")]
-        src = ["def replay(args, kwargs):",
+        src = self.prelude + ["def replay(args, kwargs):",
                f"    if not ({' and '.join(g for g, _w in guards) or 'True'}):",
                "        return MISS",
                "    grad_mode = st.grad",
@@ -804,7 +826,7 @@ class _Recorder(_Checker):
                    np_array=np.array, np_ones=np.ones, Owned=memory.Owned, sum_to=sum_to,
                    _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor, new=memory.lease,
                    is_=operator.is_, cell_contents=operator.attrgetter("cell_contents"),
-                   _same_groups=_same_groups, **_UFUNCS)
+                   _resync=_resync, **_UFUNCS)
         code = "\n".join(src)
         exec(builtins.compile(code, "<dp.compile schedule>", "exec"), env)  # noqa: S102 (generated here)
         return _Schedule(env["replay"], code, self.listing, [w for _g, w in guards])
@@ -873,6 +895,8 @@ def _leaf_change(t, a, r) -> str | None:
         return f"a tensor of shape {t.shape} that fn reads changed requires_grad to {t.requires_grad}"
     if t.data is not a:
         return f"a tensor of shape {t.shape} that fn reads holds a new array (.data replaced)"
+    if r and _hooked(t):
+        return f"a hook was registered on a tensor of shape {t.shape} that fn differentiates"
     return None
 
 
@@ -884,6 +908,24 @@ def _dict_change(what: str, d: dict, keys: tuple, values: tuple) -> str | None:
             return f"{what}: {k!r} was replaced ({type(v).__name__} -> {type(d[k]).__name__})"
     added = [k for k in d if k not in keys]
     return f"{what}: {added[0]!r} was added" if added else None
+
+
+def _first(whys: tuple) -> str | None:
+    for why in whys:
+        w = why()
+        if w:
+            return w
+    return None
+
+
+def _resync(synced: list, edits, same: Callable[[], bool]) -> bool:
+    """After some module was edited: whether the step's modules are as recorded (then the current
+    token is remembered, and the next calls compare nothing until it moves again)."""
+    token = edits.token
+    if not same():
+        return False
+    synced[0] = token
+    return True
 
 
 def _same_groups(now: list, groups: tuple, members: tuple) -> bool:

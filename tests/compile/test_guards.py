@@ -149,3 +149,26 @@ def test_return_types_are_eager_s_on_every_call():
     held = fn(x)[2]["y"]
     fn(x)
     assert not np.array_equal(kept, held) and held is not fn(x)[2]["y"]  # a new array each call, never reused
+
+
+def test_a_hook_registered_after_recording_is_not_skipped():
+    dp.manual_seed(0)
+    m = nn.Linear(3, 1)
+    opt = dp.optim.SGD(m.parameters(), lr=0.1)
+    seen = []
+
+    def step(x):
+        opt.zero_grad()
+        loss = (m(x) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+    fn = dp.compile(step)
+    for _ in range(3):
+        fn(dp.tensor(X))
+    m.weight.register_hook(lambda g: seen.append(g.shape) or g * 0)
+    with pytest.warns(RuntimeWarning, match="hooks"):
+        fn(dp.tensor(X))
+    before = m.weight.data.copy()
+    fn(dp.tensor(X))
+    assert seen == [(1, 3), (1, 3)] and np.array_equal(m.weight.data, before)  # the hook ran, zeroing the update

@@ -67,6 +67,14 @@ def _addindent(text: str, n: int) -> str:
     return lines[0] if len(lines) == 1 else "\n".join([lines[0]] + [" " * n + ln for ln in lines[1:]])
 
 
+class Edits:
+    """A new `token` object each time a module's attribute, parameter, buffer, sub-module or mode
+    is set or removed through the Module API, in any module: dp.compile's guards compare the
+    modules a step called with their recorded state only after the token changed."""
+
+    token: object = object()
+
+
 class Module:
     """Base class of layers and models: register Parameters/Modules by attribute assignment,
     define forward(); calling the module runs forward."""
@@ -83,6 +91,7 @@ class Module:
 
     # -- registration -----------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
+        Edits.token = object()
         d = self.__dict__
         if "_parameters" not in d:
             if isinstance(value, (Parameter, Module)):
@@ -115,6 +124,7 @@ class Module:
         object.__setattr__(self, name, value)
 
     def __delattr__(self, name: str) -> None:
+        Edits.token = object()
         for reg in ("_parameters", "_buffers", "_modules"):
             self.__dict__[reg].pop(name, None)
         object.__delattr__(self, name)
@@ -125,6 +135,7 @@ class Module:
             raise TypeError(f"register_parameter: '{name}' must be a dp.nn.Parameter or None, "
                             f"got {type(param).__name__}")
         self._parameters[name] = param
+        Edits.token = object()
         object.__setattr__(self, name, param)
 
     def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
@@ -134,6 +145,7 @@ class Module:
         self._buffers[name] = tensor
         if not persistent:
             self._non_persistent.add(name)
+        Edits.token = object()
         object.__setattr__(self, name, tensor)
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -141,6 +153,7 @@ class Module:
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {type(module).__name__} is not a Module")
         self._modules[name] = module
+        Edits.token = object()
         object.__setattr__(self, name, module)
 
     register_module = add_module
@@ -230,6 +243,7 @@ class Module:
         """Set training mode (Dropout active, BatchNorm uses batch statistics) on every module."""
         for m in self.modules():
             m.__dict__["training"] = bool(mode)
+        Edits.token = object()
         return self
 
     def eval(self) -> Module:
