@@ -9,7 +9,7 @@
   const REG_RATES = [0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
   const CLASS_COLORS = [[245, 147, 34], [8, 119, 189], [60, 160, 80], [150, 80, 170]];
   const state = { ws: null, data: null, frame: null, history: [], nextId: 1, pendingAcks: 0, drawQueued: false,
-                  frames: 0, errors: [], selected: null, retry: 0 };
+                  frames: 0, errors: [], selected: null, retry: 0, connections: 0 };
   // for tests and the curious: the last data and frame exactly as received
   window.playground = state;
 
@@ -59,7 +59,9 @@
   function connect() {
     const ws = new WebSocket(`ws://${location.host}/ws?token=${encodeURIComponent(token)}`);
     state.ws = ws;
-    ws.onopen = () => { state.retry = 0; state.pendingAcks = 0; };
+    ws.onopen = () => {  // a new session on the server: forget the old one's frame
+      state.retry = 0; state.pendingAcks = 0; state.frame = null; state.connections++;
+    };
     ws.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (e) { showError("the server sent something unreadable"); return; }
