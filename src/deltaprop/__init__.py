@@ -29,7 +29,7 @@ if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1":  # the user's explicit opt-i
 # Loaded on first use, keeping `import deltaprop` fast (`import deltaprop` minus `import numpy`
 # <= 0.1 s): subpackages and modules with heavier imports, and the names dp offers from modules
 # that a program may never call (tests/test_public_api.py checks both).
-_LAZY_MODULES = ("optim", "data", "explain", "distributed", "onnx", "io", "plot")  # (onnx: the package loads on export)
+_LAZY_MODULES = ("optim", "data", "explain", "distributed", "onnx", "io", "plot", "graph")  # (onnx: the package loads on export)
 _LAZY_NAMES = {"compile": "compiler", "load": "io", "load_checkpoint": "io", "load_metadata": "io", "save": "io",
                "save_checkpoint": "io", "plot_history": "plot"}
 

@@ -36,11 +36,13 @@ REGISTRY: dict[str, "Op"] = {}  # every primitive, by name: the list that the op
 class Node:
     """One recorded op application, and the context its VJP receives."""
 
-    __slots__ = ("op", "args", "datas", "out", "kw", "needs", "extra", "versions", "hooks", "retained", "seq",
-                 "__weakref__")
+    __slots__ = ("op", "args", "datas", "out", "kw", "needs", "edges", "extra", "versions", "hooks", "retained",
+                 "seq", "__weakref__")
 
-    def __init__(self, op, args, datas, kw, needs):  # datas: the args' arrays as the forward saw them
-        self.op, self.args, self.datas, self.kw, self.needs = op, args, datas, kw, needs
+    def __init__(self, op, args, datas, kw, needs, edges):  # datas: the args' arrays as the forward saw them
+        # edges: where each input's gradient goes, bound now (its producer node, the leaf itself, or None);
+        # a later in-place op gives the tensor a new node, and this one keeps sending to what it read
+        self.op, self.args, self.datas, self.kw, self.needs, self.edges = op, args, datas, kw, needs, edges
         self.out = self.extra = self.versions = self.hooks = self.retained = None
         self.seq = next(_seq)  # creation order: a node is always newer than the nodes it consumes
 
@@ -74,21 +76,29 @@ class Op:
 
 def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     """Run op's forward on the args' arrays; record a Node if any arg requires grad."""
-    datas, needs, grad, tangent = [], [], False, False
+    datas, needs, edges, grad, tangent, exact = [], [], [], False, False, False
     for a in args:
         if isinstance(a, Tensor):
             datas.append(a.data)
             r = a.requires_grad
             needs.append(r)
+            edges.append((a._node or a) if r else None)
             grad = grad or r
             tangent = tangent or a._tangent is not None
+            exact = exact or a.data.dtype.kind != "f"  # (labels, indices, masks: always version-checked)
         else:
             datas.append(a)
             needs.append(False)
+            edges.append(None)
     st = _state
     if st.anomaly:  # checked and reported in anomaly.py; NumPy's warnings would only be noise
         return anomaly.checked_apply(op, args, kw)
-    node = Node(op, args, datas, kw, tuple(needs)) if grad and st.grad else None
+    node = None
+    if grad and st.grad:
+        for i, d in enumerate(datas):  # a plain array has no version counter: the node keeps its own copy
+            if type(d) is np.ndarray and d.ndim and not isinstance(args[i], Tensor):
+                datas[i] = d.copy()
+        node = Node(op, args, datas, kw, tuple(needs), tuple(edges))
     o = op.fwd(node, *datas, **kw) if op.keeps else op.fwd(*datas, **kw)
     out = Tensor(o)
     o = out.data
@@ -101,7 +111,7 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
         out.requires_grad = True
         out._node = node
         node.out = o
-        if op.checks:
+        if op.checks or exact:
             node.versions = _versions(op, node, args, out)
     if st.recorder is not None:  # a dp.compile recording (compiler.py)
         st.recorder.op(op, args, kw, node, out)
@@ -135,9 +145,10 @@ def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
     t.grad = g if t.grad is None else t.grad + g
 
 
-def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None):
+def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None, fire=True):
     """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
-    (no .grad is touched); otherwise accumulate into the leaves' .grad. Nodes are popped newest
+    (no .grad is touched; `fire=False`: no hook runs either); otherwise accumulate into the leaves'
+    .grad. Nodes are popped newest
     first (a max-heap on creation order): a topological order, found without recursion."""
     if _state.recorder is not None:
         _state.recorder.backward(roots, grads, retain_graph, create_graph, inputs)
@@ -164,37 +175,31 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
             if want is not None and id(node) in want:
                 want[id(node)] = g
                 owned.hand_out(g)
-            if node.hooks:
+            if node.hooks and fire:
                 g = hooks.run_hooks(node.hooks, g, create_graph, owned, handed)
             if want is None and node.retained is not None and (t := node.retained()) is not None:
                 owned.hand_out(g)
                 _accumulate(t, g, create_graph, handed)
-            args = node.args
+            args, datas = node.args, node.datas
             igs = (anomaly.checked_vjp if check else _call_vjp)(node, g, create_graph)
-            for a, ig in zip(args, igs):
-                if not isinstance(a, Tensor) or not a.requires_grad:
+            for e, d, ig in zip(node.edges, datas, igs):
+                if e is None:
                     continue
                 if ig is not None:
-                    if type(ig) is Tensor and not create_graph:
-                        ig = ig.data  # (a reference VJP that called ops)
-                    d = a.data
-                    if ig.shape != d.shape:
-                        ig = sum_to(ig, d.shape)
-                    if ig.dtype != d.dtype:
-                        ig = ig.astype(d.dtype)
+                    ig = fit(ig, d, create_graph)
                     if check:
                         anomaly.check_grad(node, ig, args)
                     owned.add(ig, node, g)
-                    _send(a._node or a, ig, pending, heap, leaves, owned)
-                if deps is not None and a._node is None:  # a leaf is final once its last edge has arrived
-                    deps[a] -= 1
-                    if not deps[a] and a in pending:
-                        _finish(a, pending, want, create_graph, owned, handed)
+                    _send(e, ig, pending, heap, leaves, owned)
+                if deps is not None and type(e) is not Node:  # a leaf is final once its last edge has arrived
+                    deps[e] -= 1
+                    if not deps[e] and e in pending:
+                        _finish(e, pending, want, create_graph, owned, handed, fire)
             owned.drop(g)
             if not retain_graph:
                 node.args = node.datas = node.out = node.kw = node.extra = None
         for leaf in [t for t in leaves if t in pending]:  # not finished yet (all, without dependency counts)
-            _finish(leaf, pending, want, create_graph, owned, handed)
+            _finish(leaf, pending, want, create_graph, owned, handed, fire)
         hooks.run_callbacks()
     finally:
         st.grad = saved
@@ -203,13 +208,23 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
         return [want[id(t._node or t)] for t in inputs]
 
 
-def _finish(leaf, pending, want, create_graph, owned, handed) -> None:
+def fit(ig, d, create_graph: bool):
+    """The gradient an op sends an input, made the input's own: summed over broadcast axes to its
+    shape, in its dtype (an ndarray unless create_graph). Every mode sends gradients through this."""
+    if type(ig) is Tensor and not create_graph:
+        ig = ig.data  # (a reference VJP that called ops)
+    if ig.shape != d.shape:
+        ig = sum_to(ig, d.shape)
+    return ig if ig.dtype == d.dtype else ig.astype(d.dtype)
+
+
+def _finish(leaf, pending, want, create_graph, owned, handed, fire=True) -> None:
     """All of a leaf's gradient has arrived: hooks run once, on the sum; .grad; post-accumulate hooks."""
     g = pending.pop(leaf)
     owned.hand_out(g)
     if want is not None and id(leaf) in want:
         want[id(leaf)] = g
-    if leaf._hooks:
+    if leaf._hooks and fire:
         g = hooks.run_hooks(leaf._hooks, g, create_graph, owned, handed)
     if want is None:
         (_accumulate if _state.recorder is None else _state.recorder.accumulate)(leaf, g, create_graph, handed)
@@ -238,8 +253,22 @@ def _call_vjp(node, g, create_graph):
         return _state.recorder.vjp(node, g, create_graph)
     op = node.op
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
-        return op.vjp(node, g, apply(op, node.args, node.kw), *node.args, **node.kw)
+        args = _as_read(node)
+        return op.vjp(node, g, apply(op, args, node.kw), *args, **node.kw)
     return (op.fast or op.vjp)(node, g, node.out, *node.datas, **node.kw)
+
+
+def _as_read(node) -> tuple:
+    """node's inputs as Tensors with the history they had when the op read them (a tensor changed
+    in place since then has a newer node: the differentiable VJP must connect to the one read)."""
+    args = list(node.args)
+    for i, (a, e) in enumerate(zip(args, node.edges)):
+        if type(a) is np.ndarray:
+            args[i] = node.datas[i]  # the node's copy
+        elif e is not None and (a._node or a) is not e:
+            args[i] = t = Tensor(node.datas[i])
+            t._node, t.requires_grad = e, True
+    return tuple(args)
 
 
 def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:

@@ -95,12 +95,13 @@ def count_edges(roots) -> dict:
         if node in seen or node.args is None:  # (a freed graph: the pass itself raises on it)
             continue
         seen.add(node)
-        for a in node.args:
-            if getattr(a, "requires_grad", False):
-                if a._node is None:
-                    deps[a] = deps.get(a, 0) + 1
-                else:
-                    stack.append(a._node)
+        for e in node.edges:
+            if e is None:
+                continue
+            if isinstance(e, Tensor):  # a leaf
+                deps[e] = deps.get(e, 0) + 1
+            else:
+                stack.append(e)
     return deps
 
 

@@ -138,7 +138,7 @@ class Tensor:
         """A Tensor standing for self's current value and history, input to the op that updates
         self in place (a copy when that op's VJP reads it: self's memory is about to change)."""
         old = Tensor(self.data.copy() if copy else self.data)
-        old._node, old.requires_grad = self._node, self.requires_grad
+        old._node, old.requires_grad, old._tangent = self._node, self.requires_grad, self._tangent
         if not copy:
             old._version = _versions.counter(self)
         return old
@@ -148,17 +148,25 @@ class Tensor:
         graph when x or y requires grad."""
         recording = _autograd._state.grad and (self.requires_grad or isinstance(other, Tensor) and other.requires_grad)
         self._check_inplace(f"in-place {ufunc.__name__}", recording)
-        if recording:
-            res = op(self._alias_for_graph(reads_self), other)
+        if recording or _tangents(self, other):  # through the op: its graph node and its forward-mode tangent
+            res = op(self._alias_for_graph(reads_self and recording), other)
             if res.shape != self.shape:
                 raise ValueError(f"in-place {ufunc.__name__}: the result has shape {res.shape}, which does not "
                                  f"fit the tensor's shape {self.shape}")
             np.copyto(self.data, res.data, casting="same_kind")
-            self._node, self.requires_grad = res._node, True
+            self._take_history(res, recording)
         else:
             ufunc(self.data, other.data if isinstance(other, Tensor) else other, out=self.data)
         self._bump()
         return self
+
+    def _take_history(self, res: Tensor, recording: bool) -> None:
+        """After an in-place change computed as res: self is now res's version of the tensor (its new
+        graph node, as PyTorch rebases grad_fn; earlier consumers keep the node they read) and tangent."""
+        if recording:
+            self._node, self.requires_grad = res._node, True
+        t = res._tangent
+        self._tangent = None if t is None else np.asarray(t, self.dtype)
 
     def __setitem__(self, index, value):
         """x[index] = value, in place (views see it). Recorded in the graph when x or value
@@ -166,9 +174,9 @@ class Tensor:
         recording = _autograd._state.grad and (self.requires_grad or isinstance(value, Tensor) and value.requires_grad)
         self._check_inplace("item assignment", recording)
         idx = _ops.raw_index(index)
-        if recording:
-            res = _ops.setitem(self._alias_for_graph(False), value, idx)
-            self._node, self.requires_grad = res._node, True
+        if recording or _tangents(self, value):
+            res = _ops.setitem(self._alias_for_graph(False), value, index)
+            self._take_history(res, recording)
         else:
             self.data[idx] = value.data if isinstance(value, Tensor) else value
         self._bump()
@@ -182,6 +190,10 @@ class Tensor:
 
 from . import autograd as _autograd, hooks as _hooks, ops as _ops, versions as _versions  # noqa: E402  (need Tensor)
 import weakref as _weakref  # noqa: E402
+
+
+def _tangents(a: Tensor, b) -> bool:  # forward mode: does an in-place change carry a tangent?
+    return a._tangent is not None or isinstance(b, Tensor) and b._tangent is not None
 
 
 def _read(t: Tensor) -> np.ndarray:  # t's array, for a value read into Python (a dp.compile recording is told)

@@ -48,7 +48,7 @@ def _grads(out: Tensor, inputs: list, cotangent=None) -> list:
     """d(out)/d(inputs) (times cotangent) as Tensors; zeros where out does not depend on an input."""
     # Inside an outer transform keep the graph; under an outer jvp, run the VJPs on Tensors so
     # that the tangents flow through the backward pass too.
-    nested = getattr(_active, "depth", 0) > 0 or any(a._node is not None or a._tangent is not None for a in inputs)
+    nested = getattr(_active, "depth", 0) > 0 or any(not a.is_leaf or a._tangent is not None for a in inputs)
     if not out.requires_grad:
         return [Tensor(np.zeros_like(a.data)) for a in inputs]
     if cotangent is None:
@@ -79,7 +79,7 @@ def value_and_grad(f: Callable, argnums: int | tuple = 0) -> Callable:
             out = _scalar(f(*args), "grad")
         ins = [args[i] for i in nums]
         gs = _grads(out, ins)
-        if not any(a._node is not None for a in ins):  # not inside another transform: a plain value
+        if all(a.is_leaf for a in ins):  # not inside another transform: a plain value
             out = out.detach()
         return out, (gs[0] if isinstance(argnums, int) else tuple(gs))
     return vg

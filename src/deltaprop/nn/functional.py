@@ -14,6 +14,7 @@ from .. import _config
 from ..autograd import apply
 from ..modes import effect, is_grad_enabled, no_grad
 from ..creation import tensor
+from .. import graph as _graph
 from ..ops import (abs, binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, leaky_relu,
                    log_softmax, mse_loss, multiply, relu, reshape, sigmoid, softmax, softplus, sqrt, tanh,
                    where)
@@ -174,8 +175,8 @@ def _batch_norm(x: Any, running_mean: Tensor | None, running_var: Tensor | None,
                              f"got input of shape {xs}")
         y = _layers.batch_norm_train(xt, weight, bias, axes=axes, shape=shape, eps=eps)
         if training and running_mean is not None:  # (an effect: a compiled step repeats it on every replay)
-            if y._node is not None:  # the op kept its batch statistics
-                effect(_update_running, running_mean, running_var, y._node.extra[0], y._node.extra[1], momentum, n,
+            if (node := _graph.producer(y)) is not None:  # the op kept its batch statistics
+                effect(_update_running, running_mean, running_var, node.extra[0], node.extra[1], momentum, n,
                        counter)
             else:
                 effect(_update_running_from, running_mean, running_var, raw(xt), axes, momentum, n, counter)

@@ -12,6 +12,7 @@ from .. import memory
 from ..modes import effect
 from .elementwise import _new, _stable_sigmoid, floating, raw, sigmoid
 from .reduce import _lse
+from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -180,7 +181,9 @@ def cross_entropy(logits, labels, reduction: str = "mean"):
     if lab.dtype.kind not in "iu" or lab.shape != (shape[0],):
         raise ValueError(f"cross_entropy: labels must be integers of shape ({shape[0]},) for logits of shape "
                          f"{shape}, got {lab.dtype} of shape {lab.shape}")
-    return _cross_entropy(logits, lab.astype(np.intp, copy=False), reduction=reduction)
+    if not (isinstance(labels, Tensor) and lab.dtype == np.intp):  # (a Tensor stays one: version-checked)
+        labels = lab.astype(np.intp, copy=False)
+    return _cross_entropy(logits, labels, reduction=reduction)
 
 
 def _mse_fwd(ctx, x, t, reduction):

@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Op, sum_to
+from .. import versions as _versions
 from ..tensor import Tensor
 from .elementwise import _t, raw
 
@@ -179,9 +180,27 @@ def _setitem_jvp(ts, out, a, v, index):
 setitem_op = Op("setitem", _setitem_fwd, _setitem_vjp, _setitem_jvp, fast=_setitem_fast, saves=(), saves_out=False)
 
 
+def _indexed(out: Tensor, index) -> Tensor:
+    """Version-check the index tensors an indexing op read (an integer or mask Tensor changed in place
+    before backward raises, as any other saved input); plain index arrays are copied instead."""
+    parts = index if isinstance(index, tuple) else (index,)
+    ts = [p for p in parts if isinstance(p, Tensor)]
+    if ts:
+        _versions.watch(out, ts)
+    return out
+
+
+def _own_index(index):
+    """raw_index, with plain index arrays copied (a Tensor's is version-checked instead): the
+    recorded node must not see later edits of them."""
+    if isinstance(index, tuple):
+        return tuple(_own_index(p) for p in index)
+    return index.copy() if isinstance(index, np.ndarray) else raw_index(index)
+
+
 def setitem(buf, value, index):
     """The recorded form of buf[index] = value (Tensor.__setitem__ calls it while recording)."""
-    return setitem_op(buf, value, index=index)
+    return _indexed(setitem_op(buf, value, index=_own_index(index)), index)
 
 
 def _getitem_fwd(x, index):
@@ -197,7 +216,9 @@ _getitem = Op("getitem", _getitem_fwd, _getitem_vjp, lambda ts, out, x, index: t
 
 def getitem(x, index):
     """x[index]: basic, integer-array and boolean-mask indexing. VJP: scatter-add of g."""
-    return _getitem(x, index=raw_index(index))
+    if not (isinstance(x, Tensor) and x.requires_grad):
+        return _getitem(x, index=raw_index(index))
+    return _indexed(_getitem(x, index=_own_index(index)), index)
 
 
 # -- joining and splitting ---------------------------------------------------------------------
