@@ -536,7 +536,7 @@ class _Recorder(_Checker):
         self.code.append(f"r = {fn}({c}, {gv}, {out}, {', '.join(ins + kws)})")
         self.listing.append(f"r = {op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)})")
         for i, (a, ig) in enumerate(zip(node.args, igs)):
-            if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+            if ig is None or node.edges[i] is None:
                 continue
             conv = []
             if type(ig) is Tensor:
@@ -556,7 +556,7 @@ class _Recorder(_Checker):
             self.info[v] = (d.shape, d.dtype)
             self.code.append(f"#M owned.add({v}, {c}, {gv})")
             self.listing.append(f"{v} = r[{i}]{''.join(' ' + x for x in conv)}  -> {_fmtsd(d.shape, d.dtype)}")
-            self._send(a._node or a, v)
+            self._send(node.edges[i], v)  # (the producer the op read)
             sig.append((i, tuple(conv)))
         self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
@@ -568,13 +568,13 @@ class _Recorder(_Checker):
         if form is None or node.op.keeps:
             return False
         dest = []
-        for a, ig in zip(node.args, igs):
-            if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+        for a, ig, e in zip(node.args, igs, node.edges):
+            if ig is None or e is None:
                 dest.append(None)
             elif not isinstance(ig, (np.ndarray, np.generic)) or ig.shape != a.data.shape or ig.dtype != a.data.dtype:
                 return False
             else:
-                dest.append("leaf" if a._node is None else "node")
+                dest.append("leaf" if isinstance(e, Tensor) else "node")
         g = self._array(gv)
         if g is None:
             return False
@@ -601,7 +601,7 @@ class _Recorder(_Checker):
             elif exprs[i] in self.fresh:
                 self.fresh.add(v)
             self.listing.append(f"{v} = {exprs[i]}  -> {_fmt(a.data)}")
-            self._send(a._node or a, v)
+            self._send(node.edges[i], v)  # (the producer the op read)
             sig.append((i, "lowered"))
         self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
