@@ -96,8 +96,8 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     node = None
     if grad and st.grad:
         for i, d in enumerate(datas):  # a plain array has no version counter: the node keeps its own copy
-            if type(d) is np.ndarray and d.ndim and not isinstance(args[i], Tensor):
-                datas[i] = d.copy()
+            if type(d) is np.ndarray and d.ndim and not isinstance(args[i], Tensor) and st.recorder is None:
+                datas[i] = d.copy()  # (a dp.compile recording tracks arrays by identity, and replays from them)
         node = Node(op, args, datas, kw, tuple(needs), tuple(edges))
     o = op.fwd(node, *datas, **kw) if op.keeps else op.fwd(*datas, **kw)
     out = Tensor(o)

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..autograd import Op, sum_to
 from .. import versions as _versions
+from ..modes import _state
 from ..tensor import Tensor
 from .elementwise import _t, raw
 
@@ -195,7 +196,9 @@ def _own_index(index):
     recorded node must not see later edits of them."""
     if isinstance(index, tuple):
         return tuple(_own_index(p) for p in index)
-    return index.copy() if isinstance(index, np.ndarray) else raw_index(index)
+    if isinstance(index, np.ndarray) and _state.recorder is None:  # (a dp.compile recording tracks the array)
+        return index.copy()
+    return raw_index(index)
 
 
 def setitem(buf, value, index):
