@@ -440,3 +440,12 @@ def test_a_quoting_error_is_excused_only_at_the_cut(tmp_path):
     assert _field_counts(sample, ";", cut=True) == ([], False)  # a quote error on line 1 is real
     assert _field_counts('a,b\n1,"x\ny', ",", cut=True) == ([2], True)  # cut inside a quoted field
     assert _field_counts('a,b\n1,"x\ny', ",", cut=False) == ([2], False)
+
+
+def test_numeric_header_is_shown_with_its_delimiter(tmp_path):
+    p = write(tmp_path, "s.csv", "1.5;2;x\n3;4;y\n5;6;x\n")
+    with pytest.raises(ValueError, match=r"s\.csv: the header \(line 1: 1\.5;2;x\) holds numbers \('1\.5', '2'\)"):
+        load_file(p)
+    p = write(tmp_path, "t.tsv", "1.5\t2\tx\n3\t4\ty\n")
+    with pytest.raises(ValueError, match=r"t\.tsv: the header \(line 1: 1\.5, 2, x\) holds numbers"):
+        load_file(p)

@@ -66,9 +66,9 @@ def load_file(path: str | os.PathLike, target: str | None = None, task: str | No
       name with its last ``X`` replaced by ``y``, e.g. ``train_X.npy`` -> ``train_y.npy``).
 
     `delimiter` and `header` apply to CSV files only. `task` ("classification" or "regression")
-    overrides the guess. Raises ValueError naming the
-    file (and line/row/column) for a missing file, an empty file, a missing value, a non-numeric
-    feature, a target column that does not exist, or a classification target with one class.
+    overrides the guess. Raises ValueError naming the file (and line/row/column) for a missing
+    file, an empty file, a missing value, a non-numeric feature, a target column that does not
+    exist, a classification target with one class, a ragged row, bad quoting or a numeric header.
 
     To read new data for a trained model, pass what it was trained on: `features` (the feature
     names: a CSV must have these columns, in any order; the target becomes optional and `y` is
@@ -106,8 +106,9 @@ def load_file(path: str | os.PathLike, target: str | None = None, task: str | No
 
 # ----------------------------------------------------------------------------- CSV
 
-#: The delimiters a CSV may use when none is given; the first that splits every record alike wins
-#: (csv.Sniffer breaks a tie between several).
+#: The delimiters a CSV may use when none is given: the one that splits the first records (a 64 KiB
+#: sample, read whole by the csv module) into equally many fields, 2 or more, without a quoting
+#: error; csv.Sniffer decides between several, the order here where it cannot.
 DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 _SNIFF_CHARS = 1 << 16  # how much of the file the delimiter is guessed from
 _SNIFF_RECORDS = 200
@@ -136,7 +137,7 @@ def _read_csv(path: str, target: str | None, features: list[str] | None = None, 
         names_all, body = [c.strip() for c in first], records[1:]
         cols = len(names_all)
         if header is None:
-            _check_header(path, header_lineno, names_all)
+            _check_header(path, header_lineno, names_all, delim)
     head = "the first row" if header is False else "the header"
     if cols < 2:
         sep = "commas, semicolons, tabs or |" if delimiter is None else repr(delimiter)
@@ -283,7 +284,7 @@ def _is_number(cell: str) -> bool:
     return any(ch.isdigit() for ch in cell)
 
 
-def _check_header(path: str, lineno: int, header: list[str]) -> None:
+def _check_header(path: str, lineno: int, header: list[str], delim: str = ",") -> None:
     """Refuse a first line that looks like data: numbers that are not column positions (0, 1, 2...)."""
     nums = [(i, c) for i, c in enumerate(header) if _is_number(c)]
     if not nums:
@@ -295,7 +296,8 @@ def _check_header(path: str, lineno: int, header: list[str]) -> None:
         if len(offsets) == 1 and all(0 <= int(c) <= len(header) for _, c in nums):
             return
     cells = ", ".join(repr(c) for _, c in nums[:4]) + (", ..." if len(nums) > 4 else "")
-    line = ",".join(map(_show, header[:6])) + (",..." if len(header) > 6 else "")
+    sep = delim if delim.isprintable() else ", "  # (a tab shown as ", ": the message stays readable)
+    line = sep.join(map(_show, header[:6])) + (f"{sep}..." if len(header) > 6 else "")
     raise ValueError(f"{path}: the header (line {lineno}: {line}) holds numbers "
                      f"({cells}): it looks like data, not column names; if the file has no header row, use "
                      "--no-header (load_file(header=False)), which names the columns col0, col1, ...; if they "
