@@ -432,7 +432,9 @@ class Session:
         """Keep this step's weights (before its update) and gradients for the report."""
         layers = []
         for l in self.linears:
-            entry = {"W": l.weight.data.copy(), "b": l.bias.data.copy(), "gW": l.weight.grad.data.copy()}
+            gW = l.weight.grad
+            assert gW is not None, "a trained weight has its gradient after backward"
+            entry = {"W": l.weight.data.copy(), "b": l.bias.data.copy(), "gW": gW.data.copy()}
             if l.bias.grad is not None:
                 entry["gb"] = l.bias.grad.data.copy()
             layers.append(entry)
@@ -511,7 +513,7 @@ class Session:
             hidden = tr.layers[:-1]
             lesson = lessons.depth_lesson(
                 [l.mean_abs_delta for l in tr.layers], activation=c.activation if c.hidden else "",
-                fprime=[float(np.mean(np.abs(l.fprime))) for l in hidden],
+                fprime=[float(np.mean(np.abs(l.fprime))) for l in hidden if l.fprime is not None],
                 net=[float(np.mean(np.abs(l.net))) for l in hidden],
                 weight_scale=[float(np.abs(l.weight).mean() * np.sqrt(l.weight.shape[1])) for l in tr.layers[1:]],
                 history=history) or history
@@ -551,6 +553,7 @@ class Session:
         thumb = self._thumb
         heat = [_heatmaps(self.grid[thumb])] + [_heatmaps(out[thumb]) for out in self.plane]
         final = self.plane_final
+        boundary: dict[str, Any]
         if final.shape[1] == 1:
             boundary = {"kind": "binary", "data": _bytes(np.clip(np.rint(np.nan_to_num(final[:, 0]) * 255), 0, 255))}
         else:
@@ -598,6 +601,7 @@ class Session:
             return None
         s = min(sample, tr.batch - 1)
         L = tr.layers[layer]
+        fprime = L.fprime if L.fprime is not None else np.ones_like(L.net)   # (trace gives ones when none)
         last = layer == len(tr.layers) - 1
         j = neuron
         c = self.config
@@ -605,13 +609,13 @@ class Session:
             "layer": layer, "neuron": j, "sample": s, "name": L.names[j], "title": self._layer_title(layer),
             "activation": L.activation or "none", "output": last, "step": self.steps + 1, "batch": tr.batch,
             "sample_index": int(self.batch_idx[s]), "loss": tr.loss_kind,
-            "net": _pair(L.net[s, j]), "out": _pair(L.out[s, j]), "fprime": _pair(L.fprime[s, j]),
+            "net": _pair(L.net[s, j]), "out": _pair(L.out[s, j]), "fprime": _pair(fprime[s, j]),
             "dout": _pair(L.dout[s, j]), "delta": _pair(L.delta[s, j]), "delta_batch_mean": _pair(L.delta[:, j].mean()),
             "per_sample_factor": 1 if tr.loss_kind == "sse" else tr.batch,
             "lr": _pair(c.learning_rate), "regularization": c.regularization, "reg_rate": _pair(c.reg_rate),
             "diagnosis": self.diagnosis,
         }
-        if last:
+        if last and tr.target is not None:
             t = tr.target.reshape(L.out.shape)[s, j]
             out["target"] = _pair(t)
             if tr.loss_kind == "bce_logits":
