@@ -184,7 +184,6 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # (densified: the network computes with dense arrays)
-        tags.non_deterministic = self.random_state is None
         return tags
 
     def _loss_kind(self) -> str:
@@ -225,9 +224,9 @@ class _BaseMLP(BaseEstimator):
             self.loss_curve_: list[float] = []
             self._no_improvement_count = 0
             if self.early_stopping:
-                self.validation_scores_: list[float] | None = []
-                self.best_validation_score_: float | None = -np.inf
-                self.best_loss_: float | None = None
+                self.validation_scores_: Any = []  # (None without early_stopping)
+                self.best_validation_score_: Any = -np.inf
+                self.best_loss_: Any = None
             else:
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
@@ -319,6 +318,8 @@ class _BaseMLP(BaseEstimator):
                 self._fit_stochastic(X, y, sw, params, incremental)
             else:
                 self._fit_lbfgs(X, y, sw, params)
+        for p in params:  # (the last batch's gradients: not kept, nor pickled)
+            p.grad = None
         if not all(np.isfinite(w).all() for w in list(self.coefs_) + list(self.intercepts_)):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
                              "values and need to be preprocessed.")
