@@ -168,6 +168,14 @@ def test_command_prints_the_url_and_stops_cleanly_on_ctrl_c():
     assert "Traceback" not in err and "stopped" in err
 
 
+def test_command_stops_cleanly_on_sigterm_too():
+    proc, line = _start_cli()
+    assert "http://127.0.0.1:" in line
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err and "stopped" in err
+
+
 def test_command_usage_errors():
     r = subprocess.run([sys.executable, "-m", "deltaprop", "playground", "--port", "http"], capture_output=True,
                        text=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")), timeout=60)

@@ -9,28 +9,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 __all__ = ["main", "serve"]
 
 
-async def serve(port: int = 0, open_browser: bool = True, announce=print, token: str | None = None) -> None:
-    """Run the server until cancelled: listen on 127.0.0.1:port (0: a free one), announce the URL,
-    open the browser unless told not to."""
+async def serve(port: int = 0, open_browser: bool = True, announce: Callable[[str | None], Any] = print,
+                token: str | None = None) -> None:
+    """Run the server until cancelled: listen on 127.0.0.1:port (0: a free one), announce(url),
+    open the browser unless told not to (announce(None) when none could be opened)."""
     from .server import Server, start
 
     server = Server(token)
     runner = await start(server, port)
     try:
         announce(server.url)
-        if open_browser:
-            import webbrowser
-
-            await asyncio.get_running_loop().run_in_executor(None, webbrowser.open, server.url)
+        if open_browser and not await asyncio.get_running_loop().run_in_executor(None, _open, server.url):
+            announce(None)
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def _open(url: str) -> bool:
+    """Open the URL in the desktop's browser; False where there is none (no display on Linux: a
+    console browser would take over the terminal the server runs in)."""
+    import os
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        return bool(webbrowser.open(url))
+    except webbrowser.Error:
+        return False
 
 
 def _port(text: str) -> int:
@@ -64,12 +78,24 @@ def main(argv: Sequence[str] | None = None) -> int:
               "pip install 'deltaprop[playground]'", file=sys.stderr)
         return 1
 
-    def announce(url: str) -> None:
-        print(f"deltaprop playground: {url}\n(Ctrl-C to stop)", flush=True)
+    def announce(url: str | None) -> None:
+        if url is None:
+            print("(no browser could be opened here: open the URL above in yours)", flush=True)
+        else:
+            print(f"deltaprop playground: {url}\n(Ctrl-C to stop)", flush=True)
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None, "run() runs as asyncio.run's task"
+        try:   # a plain `kill` (SIGTERM) stops it as cleanly as Ctrl-C
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        except (NotImplementedError, RuntimeError):   # (Windows has no signal handlers in its loops)
+            pass
+        await serve(args.port, not args.no_browser, announce)
 
     try:
-        asyncio.run(serve(args.port, not args.no_browser, announce))
-    except KeyboardInterrupt:
+        asyncio.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("deltaprop playground: stopped", file=sys.stderr, flush=True)
         return 0
     except OSError as exc:
