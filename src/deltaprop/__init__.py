@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os as _os
 
-from ._config import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
+from ._config import get_default_dtype, manual_seed, set_default_dtype
+from .memory import tune_malloc
 from .tensor import Tensor
 from .creation import tensor, arange, eye, from_numpy, full, ones, ones_like, rand, randn, zeros, zeros_like
 from .function import Function
@@ -22,7 +23,7 @@ from . import nn
 
 __version__ = "0.1.0"
 
-if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1":  # the user's explicit opt-in (see tune_malloc)
+if _os.environ.get("DELTAPROP_TUNE_MALLOC") == "1" or _os.environ.get("DELTAPROP_RECYCLE") == "malloc":  # the user's explicit opt-in (see tune_malloc)
     tune_malloc()
 
 

@@ -46,24 +46,3 @@ def default_generator() -> np.random.Generator:
                 _rng = np.random.default_rng()
             rng = _rng
     return rng
-
-
-def tune_malloc(enable: bool = True) -> bool:
-    """Opt in to keeping freed memory in the process (glibc only): raise malloc's mmap and trim
-    thresholds so that large arrays freed and re-allocated every training step stop costing
-    page faults (measured: about 250 faults and 0.5 ms per step of the CNN benchmark).
-
-    This changes a process-wide setting, so deltaprop never does it on its own: call it, or set
-    DELTAPROP_TUNE_MALLOC=1 before importing deltaprop. The cost is that memory freed by large
-    arrays stays with the process. Returns True if the setting was applied (False on other
-    C libraries). enable=False restores glibc's defaults (dynamic thresholds are not restored)."""
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    mmap, trim = (64 << 20, 128 << 20) if enable else (128 << 10, 128 << 10)
-    return bool(mallopt(m_mmap_threshold, mmap)) and bool(mallopt(m_trim_threshold, trim))

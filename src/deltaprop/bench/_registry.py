@@ -34,6 +34,8 @@ LIBS: dict[str, tuple[str, str | None]] = {
     "deltaprop-tuned": ("lib_deltaprop_tuned", "deltaprop"),
     # the same code with the array recycler off (DELTAPROP_RECYCLE=0 in its worker's environment)
     "deltaprop-norecycle": ("lib_deltaprop", "deltaprop"),
+    # recycling off, glibc's malloc tuned (DELTAPROP_RECYCLE=malloc): what the recycler buys beyond malloc tuning
+    "deltaprop-malloc": ("lib_deltaprop", "deltaprop"),
     # the same step functions through dp.compile (recorded in the warm-up, replayed after)
     "deltaprop-compiled": ("lib_deltaprop_compiled", "deltaprop"),
     "torch": ("lib_torch", "torch"),
@@ -60,10 +62,11 @@ ONE_RUN = ("train", "memory", "ddp", "first-call", "playground")
 # worker runs with DELTAPROP_RECYCLE unset, so `deltaprop` is the default configuration).
 LIB_ENV: dict[str, dict[str, str]] = {
     "deltaprop-norecycle": {"DELTAPROP_RECYCLE": "0"},
+    "deltaprop-malloc": {"DELTAPROP_RECYCLE": "malloc"},
 }
 
 # The rows the report lists first in a case, in this order; the other libraries follow in run order.
-SHOWN_FIRST = (BASELINE, "deltaprop-norecycle")
+SHOWN_FIRST = (BASELINE, "deltaprop-norecycle", "deltaprop-malloc")
 
 _PEERS = ["deltaprop-tuned", "autograd", "mygrad", "dezero"]
 
@@ -72,13 +75,14 @@ _PEERS = ["deltaprop-tuned", "autograd", "mygrad", "dezero"]
 # such pair runs back to back (the report still lists deltaprop first). deltaprop-norecycle runs
 # one step further away, in the training-step cases (the recycler only handles large arrays).
 _NR = "deltaprop-norecycle"
+_NM = "deltaprop-malloc"  # recycling off, malloc tuning on
 _DC = "deltaprop-compiled"  # between the peers its targets compare with (those that fit beside it)
 APPLIES: dict[str, list[str]] = {
-    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _DC, "jax", _NR] + _PEERS + ["numpy", "gemm", "tinygrad"],
-    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _DC, "jax", _NR] + _PEERS + ["numpy", "gemm", "tinygrad"],
+    "mlp-sgd": ["torch", "deltaprop", "numpy-buf", _DC, "jax", _NR, _NM] + _PEERS + ["numpy", "gemm", "tinygrad"],
+    "mlp-adam": ["torch", "deltaprop", "numpy-buf", _DC, "jax", _NR, _NM] + _PEERS + ["numpy", "gemm", "tinygrad"],
     "mazur": ["torch", "deltaprop", "micrograd", _DC, "numpy-buf", "jax", _NR] + _PEERS + ["numpy", "gemm",
                                                                                           "tinygrad"],
-    "cnn": ["torch", "deltaprop", _DC, "jax", "deltaprop-tuned", _NR] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm",
+    "cnn": ["torch", "deltaprop", _DC, "jax", "deltaprop-tuned", _NR, _NM] + _PEERS[1:] + ["numpy", "numpy-buf", "gemm",
                                                                                      "tinygrad"],
     "chain": ["torch", "deltaprop"] + _PEERS + ["micrograd", "numpy"],
     "micro": ["deltaprop"] + _PEERS + ["torch", "numpy"],

@@ -114,7 +114,7 @@ def measure(lib: str, case: str, warmup: int, blocks: int, threads: int, block: 
     unit = CASES[case][1]
     recycle = _recycling(lib)
     want = LIB_ENV.get(lib, {}).get("DELTAPROP_RECYCLE")
-    if want == "0" and recycle:
+    if want in ("0", "malloc") and recycle:
         return {**head, "status": "error",
                 "reason": "the array recycler is on: run this worker with DELTAPROP_RECYCLE=0 in its "
                           "environment (the runner does)"}
