@@ -64,7 +64,10 @@ class Connection:
     async def send(self, obj: dict) -> None:
         """Send one message as JSON text (nothing once the socket is closed)."""
         if not self.ws.closed:
-            await self.ws.send_str(json.dumps(obj, allow_nan=False))
+            try:
+                await self.ws.send_str(json.dumps(obj, allow_nan=False))
+            except ConnectionResetError:   # the page went away meanwhile: its socket's loop ends
+                pass
 
     async def send_frame(self) -> None:
         """Send the session's frame now."""

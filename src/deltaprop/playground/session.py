@@ -260,7 +260,6 @@ class Session:
         X, y = make_data(c.dataset, c.points, c.noise, c.seed)
         self.mazur = c.dataset == "mazur"
         if self.mazur:       # one pattern with float targets; it trains and tests on itself
-            self.targets = y
             labels = y.argmax(axis=1)
             self.Xtr, self.Xte, self.ytr, self.yte = X, X, labels, labels
             self.Ttr, self.Tte = y, y
@@ -291,7 +290,6 @@ class Session:
         else:
             self.model = _build(2, list(c.hidden), k, c.activation, squares, c.seed)
         self.linears = [m for m in self.model if isinstance(m, dp.nn.Linear)]
-        self.keys = [key for key, m in self.model.named_children() if isinstance(m, dp.nn.Linear)]
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.trace_loss = {"cross_entropy": "bce_logits", "mse": "mse", "sse": "sse"}[c.loss]
         self.steps = 0
