@@ -207,12 +207,14 @@ def test_every_knob_has_its_effect(browser, server):
         assert len(p.js("window.playground.data.train.y")) == 80
         f = p.knob("#batch-size", 7)
         assert f["batch_size"] == 7
+        x0 = p.js("window.playground.data.train.X[0]")
         f = p.knob("#seed", 5)
-        assert f["config"]["seed"] == 5
+        assert f["config"]["seed"] == 5 and p.js("window.playground.data.train.X[0]") != x0
         f = p.knob("#activation", "relu")
         assert f["activations"][0] == "relu" and "(relu hidden" in p.page.locator("#arch").inner_text()
         f = p.knob("#loss", "mse")
-        assert f["config"]["loss"] == "mse"
+        assert f["config"]["loss"] == "mse" and "sigmoid output" in p.page.locator("#arch").inner_text()
+        assert "batch of 7" in f["delta_note"] and "mean loss" in f["delta_note"]
         f = p.knob("#learning-rate", 0.3)
         assert f["config"]["learning_rate"] == 0.3
         f = p.knob("#regularization", "l2")
