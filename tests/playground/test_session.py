@@ -12,11 +12,9 @@ from deltaprop.playground.session import (LIMITS, MAX_MESSAGE_BYTES, Config, Mes
                                           parse_message)
 
 
-def _trace_from_frame(s: Session, frame: dict):
-    """dp.explain.trace rebuilt from what the frame says it used: the state and the batch."""
-    rule = frame["rule"]
-    state = {k: np.array(v, dtype=np.float64) for k, v in rule["state"].items()}
-    idx = np.array(rule["batch_indices"])
+def _model_of(frame: dict):
+    """The network the frame's rule was computed on (its state), rebuilt here."""
+    state = {k: np.array(v, dtype=np.float64) for k, v in frame["rule"]["state"].items()}
     c = frame["config"]
     sizes = [2] + [len(b) for b in frame["biases"]]
     mods = []
@@ -29,8 +27,15 @@ def _trace_from_frame(s: Session, frame: dict):
         mods.append(dp.nn.Sigmoid())
     model = dp.nn.Sequential(*mods)
     model.load_state_dict(state)
+    return model
+
+
+def _trace_from_frame(s: Session, frame: dict):
+    """dp.explain.trace rebuilt from what the frame says it used: the state and the batch."""
+    idx = np.array(frame["rule"]["batch_indices"])
+    c = frame["config"]
     loss = {"cross_entropy": "bce_logits", "mse": "mse", "sse": "sse"}[c["loss"]]
-    return dp.explain.trace(model, s.Xtr[idx], s.Ttr[idx], loss=loss, lr=c["learning_rate"])
+    return dp.explain.trace(_model_of(frame), s.Xtr[idx], s.Ttr[idx], loss=loss, lr=c["learning_rate"])
 
 
 # ------------------------------------------------------------------------------ messages
@@ -117,6 +122,10 @@ def test_rule_numbers_equal_trace_on_the_same_weights_and_batch(cfg):
             total = sum(t["product"][0] for t in r["terms"])
             assert total == pytest.approx(L.dout[2, neuron], abs=1e-12)
         assert r["name"] == L.names[neuron]
+        # "this sample's own delta" is the delta of a trace of that sample alone
+        idx = np.array(r["batch_indices"])
+        own = dp.explain.trace(_model_of(frame), s.Xtr[idx[2:3]], s.Ttr[idx[2:3]], loss=tr.loss_kind)
+        assert r["per_sample_delta"][0] == pytest.approx(own.layers[layer].delta[0, neuron], rel=1e-9, abs=1e-12)
         assert r["text"] == tr.text(sample=2)
         # the depth view is trace's delta_scale
         assert [d["mean_abs_delta"][0] for d in frame["depth"]] == pytest.approx([m for _, m, _ in tr.delta_scale],

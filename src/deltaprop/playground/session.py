@@ -600,6 +600,9 @@ class Session:
         s = min(sample, tr.batch - 1)
         L = tr.layers[layer]
         fprime = L.fprime if L.fprime is not None else np.ones_like(L.net)   # (trace gives ones when none)
+        # trace's delta is of E, the batch's loss: a mean over the batch except for Mazur's sum (sse), so
+        # the delta of this sample's own loss is `factor` times it
+        factor = 1 if tr.loss_kind == "sse" else tr.batch
         last = layer == len(tr.layers) - 1
         j = neuron
         c = self.config
@@ -609,7 +612,8 @@ class Session:
             "sample_index": int(self.batch_idx[s]), "loss": tr.loss_kind,
             "net": _pair(L.net[s, j]), "out": _pair(L.out[s, j]), "fprime": _pair(fprime[s, j]),
             "dout": _pair(L.dout[s, j]), "delta": _pair(L.delta[s, j]), "delta_batch_mean": _pair(L.delta[:, j].mean()),
-            "per_sample_factor": 1 if tr.loss_kind == "sse" else tr.batch,
+            "per_sample_factor": factor,
+            "per_sample_delta": _pair(factor * L.delta[s, j]),
             "lr": _pair(c.learning_rate), "regularization": c.regularization, "reg_rate": _pair(c.reg_rate),
             "diagnosis": self.diagnosis,
         }

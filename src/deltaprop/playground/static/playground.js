@@ -455,6 +455,10 @@
                   row(r.output ? "dE/dout" : "sum of w x delta (= dE/dout)", (r) => r.dout, "dout"),
                   row("delta = f'(net) x dE/dout", (r) => r.delta, "delta"),
                   row("batch mean of delta", (r) => r.delta_batch_mean, "delta_batch_mean")];
+    if (r.per_sample_factor > 1) {
+      rows.push(row(`this sample's own delta (of its own loss) = ${r.per_sample_factor} x delta`,
+                    (r) => r.per_sample_delta, "per_sample_delta"));
+    }
     if (r.output) rows.splice(2, 0, row("target", (r) => r.target, "target"));
     box.appendChild(table("rule-numbers", ["this neuron", "value"], rows));
     if (!r.output) {
