@@ -148,6 +148,53 @@ def test_training_is_scikit_learns(name, params, kind, weights):
     assert ours.score(X, y) == pytest.approx(theirs.score(X, y), rel=1e-9)
 
 
+def _random_params(rng):
+    p = dict(hidden_layer_sizes=tuple(int(v) for v in rng.integers(1, 12, size=rng.integers(0, 3))),
+             activation=str(rng.choice(["identity", "logistic", "tanh", "relu"])),
+             solver=str(rng.choice(["adam", "sgd", "lbfgs"])), alpha=float(rng.choice([0, 1e-4, 0.3])),
+             batch_size=rng.choice(["auto", 7, 32, 500]),
+             learning_rate=str(rng.choice(["constant", "invscaling", "adaptive"])),
+             learning_rate_init=float(rng.choice([1e-3, 0.01, 0.1])), power_t=float(rng.choice([0.5, 0.2])),
+             max_iter=int(rng.integers(1, 30)), shuffle=bool(rng.integers(2)), tol=float(rng.choice([1e-4, 1e-2, 0.1])),
+             momentum=float(rng.choice([0, 0.5, 0.9])), nesterovs_momentum=bool(rng.integers(2)),
+             early_stopping=bool(rng.integers(2)), validation_fraction=float(rng.choice([0.1, 0.3])),
+             beta_1=float(rng.choice([0.9, 0.5])), beta_2=float(rng.choice([0.999, 0.9])),
+             epsilon=float(rng.choice([1e-8, 1e-3])), n_iter_no_change=int(rng.choice([1, 3, 10])),
+             max_fun=int(rng.choice([15000, 20])), random_state=int(rng.integers(100)))
+    p["batch_size"] = "auto" if p["batch_size"] == "auto" else int(p["batch_size"])
+    return p
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_parameters_train_as_scikit_learn(seed):
+    """Random combinations of every parameter, float32 or float64 inputs, with or without weights:
+    the same iterations, weights (float32: to float32 rounding), dtypes and predictions."""
+    rng = np.random.default_rng(1000 + seed)
+    params = _random_params(rng)
+    kind = str(rng.choice(["multiclass", "binary", "multilabel", "regression"]))
+    name = "MLPRegressor" if kind == "regression" else "MLPClassifier"
+    X, y = _data(kind)
+    dtype = np.float32 if rng.random() < 0.3 else np.float64
+    X = X.astype(dtype)
+    sw = SW[:len(X)] if rng.random() < 0.3 else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # (a batch_size clipped to the data)
+        theirs = getattr(sk, name)(**params).fit(X, y, sample_weight=sw)
+        ours = getattr(dp.sklearn, name)(**params).fit(X, y, sample_weight=sw)
+    tol = 1e-3 if dtype == np.float32 else 1e-6
+    assert ours.n_iter_ == theirs.n_iter_, params
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        assert a.dtype == b.dtype
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol, err_msg=str(params))
+    pa, pb = ours.predict(X), theirs.predict(X)
+    assert pa.dtype == pb.dtype and pa.shape == pb.shape
+    if dtype == np.float64 and name == "MLPClassifier":
+        np.testing.assert_array_equal(pa, pb)
+    elif dtype == np.float64:
+        np.testing.assert_allclose(pa, pb, rtol=tol, atol=tol)
+
+
 def test_partial_fit_and_warm_start_are_scikit_learns():
     X, y = X_CLS, y_CLS
     kw = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate="invscaling", random_state=0, max_iter=4)

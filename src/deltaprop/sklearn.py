@@ -241,7 +241,7 @@ class _BaseMLP(BaseEstimator):
         arrays = list(self.coefs_) + list(self.intercepts_)
         params = getattr(self, "_params", None)
         if params is None or len(params) != len(arrays) or \
-                any(p.shape != np.shape(a) for p, a in zip(params, arrays)):
+                any(p.shape != np.shape(a) or p.dtype != np.asarray(a).dtype for p, a in zip(params, arrays)):
             params = [dp.nn.Parameter(np.array(a, dtype=np.asarray(a).dtype, copy=True)) for a in arrays]
             self.__dict__.pop("_optimizer", None)
         else:
@@ -318,7 +318,7 @@ class _BaseMLP(BaseEstimator):
                 self._fit_stochastic(X, y, sw, params, incremental)
             else:
                 self._fit_lbfgs(X, y, sw, params)
-        for p in params:  # (the last batch's gradients: not kept, nor pickled)
+        for p in self._params:  # (the last batch's gradients: not kept, nor pickled)
             p.grad = None
         if not all(np.isfinite(w).all() for w in list(self.coefs_) + list(self.intercepts_)):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain large "
@@ -329,6 +329,12 @@ class _BaseMLP(BaseEstimator):
         """scipy's L-BFGS-B over all the weights, each loss and gradient from deltaprop's autograd."""
         import scipy.optimize
 
+        if any(p.dtype != np.float64 for p in params):
+            # scikit-learn's lbfgs writes scipy's float64 vector back into coefs_: float32 inputs
+            # train, and end, with float64 weights there, so they do here
+            self.coefs_ = [np.asarray(c, dtype=np.float64) for c in self.coefs_]
+            self.intercepts_ = [np.asarray(b, dtype=np.float64) for b in self.intercepts_]
+            params = self._sync_params()
         sizes = [p.data.size for p in params]
         bounds = np.cumsum([0, *sizes])
 
