@@ -226,24 +226,20 @@
         const box = net._boxes[l][j], hm = f.heatmaps[l] && f.heatmaps[l][j];
         if (!box || !hm) continue;
         paint(box.firstChild, decode(hm.data), f.thumb, LUT);
-        let color = "#ccc";
-        if (vals) {
-          color = valueColor(num(vals[j]), scale);
-          box.dataset.out = String(f.neurons.out[l - 1][j]);
-          box.dataset.delta = String(f.neurons.delta[l - 1][j]);
-        }
-        box.style.borderColor = color;
-        box.classList.toggle("selected", !!(state.selected && state.selected[0] === l - 1 && state.selected[1] === j));
+        const color = vals ? valueColor(num(vals[j]), scale) : "#ccc";
+        if (box._color !== color) { box.style.borderColor = color; box._color = color; }  // (touch the DOM only on change)
+        const selected = !!(state.selected && state.selected[0] === l - 1 && state.selected[1] === j);
+        if (box._selected !== selected) { box.classList.toggle("selected", selected); box._selected = selected; }
       }
     }
     // links: colour and width by weight
     let wmax = 0;
     for (const W of f.weights) for (const row of W) for (const w of row) wmax = Math.max(wmax, Math.abs(num(w)) || 0);
     for (const line of net._lines) {
-      const [l, j, i] = line._link, raw = f.weights[l][j][i], w = num(raw);
-      line.setAttribute("stroke", valueColor(w, wmax));
-      line.setAttribute("stroke-width", (0.5 + 4 * Math.min(1, Math.abs(w) / (wmax || 1))).toFixed(2));
-      line.dataset.w = String(raw);
+      const [l, j, i] = line._link, w = num(f.weights[l][j][i]);
+      const color = valueColor(w, wmax), width = (0.5 + 4 * Math.min(1, Math.abs(w) / (wmax || 1))).toFixed(1);
+      if (line._color !== color) { line.setAttribute("stroke", color); line._color = color; }
+      if (line._width !== width) { line.setAttribute("stroke-width", width); line._width = width; }
     }
   }
   function pos(l, j, n, maxN) {
