@@ -46,7 +46,7 @@
     }
     ctx.putImageData(img, 0, 0);
   }
-  const num = (x) => (typeof x === "string" ? Number(x.replace("Infinity", "Infinity")) : x);
+  const num = (x) => (typeof x === "string" ? Number(x) : x);  // "NaN", "Infinity", "-Infinity" from the server
 
   // ---------------------------------------------------------------- socket
   function send(obj) {
