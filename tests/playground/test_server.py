@@ -189,3 +189,12 @@ def test_command_usage_errors():
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
+
+
+def test_without_aiohttp_the_command_says_what_to_install(monkeypatch, capsys):
+    from deltaprop.cli import main
+
+    monkeypatch.setitem(sys.modules, "aiohttp", None)     # as if it were not installed
+    assert main(["playground", "--no-browser"]) == 1
+    err = capsys.readouterr().err
+    assert "needs aiohttp" in err and "pip install 'deltaprop[playground]'" in err
