@@ -371,20 +371,30 @@
     };
     line(2, "#333"); line(1, "#999");
   }
-  function drawDepth(f) {
+  function drawDepth(f) {  // mean |delta| per layer, bars on a log scale; rows built once per shape
     const el = $("depth");
-    if (!f.depth) { el.innerHTML = ""; return; }
-    const logs = f.depth.map((r) => Math.log10(Math.max(1e-12, num(r.mean_abs_delta[0]))));
+    if (!f.depth) { el.innerHTML = ""; el._key = null; return; }
+    const key = f.depth.map((r) => r.layer).join("|");
+    if (el._key !== key) {
+      el.innerHTML = ""; el._key = key;
+      el._rows = f.depth.map((r) => {
+        const row = document.createElement("div"), name = document.createElement("span");
+        const bar = document.createElement("i"), text = document.createElement("span");
+        const ratio = document.createElement("span");
+        row.className = "bar"; row.dataset.depthLayer = r.layer;
+        name.className = "name"; name.textContent = r.layer; ratio.className = "ratio";
+        row.append(name, bar, text, ratio); el.appendChild(row);
+        return { row, bar, text, ratio };
+      });
+    }
+    const logs = f.depth.map((r) => Math.log10(Math.max(1e-12, num(r.mean_abs_delta[0]) || 1e-12)));
     const lo = Math.min(...logs) - 1, hi = Math.max(...logs);
-    el.innerHTML = "";
     f.depth.forEach((r, k) => {
-      const row = document.createElement("div");
-      row.className = "bar"; row.dataset.depthLayer = r.layer; row.dataset.value = String(r.mean_abs_delta[0]);
-      const name = document.createElement("span"); name.className = "name"; name.textContent = r.layer;
-      const bar = document.createElement("i"); bar.style.width = (10 + 110 * (logs[k] - lo) / Math.max(1e-9, hi - lo)) + "px";
-      const text = document.createElement("span");
-      text.textContent = r.mean_abs_delta[1] + (r.ratio ? `  (x${r.ratio[1]} of the layer after it)` : "");
-      row.append(name, bar, text); el.appendChild(row);
+      const e = el._rows[k];
+      e.row.dataset.value = String(r.mean_abs_delta[0]);
+      e.bar.style.width = (10 + 110 * (logs[k] - lo) / Math.max(1e-9, hi - lo)).toFixed(0) + "px";
+      e.text.textContent = r.mean_abs_delta[1];
+      e.ratio.textContent = r.ratio ? `x${r.ratio[1]} of the layer after it` : "";
     });
   }
 
