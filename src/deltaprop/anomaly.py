@@ -1,7 +1,17 @@
 """detect_anomaly's checks: NaN in a forward value, NaN or Inf in a gradient, named by op and shapes."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+_autograd: Any = None  # deltaprop.autograd, which imports this module: bound by deltaprop.ops (bind)
+
+
+def bind(autograd: Any) -> None:
+    """Called by deltaprop.ops once the engine has loaded: the module whose apply/VJP the checks run."""
+    global _autograd
+    _autograd = autograd
 
 
 def _shapes(args) -> str:
@@ -10,7 +20,7 @@ def _shapes(args) -> str:
 
 def checked_apply(op, args, kw):
     """Run op without NumPy warnings, then raise if its forward output holds a NaN."""
-    from . import autograd
+    autograd = _autograd
     autograd._state.anomaly = False  # the op itself runs unchecked; re-enabled right after
     try:
         with np.errstate(all="ignore"):
@@ -25,7 +35,7 @@ def checked_apply(op, args, kw):
 
 def checked_vjp(node, g, create_graph):
     """A node's VJP; a NaN inside it (e.g. a dp.Function's backward) is reported as that node's."""
-    from . import autograd
+    autograd = _autograd
     try:
         with np.errstate(all="ignore"):
             return autograd._call_vjp(node, g, create_graph)

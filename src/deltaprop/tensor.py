@@ -6,19 +6,23 @@ NumPy call can never silently drop the gradient.
 """
 from __future__ import annotations
 
+import weakref as _weakref
 from typing import Any
 
 import numpy as np
 
+from . import tensor_methods as _methods
 from ._config import get_default_dtype
 
 
-class Tensor:
+class Tensor(_methods.TensorMethods):
     """An n-dimensional array that can record the operations applied to it and backpropagate."""
 
     __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_post_hooks", "_version", "_view",
                  "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us
+    _node: Any
+    _version: list[int] | None
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self.data = data if type(data) is np.ndarray else np.asarray(data)
@@ -188,8 +192,20 @@ class Tensor:
         return _ops.array_function(func, args, kwargs)
 
 
-from . import autograd as _autograd, hooks as _hooks, ops as _ops, versions as _versions  # noqa: E402  (need Tensor)
-import weakref as _weakref  # noqa: E402
+# The engine modules built on Tensor (they import this module) are bound here by deltaprop.ops once
+# they have all loaded (`bind`): Tensor's methods call them, and this module imports none of them,
+# so the engine's imports form no cycle (checked by the import contract in pyproject.toml).
+_autograd: Any = None
+_hooks: Any = None
+_ops: Any = None
+_versions: Any = None
+
+
+def bind(*, autograd: Any, hooks: Any, ops: Any, versions: Any) -> None:
+    """Called by deltaprop.ops when the engine has loaded (see above); binds the operators too."""
+    global _autograd, _hooks, _ops, _versions
+    _autograd, _hooks, _ops, _versions = autograd, hooks, ops, versions
+    _methods.bind(ops)
 
 
 def _tangents(a: Tensor, b) -> bool:  # forward mode: does an in-place change carry a tangent?
@@ -199,19 +215,3 @@ def _tangents(a: Tensor, b) -> bool:  # forward mode: does an in-place change ca
 def _read(t: Tensor) -> np.ndarray:  # t's array, for a value read into Python (a dp.compile recording is told)
     r = _autograd._state.recorder
     return t.data if r is None else r.read(t)
-
-# The operator table: each dunder is one op; the reflected form swaps operands.
-for _n, _f, _uf in [("add", _ops.add, np.add), ("sub", _ops.subtract, np.subtract), ("mul", _ops.multiply, np.multiply),
-                    ("truediv", _ops.divide, np.divide), ("pow", _ops.power, np.power),
-                    ("matmul", _ops.matmul, np.matmul)]:
-    setattr(Tensor, f"__{_n}__", _f)
-    setattr(Tensor, f"__r{_n}__", lambda a, b, f=_f: f(b, a))
-    setattr(Tensor, f"__i{_n}__", lambda a, b, f=_f, uf=_uf, r=_n not in ("add", "sub"): a._inplace(b, f, uf, r))
-for _n, _f in [("lt", _ops.less), ("le", _ops.less_equal), ("gt", _ops.greater), ("ge", _ops.greater_equal),
-               ("eq", _ops.equal), ("ne", _ops.not_equal), ("neg", _ops.negative), ("abs", _ops.abs),
-               ("getitem", _ops.getitem)]:
-    setattr(Tensor, f"__{_n}__", _f)
-Tensor.__pos__ = lambda self: self
-Tensor.__hash__ = object.__hash__
-for _n in _ops.METHODS:
-    setattr(Tensor, _n, getattr(_ops, _n))

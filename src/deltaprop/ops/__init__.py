@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import sys
 
 import numpy as np
 
-from ..tensor import Tensor
+from .. import anomaly, autograd, hooks, versions
+from ..tensor import Tensor, bind as _bind_tensor  # (deltaprop.tensor is dp.tensor, the function)
 from .elementwise import (abs, add, astype, clip, cos, divide, equal, exp, float32, float64, greater, greater_equal,
                           leaky_relu, less, less_equal, log, log1p, maximum, minimum, multiply, negative, not_equal,
                           power, raw, relu, sigmoid, sin, softplus, sqrt, subtract, tanh, to, where)
@@ -17,13 +19,6 @@ from .shape import (broadcast_to, cat, concatenate, expand_dims, flatten, getite
                     squeeze, stack, swapaxes, transpose, unsqueeze, view)
 from .elementwise import float32 as float, float64 as double  # noqa: A004 (Tensor.float(), .double())
 from . import activations, elementwise, layers, nn, reduce, shape  # noqa: F401  (activations, layers: register the layer primitives)
-
-# Functions that become Tensor methods (x.exp(), x.sum(axis=0), x.reshape(2, 3), ...).
-METHODS = ["abs", "exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "clip", "maximum",
-           "minimum", "all", "any", "sum", "mean", "max", "min", "var", "std", "prod", "argmax", "argmin", "logsumexp",
-           "reshape", "flatten", "transpose", "swapaxes", "broadcast_to", "squeeze", "unsqueeze", "expand_dims",
-           "astype", "matmul", "softmax", "log_softmax", "to", "float", "double", "view"]
-
 
 def square(x):
     """x * x. VJP: 2 x g (through multiply)."""
@@ -128,3 +123,11 @@ def array_function(func, args, kwargs):
         return func(*_strip(args), **{k: _strip(v) for k, v in kwargs.items()})
     raise TypeError(f"np.{func.__name__} is not supported on deltaprop Tensors that require grad (it would drop "
                     f"the gradient); use deltaprop ops, or call it on x.detach().numpy()")
+
+
+# The engine's lower modules call up into the ones built on them (Tensor's operators and methods,
+# tensor_methods.py, into these ops; tensor.py into autograd, hooks and versions; anomaly.py into
+# autograd) through names bound here, now that every engine module has loaded: no engine module
+# imports one that imports it back.
+_bind_tensor(autograd=autograd, hooks=hooks, ops=sys.modules[__name__], versions=versions)
+anomaly.bind(autograd)
