@@ -135,3 +135,44 @@ def test_clip_grad_norm_matches_pytorch(torch):
         assert on.item() == pytest.approx(tn.item())
         for tp, op in zip(tps, ops):
             np.testing.assert_allclose(op.grad.data, tp.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("where", [0, 1])  # the bad value in the first or in a later gradient
+def test_clip_grad_norm_nonfinite_matches_pytorch(torch, norm_type, bad, where):
+    # A NaN anywhere gives a NaN total (Python's max over [1.0, nan] would give 1.0) and NaN
+    # gradients; an inf gives an inf total, and gradients scaled by 0 (inf * 0: NaN there).
+    gs = [np.array([1.0, -2.0]), np.array([[0.5], [3.0]])]
+    gs[where] = gs[where].copy()
+    gs[where].flat[1] = bad
+    tps = [torch.nn.Parameter(torch.zeros(g.shape, dtype=torch.float64)) for g in gs]
+    ops = [nn.Parameter(np.zeros(g.shape)) for g in gs]
+    for tp, op, g in zip(tps, ops, gs):
+        tp.grad, op.grad = torch.tensor(g), dp.tensor(g)
+    tn = torch.nn.utils.clip_grad_norm_(tps, 1.0, norm_type=norm_type)
+    on = nn.utils.clip_grad_norm_(ops, 1.0, norm_type=norm_type)
+    np.testing.assert_array_equal(on.numpy(), tn.numpy())  # (equal_nan: NaN matches NaN)
+    assert np.isnan(on.item()) == bool(np.isnan(bad))
+    for tp, op in zip(tps, ops):
+        np.testing.assert_array_equal(op.grad.numpy(), tp.grad.numpy())
+    # error_if_nonfinite=True raises, as PyTorch does, and leaves the gradients alone
+    for tp, op, g in zip(tps, ops, gs):
+        tp.grad, op.grad = torch.tensor(g), dp.tensor(g)
+    with pytest.raises(RuntimeError):
+        torch.nn.utils.clip_grad_norm_(tps, 1.0, norm_type=norm_type, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm"):
+        nn.utils.clip_grad_norm_(ops, 1.0, norm_type=norm_type, error_if_nonfinite=True)
+    for op, g in zip(ops, gs):
+        np.testing.assert_array_equal(op.grad.numpy(), g)
+
+
+def test_clip_grad_norm_inf_norm_with_nan_single_element_grads():
+    # The case of the issue (#19): grads [1.0] and [nan] with norm_type=inf.
+    a, b = nn.Parameter(np.zeros(1)), nn.Parameter(np.zeros(1))
+    a.grad, b.grad = dp.tensor(np.array([1.0])), dp.tensor(np.array([np.nan]))
+    assert np.isnan(nn.utils.clip_grad_norm_([a, b], 1.0, norm_type=float("inf")).item())
+    assert np.isnan(a.grad.item()) and np.isnan(b.grad.item())
+    a.grad, b.grad = dp.tensor(np.array([1.0])), dp.tensor(np.array([np.nan]))
+    with pytest.raises(RuntimeError, match="nan"):
+        nn.utils.clip_grad_norm_([a, b], 1.0, norm_type=float("inf"), error_if_nonfinite=True)

@@ -16,8 +16,10 @@ def _params(parameters: Any) -> list[Tensor]:
 def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False, foreach: Any = None) -> Tensor:
     """Scale all gradients by max_norm / (total_norm + 1e-6) when that is below 1, where total_norm
-    is the norm of all gradients together (as one vector). Returns total_norm. Each scaled .grad
-    is a new Tensor (never written in place: a .grad may be shared)."""
+    is the norm of all gradients together (as one vector). Returns total_norm. A NaN in any gradient
+    makes total_norm NaN (for every norm_type, inf included), and then every gradient NaN, as in
+    PyTorch; error_if_nonfinite=True raises instead when total_norm is NaN or infinite. Each scaled
+    .grad is a new Tensor (never written in place: a .grad may be shared)."""
     # (an effect: a compiled step computes the norm and clips again on every replay)
     return effect(_clip_grad_norm, _params(parameters), max_norm, norm_type, error_if_nonfinite)
 
@@ -27,9 +29,10 @@ def _clip_grad_norm(params: list[Tensor], max_norm: float, norm_type: float, err
     if not grads:
         return Tensor(np.array(0.0))
     norm_type = float(norm_type)
-    arrays = [np.asarray(p.grad.data) for p in grads]
+    arrays = [np.asarray(p.grad.data) for p in grads if p.grad is not None]
     if norm_type == np.inf:
-        total = max(float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays)
+        # np.max, not Python's max: a NaN must propagate (max(1.0, nan) is 1.0)
+        total = float(np.max([float(np.max(np.abs(a))) if a.size else 0.0 for a in arrays]))
     else:
         parts = [float(np.linalg.norm(a.ravel(), norm_type)) if a.size else 0.0 for a in arrays]
         total = float(np.linalg.norm(np.array(parts), norm_type))
@@ -37,9 +40,10 @@ def _clip_grad_norm(params: list[Tensor], max_norm: float, norm_type: float, err
         raise RuntimeError(f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is {total}; "
                            "set error_if_nonfinite=False to clip anyway")
     coef = float(max_norm) / (total + 1e-6)
-    if coef < 1.0:
-        for p, a in zip(grads, arrays):
-            p.grad = Tensor(a * a.dtype.type(coef))
+    if not coef >= 1.0:  # (below 1, or NaN: PyTorch multiplies by clamp(coef, max=1), which keeps a NaN)
+        with np.errstate(invalid="ignore"):  # (inf * 0 is NaN, as in PyTorch, without a warning)
+            for p, a in zip(grads, arrays):
+                p.grad = Tensor(a * a.dtype.type(coef))
     return Tensor(np.array(total, dtype=arrays[0].dtype))
 
 
