@@ -132,7 +132,7 @@ def sum_to(g, shape: tuple):
     return g.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _accumulate(t: Tensor, g, create_graph: bool, handed: set) -> None:
+def _accumulate(t: Tensor, g, create_graph: bool, handed: dict) -> None:
     """t.grad += g, out of place: an earlier .grad may be held by the user. Each .grad gets memory
     of its own (add's VJP passes one array to both inputs; a broadcast view is read-only)."""
     if not create_graph:

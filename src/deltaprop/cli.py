@@ -88,7 +88,7 @@ _POSITIVE_INT = _number(int, lambda v: v >= 1, "a positive integer")
 _JSON_HELP = "print one JSON object with the results as the last line of stdout (default: off)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """The argparse parser of the `deltaprop` command and its subcommands."""
     from deltaprop import __version__
 

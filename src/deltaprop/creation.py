@@ -51,9 +51,9 @@ def _creator(name, fill, doc):
 
 zeros = _creator("zeros", np.zeros, "A tensor of zeros.")
 ones = _creator("ones", np.ones, "A tensor of ones.")
-randn = _creator("randn", lambda s, d: _config.default_generator().standard_normal(s).astype(d),
+randn = _creator("randn", lambda s, d: np.asarray(_config.default_generator().standard_normal(s), d),
                  "Samples of the standard normal N(0, 1), from the default generator (dp.manual_seed).")
-rand = _creator("rand", lambda s, d: _config.default_generator().random(s).astype(d),
+rand = _creator("rand", lambda s, d: np.asarray(_config.default_generator().random(s), d),
                 "Samples of the uniform distribution on [0, 1), from the default generator (dp.manual_seed).")
 
 

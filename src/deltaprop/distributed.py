@@ -41,7 +41,7 @@ class _Group:
 
     def __init__(self, comm, rank: int, size: int):
         self.comm, self.rank, self.size = comm, rank, size
-        self.saved_hook = None
+        self.saved_hook: Any = None
 
 
 _group: _Group | None = None
@@ -130,7 +130,7 @@ def init_process_group(backend: str | None = "mpi", *, world_size: int | None = 
 
 def _abort_on_exception(exc_type, exc, tb) -> None:
     """An uncaught exception on one rank: print it with the rank, then MPI_Abort so no rank waits forever."""
-    g = _group
+    g: Any = _group  # (set: this hook is installed by init_process_group)
     try:
         lines = traceback.format_exception(exc_type, exc, tb)
         sys.stderr.write(f"deltaprop.distributed: rank {g.rank} of {g.size} failed; aborting the MPI job\n"

@@ -53,7 +53,7 @@ def gradcheck(f: Callable, *inputs, eps: float = 1e-6, atol: float = 1e-5, rtol:
             numerical[:, j] = (plus - minus) / (2 * eps)
         bad = np.abs(analytical - numerical) - (atol + rtol * np.abs(numerical))
         if (bad > 0).any() or not np.isfinite(analytical).all():
-            k, j = np.unravel_index(np.nanargmax(np.where(np.isfinite(bad), bad, np.inf)), bad.shape)
+            k, j = (int(i) for i in np.unravel_index(np.nanargmax(np.where(np.isfinite(bad), bad, np.inf)), bad.shape))
             idx = np.unravel_index(j, x.shape)
             raise GradcheckError(
                 f"gradcheck: gradient of input {i} at index {tuple(int(v) for v in idx)} (output element {k}) "

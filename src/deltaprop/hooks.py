@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,7 +50,7 @@ def register(t: Tensor, fn: Callable) -> RemovableHandle:
     """Tensor.register_hook: fn(grad) -> Tensor | ndarray | None, once per pass with t's summed grad."""
     if not t.requires_grad:
         raise RuntimeError("register_hook: cannot register a hook on a tensor that does not require grad")
-    owner = t._node if t._node is not None else t  # non-leaf hooks live on the node
+    owner: Any = t._node if t._node is not None else t  # non-leaf hooks live on the node
     if owner is t:
         t._hooks = hooks = t._hooks or {}
     else:
@@ -88,7 +88,8 @@ def dependencies(roots) -> dict | None:
 
 def count_edges(roots) -> dict:
     """{leaf: number of graph edges reaching it} over the graph of roots."""
-    deps, seen = {}, set()
+    deps: dict = {}
+    seen: set = set()
     stack = [r._node for r in roots if r._node is not None]
     while stack:
         node = stack.pop()

@@ -150,7 +150,7 @@ def _digest(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> str:
         head = json.dumps([name, arr.dtype.str, list(arr.shape)]).encode()
         h.update(len(head).to_bytes(8, "little"))
         h.update(head)
-        h.update(arr.reshape(-1).view(np.uint8))
+        h.update(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]  # (an ndarray is a buffer)
     return h.hexdigest()
 
 

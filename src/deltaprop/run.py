@@ -186,7 +186,7 @@ class RunConfig:
             return RunConfigError(f"{where}: {key} is {getattr(self, key)!r}, {want}", field=key)
 
         def is_int(v: Any, lo: int) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo
+            return bool(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo)
 
         def is_num(v: Any) -> bool:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -265,10 +265,10 @@ class RunConfig:
         except RunConfigError as exc:  # name the key as the file spells it
             where = f"{path!r}: metadata: "
             msg = str(exc).replace(where, "")
-            key = exc.field
+            key = exc.field or ""
             if key and msg.startswith(key):
                 key = "batch_size_option" if key == "batch_size" and "batch_size_option" in meta else key
-                msg = f"metadata key {key!r}{msg[len(exc.field):]}"
+                msg = f"metadata key {key!r}{msg[len(exc.field or ''):]}"
             raise ModelFileError(f"{path!r}: {msg}") from None
         return cfg
 
@@ -372,7 +372,7 @@ def _raw_data(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     if dataset in ("digits", "xor", "mazur"):
         return getattr(data, dataset)(dtype=np.float64)
-    gen = {"moons": data.moons, "circles": data.circles, "spirals": data.spirals}[dataset]
+    gen: Any = {"moons": data.moons, "circles": data.circles, "spirals": data.spirals}[dataset]
     return gen(**DATA_ARGS[dataset], seed=seed, dtype=np.float64)
 
 
@@ -413,8 +413,8 @@ def _raw_split(config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     ds, seed = config.dataset, config.seed
     info: dict[str, Any] = {"task": "classification", "classes": None, "feature_names": None, "target": None}
     if ds == "mnist":
-        Xtr, ytr = data.load_mnist(config.data, "train", flatten=True, dtype=np.float64)
-        Xte, yte = data.load_mnist(config.data, "test", flatten=True, dtype=np.float64)
+        Xtr, ytr = data.load_mnist(config.data, "train", flatten=True, dtype=np.float64)  # type: ignore[arg-type]
+        Xte, yte = data.load_mnist(config.data, "test", flatten=True, dtype=np.float64)  # type: ignore[arg-type]
         return Xtr, Xte, ytr, yte, info
     if ds == "file":
         f = data.load_file(config.data, target=config.target, task=config.task, delimiter=config.delimiter,
@@ -423,8 +423,9 @@ def _raw_split(config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         if len(f.X) < 5:
             raise RunConfigError(f"{config.data}: {len(f.X)} rows are too few to hold out a test split; "
                                  "give at least 5")
-        train_idx, test_idx = file_split(f.y, f.task, seed)
-        return f.X[train_idx], f.X[test_idx], f.y[train_idx], f.y[test_idx], info
+        y: Any = f.y  # (a training file has its target column)
+        train_idx, test_idx = file_split(y, f.task, seed)
+        return f.X[train_idx], f.X[test_idx], y[train_idx], y[test_idx], info
     X, y = _raw_data(ds, seed)
     tr.check_finite(f"the features of dataset {ds!r}", X)
     tr.check_finite(f"the targets of dataset {ds!r}", y)
@@ -488,7 +489,7 @@ def load_data(config: RunConfig, normalize: Mapping[str, Any] | None = None,
 
     def targets(y: np.ndarray) -> np.ndarray:
         if task == "regression":
-            return ((y - tnorm["mean"]) / tnorm["std"]).reshape(-1, 1).astype(dtype)
+            return ((y - tnorm["mean"]) / tnorm["std"]).reshape(-1, 1).astype(dtype)  # type: ignore[index]
         return y.astype(dtype) if task == "mazur" else y
 
     def features(X: np.ndarray) -> np.ndarray:
@@ -554,7 +555,7 @@ def make_optimizer(name: str, params: Any, lr: float, momentum: float | None = N
     """The optimizer `name` with PyTorch's defaults besides lr, momentum (SGD) and weight_decay (if not None)."""
     from deltaprop import optim
 
-    kw = {} if weight_decay is None else {"weight_decay": weight_decay}
+    kw: dict[str, Any] = {} if weight_decay is None else {"weight_decay": weight_decay}
     if name == "sgd":
         return optim.SGD(params, lr=lr, momentum=momentum or 0.0, **kw)
     cls = {"adam": optim.Adam, "adamw": optim.AdamW, "rmsprop": optim.RMSprop}[name]
@@ -891,7 +892,7 @@ def train_run(config: RunConfig, *, resume: str | None = None, out: str | None =
                              "(write a checkpoint for an exact resume)")
             else:
                 with_sched = sched if ckpt.scheduler_state is not None else None
-                start = io.load_checkpoint(resume, model, opt, scheduler=with_sched)
+                start = io.load_checkpoint(resume, model, opt, scheduler=with_sched)  # type: ignore[arg-type]
                 _stretch(sched, config.epochs)
                 if ckpt.extra:
                     stop.update(ckpt.extra.get("early_stopping", {}))
@@ -929,6 +930,7 @@ def _fit(config: RunConfig, data: Data, meta: dict[str, Any], model: Any, opt: A
     loader = dp.data.DataLoader(dp.data.TensorDataset(data.Xtr, data.ytr), batch_size=batch_size,
                                 shuffle=batch_size < len(data.Xtr), seed=config.seed)
     # the tiny sets train on their test points: evaluate once, report it as both
+    eval_sets: dict[str, Any]
     eval_sets = {"test": (data.Xte, data.yte)} if tiny else {"train": (data.Xtr, data.ytr), "test": (data.Xte, data.yte)}
     if data.Xval is not None and not tiny:
         eval_sets["val"] = (data.Xval, data.yval)
@@ -1085,7 +1087,7 @@ def _score(model: Any, X: np.ndarray, y: np.ndarray, meta: Mapping[str, Any],
     regression figures against `y_units` (the targets in their own units; default: y de-standardised)."""
     from deltaprop import metrics as mt, train as tr
 
-    r = tr.evaluate(model, X, y, loss_function(meta["loss"]), _metrics_for(meta))
+    r: dict[str, Any] = tr.evaluate(model, X, y, loss_function(meta["loss"]), _metrics_for(meta))
     preds, _, idx = _predict(model, X, meta)
     if idx is not None:
         classes = meta.get("classes") or list(range(meta["sizes"][-1]))

@@ -21,7 +21,10 @@ class Tensor(_methods.TensorMethods):
     __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_post_hooks", "_version", "_view",
                  "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us
-    _node: Any
+    _node: Any  # (the private fields' types, for mypy)
+    _tangent: Any
+    _hooks: Any
+    _post_hooks: Any
     _version: list[int] | None
 
     def __init__(self, data: Any, requires_grad: bool = False):

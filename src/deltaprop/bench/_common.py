@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ MICRO_SHAPE = (4, 4)
 
 # Case 5/7: the peers' copy of the default `deltaprop train` run (digits, ReLU, Adam; see
 # DEFAULTS['digits'] in deltaprop/cli.py). Keep in step; the deltaprop row records the CLI's.
-TRAIN = {
+TRAIN: dict[str, Any] = {
     "hidden": (128,),
     "lr": 3e-3,
     "epochs": 20,

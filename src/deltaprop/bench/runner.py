@@ -92,7 +92,7 @@ def plan(cases: list[str], libs: list[str], repeats: int) -> list[tuple[str, int
     other round in reverse (A B C, C B A, ...): a drift that is linear in time then weighs on both
     sides of a ratio alike, and the peers listed next to deltaprop in APPLIES (those of the
     targets) run right before or after it in every round."""
-    order = []
+    order: list[tuple[str, int, str]] = []
     for case in cases:
         case_libs = [lib for lib in APPLIES[case] if lib in libs]
         for r in range(repeats):
@@ -101,7 +101,7 @@ def plan(cases: list[str], libs: list[str], repeats: int) -> list[tuple[str, int
 
 
 def run_plan(order: list[tuple[str, int, str]], repeats: int, measure: Measure,
-             progress: Callable[[str], None] | None = None) -> dict[str, dict[str, dict]]:
+             progress: Callable[[str], object] | None = None) -> dict[str, dict[str, dict]]:
     """Run every (case, round, lib); a library that is not installed, not applicable or
     failed is not run again for that case. Returns {case: {lib: {"status", "values", ...}}}."""
     results: dict[str, dict[str, dict]] = {}

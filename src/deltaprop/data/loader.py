@@ -106,7 +106,7 @@ class DataLoader:
         n = len(self.dataset)
         if not self.shuffle:
             return np.arange(n)
-        return np.random.default_rng([self.seed, epoch]).permutation(n)
+        return np.random.default_rng([self.seed, epoch]).permutation(n)  # type: ignore[arg-type]  # (seed is set)
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         order = self.order(self.epoch)

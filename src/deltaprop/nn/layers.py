@@ -48,6 +48,11 @@ class Linear(Module):
 class Conv2d(Module):
     """2-D convolution over NCHW input; weight (out, in, kH, kW), init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
 
+    kernel_size: tuple[int, ...]  # (two ints; one in Conv1d)
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", dtype: Any = None) -> None:
@@ -151,6 +156,10 @@ class Dropout(Module):
 class BatchNorm1d(Module):
     """Batch normalisation over (N, C) or (N, C, L) (PyTorch semantics: biased variance to
     normalise, unbiased for running_var; momentum=None gives a cumulative average)."""
+
+    running_mean: Tensor  # buffers (register_buffer)
+    running_var: Tensor
+    num_batches_tracked: Tensor
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype: Any = None) -> None:

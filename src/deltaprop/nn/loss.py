@@ -56,6 +56,8 @@ class NLLLoss(_Loss):
     """Negative log-likelihood of log-probabilities (N, C) and integer targets (N,): -w[t] * input[n, t];
     `weight` (C,) per class (a buffer, as in PyTorch), targets equal to ignore_index are skipped."""
 
+    weight: Tensor | None  # a buffer (register_buffer)
+
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.register_buffer("weight", None if weight is None else

@@ -80,6 +80,10 @@ class Module:
     define forward(); calling the module runs forward."""
 
     training: bool
+    _parameters: OrderedDict[str, Parameter | None]
+    _buffers: OrderedDict[str, Tensor | None]
+    _modules: OrderedDict[str, Any]  # (Module or None)
+    _non_persistent: set[str]
 
     def __init__(self) -> None:
         d = self.__dict__
@@ -379,7 +383,7 @@ class Module:
 class Sequential(Module):
     """Modules applied in order: forward(x) = m_n(...m_1(x)). Indexable, sliceable, iterable."""
 
-    def __init__(self, *modules: Module) -> None:
+    def __init__(self, *modules: Any) -> None:  # Modules, or one OrderedDict of them
         super().__init__()
         if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
             for name, m in modules[0].items():

@@ -32,7 +32,7 @@ class _Bucket:
         self.offsets = np.cumsum([0] + [p.data.size for p in params])
         self.buf = np.zeros(int(self.offsets[-1]), dtype)
         self.ready: set[int] = set()
-        self.work = None
+        self.work: Any = None  # the all-reduce in flight (dist.Work)
 
     def put(self, j: int, grad) -> None:
         """Copy parameter j's gradient (None: this rank gave it none, a zero contribution) into the buffer."""

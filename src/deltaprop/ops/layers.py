@@ -423,6 +423,7 @@ def _pool_gather(y, arg, kernel, stride, padding):
     return out
 
 
+_pool_gather_op: Op  # (defined below: each of the two ops' VJP is the other)
 _pool_scatter_op = Op(
     "max_pool2d_backward",
     lambda g, *, arg, x_shape, kernel, stride, padding: _pool_scatter(g, arg, x_shape, kernel, stride, padding),

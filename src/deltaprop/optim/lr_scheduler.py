@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable
 from ..modes import effect
 from .optimizer import Optimizer
 
-__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "LambdaLR", "MultiStepLR", "ExponentialLR",
-           "OneCycleLR"]
+__all__ = ["LRScheduler", "StepLR", "CosineAnnealingLR", "ReduceLROnPlateau", "LambdaLR", "MultiStepLR",
+           "ExponentialLR", "OneCycleLR"]
 
 _EPOCH_DEPRECATION = ("The epoch parameter in `scheduler.step()` was not necessary and is being deprecated "
                       "where possible. Please use `scheduler.step()` to step the scheduler.")
@@ -359,7 +359,7 @@ class OneCycleLR(LRScheduler):
         else:
             phases += [(n - 1, "max_lr", "min_lr", "base_momentum", "max_momentum")]
         keys = ("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum")
-        self._schedule_phases = [dict(zip(keys, p)) for p in phases]
+        self._schedule_phases: list[dict[str, Any]] = [dict(zip(keys, p)) for p in phases]
         max_lrs = _per_group("max_lr", optimizer, max_lr)
         if last_epoch == -1:
             for m, group in zip(max_lrs, optimizer.param_groups):
