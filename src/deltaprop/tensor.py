@@ -7,7 +7,7 @@ NumPy call can never silently drop the gradient.
 from __future__ import annotations
 
 import weakref as _weakref
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -21,11 +21,6 @@ class Tensor(_methods.TensorMethods):
     __slots__ = ("data", "grad", "requires_grad", "_node", "_tangent", "_hooks", "_post_hooks", "_version", "_view",
                  "__weakref__")
     __array_priority__ = 1000  # NumPy defers binary operators to us
-    _node: Any  # (the private fields' types, for mypy)
-    _tangent: Any
-    _hooks: Any
-    _post_hooks: Any
-    _version: list[int] | None
 
     def __init__(self, data: Any, requires_grad: bool = False):
         self.data = data if type(data) is np.ndarray else np.asarray(data)
@@ -39,7 +34,6 @@ class Tensor(_methods.TensorMethods):
     dtype = property(lambda self: self.data.dtype, doc="The NumPy dtype of the values.")
     ndim = property(lambda self: self.data.ndim, doc="The number of axes.")
     size = property(lambda self: self.data.size, doc="The number of elements.")
-    T = property(lambda self: _ops.transpose(self), doc="The axes reversed (differentiable), as ndarray.T.")
     is_leaf = property(lambda self: self._node is None, doc="True when no recorded op made this tensor.")
 
     def numpy(self) -> np.ndarray:
@@ -195,13 +189,8 @@ class Tensor(_methods.TensorMethods):
         return _ops.array_function(func, args, kwargs)
 
 
-# The engine modules built on Tensor (they import this module) are bound here by deltaprop.ops once
-# they have all loaded (`bind`): Tensor's methods call them, and this module imports none of them,
-# so the engine's imports form no cycle (checked by the import contract in pyproject.toml).
-_autograd: Any = None
-_hooks: Any = None
-_ops: Any = None
-_versions: Any = None
+# The engine modules built on Tensor, bound by deltaprop.ops once loaded (bind), never imported here.
+_autograd = _hooks = _ops = _versions = cast(Any, None)
 
 
 def bind(*, autograd: Any, hooks: Any, ops: Any, versions: Any) -> None:

@@ -37,7 +37,13 @@ class TensorMethods:
 
     __slots__ = ()
 
-    if TYPE_CHECKING:  # defined on Tensor (the in-place operators call it)
+    if TYPE_CHECKING:  # Tensor's private fields (its __slots__) and the method the in-place operators call
+        _node: Any
+        _tangent: Any
+        _hooks: Any
+        _post_hooks: Any
+        _version: list[int] | None
+
         def _inplace(self, other: Any, op: Any, ufunc: Any, reads_self: bool) -> Self: ...
 
     # -- arithmetic: x op y, y op x (reflected: a NumPy array or number on the left), x op= y --
@@ -243,6 +249,11 @@ class TensorMethods:
         return _ops.log_softmax(self, axis, dim=dim)
 
     # -- shape --
+    @property
+    def T(self) -> Tensor:
+        """The axes reversed (differentiable), as ndarray.T."""
+        return _ops.transpose(self)
+
     def reshape(self, *shape: Any) -> Tensor:
         """Same data, new shape: reshape(2, 3) or reshape((2, 3)) (dp.reshape)."""
         return _ops.reshape(self, *shape)
