@@ -167,7 +167,8 @@ def _objective(z: Any, y: np.ndarray, out_activation: str, sw: np.ndarray | None
     else:
         per = 0.5 * (z - y) ** 2
     per = per.sum(axis=1)
-    return per.sum() / len(y) if sw is None else (per * sw).sum() / np.float64(sw.sum())
+    # (divided by Python floats: float32 stays float32, where a NumPy float64 would promote it)
+    return per.sum() / len(y) if sw is None else (per * sw).sum() / float(sw.sum())
 
 
 # ---------------------------------------------------------------------------- the shared part
@@ -290,7 +291,7 @@ class _BaseMLP(BaseEstimator):
         coefs = params[:len(params) // 2]
         squares = sum(float(np.dot(w.data.ravel(), w.data.ravel())) for w in coefs)
         if self.alpha:
-            objective = objective + sum((w * w).sum() for w in coefs) * (0.5 * self.alpha / n)
+            objective = objective + sum((w * w).sum() for w in coefs) * float(0.5 * self.alpha / n)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             p = _output(np.asarray(z.data, dtype=z.dtype), self.out_activation_)
             loss = _reported_loss(yt, p, self.out_activation_, sw) + 0.5 * self.alpha * squares / n
