@@ -527,10 +527,6 @@ class _BaseMLP(BaseEstimator):
             return np.nan
         return float(score_function(y, y_pred, sample_weight=sample_weight))
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
-        """Fit the network to (X, y) (with `warm_start`, continue from the last fit); return self."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
-
     def _check_solver(self) -> bool:
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
@@ -621,6 +617,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has {self.classes_}. "
                                  f"'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(bool)
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
+        """Fit the network to (X, y), optionally weighting the rows (with `warm_start`, continue
+        from the last fit); return self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted class of each row (for multilabel y, a 0/1 row per sample)."""
@@ -715,6 +716,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if self.loss == "poisson" and (np.asarray(y) < 0).any():
             raise ValueError("MLPRegressor(loss='poisson'): the target must be >= 0, it has negative values.")
         return X, y
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
+        """Fit the network to (X, y), optionally weighting the rows (with `warm_start`, continue
+        from the last fit); return self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def predict(self, X: Any) -> np.ndarray:
         """The predicted target of each row: shape (n,) for one output, else (n, outputs)."""
