@@ -568,6 +568,7 @@ class Session:
             "train_loss": _num(self.train_loss), "test_loss": _num(self.test_loss),
             "history": [[s, _num(a), _num(b)] for s, a, b in hist], "history_reset": self.history_reset,
             "names": self.names(),
+            "layer_names": ["input"] + [self._layer_title(li) for li in range(len(self.linears))],
             "activations": [l.activation for l in tr.layers] if tr else [],
             "weights": [_nums(l.weight.data) for l in self.linears],
             "biases": [_nums(l.bias.data) for l in self.linears],
@@ -588,7 +589,13 @@ class Session:
         return frame
 
     def _layer_title(self, li: int) -> str:
-        return "output layer" if li == len(self.linears) - 1 else f"hidden layer {li + 1}"
+        """Linear layer li's name, as dp.explain names it ("hidden layer 2", "output layer")."""
+        sizes = [2] + [l.weight.shape[0] for l in self.linears]
+        try:
+            from ..explain.names import layer_name
+        except ImportError:     # an explain without its names module
+            return "output layer" if li == len(self.linears) - 1 else f"hidden layer {li + 1}"
+        return layer_name(li + 1, sizes)
 
     def rule(self, layer: int, neuron: int, sample: int = 0) -> dict | None:
         """The layer rule for one neuron with the next step's numbers, read from dp.explain.trace

@@ -275,7 +275,7 @@
       const head = document.createElement("div");
       head.className = "layer-head";
       head.style.left = (LEFT + l * COL_W - 23) + "px"; head.style.top = "0px";
-      const title = l === 0 ? "input" : l === names.length - 1 ? "output" : `hidden ${l}`;
+      const title = f.layer_names[l].replace(" layer", "");   // "input", "hidden 2", "output"
       head.innerHTML = `<div>${title}</div>`;
       if (l > 0 && l <= hiddenLayers) {
         const plus = document.createElement("button"), minus = document.createElement("button");
