@@ -223,7 +223,7 @@ def test_every_knob_has_its_effect(browser, server):
         p.page.click('.neuron[data-layer="1"][data-neuron="0"]')
         p.page.wait_for_selector("#rule-incoming")
         head = p.page.locator("#rule-incoming tr").first.inner_text()
-        assert "+ L2 term" in head and "0.3 x gradient" in head
+        assert "+ L2 term" in head and "0.3 × gradient" in head
         # layers and neurons
         n = p.page.locator(".neuron").count()
         p.page.click("#add-layer")

@@ -394,7 +394,7 @@
       e.row.dataset.value = String(r.mean_abs_delta[0]);
       e.bar.style.width = (10 + 110 * (logs[k] - lo) / Math.max(1e-9, hi - lo)).toFixed(0) + "px";
       e.text.textContent = r.mean_abs_delta[1];
-      e.ratio.textContent = r.ratio ? `x${r.ratio[1]} of the layer after it` : "";
+      e.ratio.textContent = r.ratio ? `×${r.ratio[1]} of the layer after it` : "";
     });
   }
 
@@ -428,21 +428,21 @@
   function formulaText(r) {
     const n = r.name;
     if (r.output) {
-      return `delta_${n} = dE/dout_${n} x f'(net_${n}) = ${par(r.dout[1])} x ${par(r.fprime[1])} = ${r.delta[1]}` +
+      return `delta_${n} = dE/dout_${n} × f'(net_${n}) = ${par(r.dout[1])} × ${par(r.fprime[1])} = ${r.delta[1]}` +
         `   (output layer, loss ${r.loss}; target ${r.target[1]}` +
         (r.probability ? `, probability sigmoid(net) ${r.probability[1]}` : "") + ")";
     }
-    const sym = r.terms.map((t) => `${t.weight} x delta_${t.to}`).join(" + ");
-    const vals = r.terms.map((t) => `${par(t.w[1])} x ${par(t.delta[1])}`).join(" + ");
-    return `delta_${n} = f'(net_${n}) x (${sym})\n        = ${par(r.fprime[1])} x (${vals})\n` +
-      `        = ${par(r.fprime[1])} x ${par(r.dout[1])} = ${r.delta[1]}`;
+    const sym = r.terms.map((t) => `${t.weight} × delta_${t.to}`).join(" + ");
+    const vals = r.terms.map((t) => `${par(t.w[1])} × ${par(t.delta[1])}`).join(" + ");
+    return `delta_${n} = f'(net_${n}) × (${sym})\n        = ${par(r.fprime[1])} × (${vals})\n` +
+      `        = ${par(r.fprime[1])} × ${par(r.dout[1])} = ${r.delta[1]}`;
   }
   function buildRule(box, r, delta_note) {
     const up = [];
     box.innerHTML = "";
     const note = el("p", "", "note");
     up.push((r, f) => { note.textContent = f.delta_note + (r.per_sample_factor > 1 ?
-      ` This sample's own delta is ${r.per_sample_factor} x delta.` : ""); });
+      ` This sample's own delta is ${r.per_sample_factor} × delta.` : ""); });
     box.appendChild(note);
     const pick = el("label", "sample of the batch ");
     const sel = el("select");
@@ -456,13 +456,13 @@
     up.push((r) => { formula.textContent = formulaText(r); });
     box.appendChild(formula);
     const row = (label, get, key) => { const tr = el("tr"); tr.append(el("td", label), numberCell(get, key, up)); return tr; };
-    const rows = [row("net = sum of w x input + b", (r) => r.net, "net"), row("out = f(net)", (r) => r.out, "out"),
+    const rows = [row("net = sum of w × input + b", (r) => r.net, "net"), row("out = f(net)", (r) => r.out, "out"),
                   row("f'(net)", (r) => r.fprime, "fprime"),
-                  row(r.output ? "dE/dout" : "sum of w x delta (= dE/dout)", (r) => r.dout, "dout"),
-                  row("delta = f'(net) x dE/dout", (r) => r.delta, "delta"),
+                  row(r.output ? "dE/dout" : "sum of w × delta (= dE/dout)", (r) => r.dout, "dout"),
+                  row("delta = f'(net) × dE/dout", (r) => r.delta, "delta"),
                   row("batch mean of delta", (r) => r.delta_batch_mean, "delta_batch_mean")];
     if (r.per_sample_factor > 1) {
-      rows.push(row(`this sample's own delta (of its own loss) = ${r.per_sample_factor} x delta`,
+      rows.push(row(`this sample's own delta (of its own loss) = ${r.per_sample_factor} × delta`,
                     (r) => r.per_sample_delta, "per_sample_delta"));
     }
     if (r.output) rows.splice(2, 0, row("target", (r) => r.target, "target"));
@@ -475,7 +475,7 @@
                   numberCell((r) => r.terms[m].product, "product", up));
         return tr;
       });
-      box.appendChild(table("rule-terms", ["weight to the next layer", "w", "delta there", "w x delta"], trs));
+      box.appendChild(table("rule-terms", ["weight to the next layer", "w", "delta there", "w × delta"], trs));
     }
     const reg = r.regularization !== "none" && num(r.reg_rate[0]) > 0;
     const trs = r.incoming.map((w, i) => {
@@ -487,10 +487,10 @@
       tr.append(numberCell((r) => r.incoming[i].updated, "updated", up));
       return tr;
     });
-    const head = ["incoming weight", "value", "input (this sample)", "delta x input (this sample)",
+    const head = ["incoming weight", "value", "input (this sample)", "delta × input (this sample)",
                   "gradient dE/dw (batch sum)"];
     if (reg) head.push(`+ ${r.regularization.toUpperCase()} term`);
-    head.push(`updated = w - ${r.lr[1]} x gradient`);
+    head.push(`updated = w - ${r.lr[1]} × gradient`);
     box.appendChild(table("rule-incoming", head, trs));
     const det = el("details"), pre = el("pre");
     pre.id = "rule-text";
