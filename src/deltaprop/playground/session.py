@@ -592,10 +592,10 @@ class Session:
         """Linear layer li's name, as dp.explain names it ("hidden layer 2", "output layer")."""
         sizes = [2] + [l.weight.shape[0] for l in self.linears]
         try:
-            from ..explain.names import layer_name
+            from ..explain import names
         except ImportError:     # an explain without its names module
             return "output layer" if li == len(self.linears) - 1 else f"hidden layer {li + 1}"
-        return layer_name(li + 1, sizes)
+        return str(names.layer_name(li + 1, sizes))
 
     def rule(self, layer: int, neuron: int, sample: int = 0) -> dict | None:
         """The layer rule for one neuron with the next step's numbers, read from dp.explain.trace
