@@ -227,7 +227,10 @@ def _finish(leaf, pending, want, create_graph, owned, handed, fire=True) -> None
     if leaf._hooks and fire:
         g = hooks.run_hooks(leaf._hooks, g, create_graph, owned, handed)
     if want is None:
-        (_accumulate if _state.recorder is None else _state.recorder.accumulate)(leaf, g, create_graph, handed)
+        if _state.recorder is None:
+            _accumulate(leaf, g, create_graph, handed)
+        else:  # (the recorder runs the engine's own accumulation, handed over with the event)
+            _state.recorder.accumulate(leaf, g, create_graph, handed, _accumulate)
         for fn in list((leaf._post_hooks or {}).values()):
             fn(leaf)
 
@@ -249,8 +252,12 @@ def _send(key, g, pending, heap, leaves, owned) -> None:
 
 
 def _call_vjp(node, g, create_graph):
-    if _state.recorder is not None:
-        return _state.recorder.vjp(node, g, create_graph)
+    if _state.recorder is not None:  # (the recorder runs the engine's own VJP call, handed over with the event)
+        return _state.recorder.vjp(node, g, create_graph, _run_vjp)
+    return _run_vjp(node, g, create_graph)
+
+
+def _run_vjp(node, g, create_graph):
     op = node.op
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
         args = _as_read(node)

@@ -68,9 +68,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import _config, memory
-from .autograd import _accumulate, _call_vjp, sum_to
-from .modes import _state, effect  # (effect: in modes.py, so that nn need not load this module)
+from . import _config, graph, memory
+from .autograd import fit
+from .graph import GraphNode
+from .modes import effect  # noqa: F401 (effect: in modes.py, so that nn need not load this module)
+from .modes import is_anomaly_enabled, is_grad_enabled, recorder as _recorder, set_grad_enabled, set_recorder
 from .tensor import Tensor
 
 __all__ = ["compile", "CompiledStep", "effect", "NonFiniteStepError"]
@@ -166,11 +168,11 @@ class _Checker:
         if inputs is None and not create_graph and len(roots) == 1:
             _check_finite(roots[0].data)
 
-    def vjp(self, node, g, create_graph):
-        return _suspended(_call_vjp, (node, g, create_graph))
+    def vjp(self, node, g, create_graph, run):
+        return _suspended(run, (node, g, create_graph))
 
-    def accumulate(self, leaf, g, create_graph, handed):
-        _suspended(_accumulate, (leaf, g, create_graph, handed))
+    def accumulate(self, leaf, g, create_graph, handed, run):
+        _suspended(run, (leaf, g, create_graph, handed))
 
     def module(self, m):
         pass
@@ -178,11 +180,11 @@ class _Checker:
 
 def _suspended(fn, args):
     """fn(*args) with this thread's recorder off (the engine's own work is not an event)."""
-    rec, _state.recorder = _state.recorder, None
+    rec = set_recorder(None)
     try:
         return fn(*args)
     finally:
-        _state.recorder = rec
+        set_recorder(rec)
 
 
 def _check_finite(v) -> None:
@@ -327,7 +329,7 @@ class _Recorder(_Checker):
             sig.append(("t", expr))
             return expr
         if id(t) not in self.leaves:
-            if t._node is not None:
+            if graph.producer(t) is not None:
                 raise _Refused(f"fn uses a tensor of shape {t.shape} computed before the call (its graph "
                                "cannot be replayed); compute it inside fn or pass it as an argument")
             self.leaves[id(t)] = (t, t.data, t.requires_grad)
@@ -348,7 +350,7 @@ class _Recorder(_Checker):
         """The first event after a backward pass: grad mode back as the pass leaves it."""
         if self.in_backward:
             self.in_backward = False
-            self.code.append("st.grad = grad_mode")
+            self.code.append("set_grad(grad_mode)")
 
     def op(self, op, args, kw, node, out):
         if self.refused:
@@ -370,10 +372,11 @@ class _Recorder(_Checker):
             datas = [a.data if isinstance(a, Tensor) else a for a in args]
             if node is not None:
                 c = f"x{len(self.ctx)}"
-                self.ctx[id(node)] = (c, node, ins, kws)
+                self.ctx[id(node)] = (c, op, ins, kws)
                 self.alive.append(node)
-                self.consts[c] = _Ctx(op, node.needs)
-                sig.append(("ctx", node.needs))
+                needs = tuple(i.requires_grad for i in GraphNode(node).inputs)
+                self.consts[c] = _Ctx(op, needs)
+                sig.append(("ctx", needs))
             form = self.lowered.get(op)
             em = None
             if form is not None and not op.keeps:
@@ -412,7 +415,7 @@ class _Recorder(_Checker):
     def _extras(self, node, c: str) -> None:
         """Arrays the forward kept for its VJP (ctx.extra) may be read by an effect (BatchNorm's
         running statistics): name them too."""
-        ex = node.extra
+        ex = GraphNode(node).extra
         items = [(None, ex)] if isinstance(ex, np.ndarray) else list(enumerate(ex)) if isinstance(ex, tuple) else []
         for j, a in items:
             if isinstance(a, np.ndarray):
@@ -505,89 +508,91 @@ class _Recorder(_Checker):
         dt = self._const(g.dtype)
         self.in_backward = True
         seed = f"np_array(1, {dt})" if g.ndim == 0 else f"np_ones({shape}, {dt})"
-        self.code += ["st.grad = False", "#M owned = Owned()", "handed = {}", f"{v} = {seed}"]
+        self.code += ["set_grad(False)", "#M owned = Owned()", "handed = {}", f"{v} = {seed}"]
         self.listing.append(f"# backward from {loss}\n{v} = ones{_fmt(g)}")
-        self.pending = {id(r._node or r): v}
+        self.pending = {_key(graph.producer(r) or r): v}
         self.sig.append(("backward", g.shape, g.dtype))
 
-    def vjp(self, node, g, create_graph):
-        igs = _suspended(_call_vjp, (node, g, create_graph))
+    def vjp(self, node, g, create_graph, run):
+        igs = _suspended(run, (node, g, create_graph))
         if self.refused:
             return igs
         try:
-            self._vjp(node, igs)
+            self._vjp(GraphNode(node), node, igs)
         except _Refused as e:
             self._refuse(str(e))
         return igs
 
-    def _vjp(self, node, igs) -> None:
-        c, _n, ins, kws = self.ctx.get(id(node), (None, None, None, None))
-        gv = self.pending.pop(id(node), None)
+    def _vjp(self, gn: GraphNode, node, igs) -> None:
+        c, op, ins, kws = self.ctx.get(id(node), (None, None, None, None))
+        gv = self.pending.pop(gn, None)
         if c is None or gv is None:
             raise _Refused("fn calls backward through a graph built outside fn")
-        if node.hooks or node.retained is not None:
+        if gn.hooked:
             raise _Refused("fn registers hooks or retain_grad() on its tensors, which dp.compile does not replay")
-        op = node.op
-        out = self.slot[id(node.out)]
+        out = self.slot[id(gn.output)]
+        inputs = gn.inputs
         sig = ["vjp", op, gv]
-        if self._vjp_lowered(node, igs, c, gv, out, ins, sig):
+        if self._vjp_lowered(gn, op, inputs, igs, c, gv, out, ins, sig):
             return
         fn = self._const(op.fast or op.vjp, "f")
         self.code.append(f"r = {fn}({c}, {gv}, {out}, {', '.join(ins + kws)})")
         self.listing.append(f"r = {op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)})")
-        for i, (a, ig) in enumerate(zip(node.args, igs)):
-            if ig is None or node.edges[i] is None:
+        for i, (inp, ig) in enumerate(zip(inputs, igs)):
+            dest = inp.node or inp.leaf  # (the producer the op read, or the leaf)
+            if ig is None or dest is None:
                 continue
-            conv = []
-            if type(ig) is Tensor:
-                ig = ig.data
-                conv.append(".data")
-            d = a.data
-            v = self._new(ig)
-            self.code.append(f"{v} = r[{i}]" + "".join(conv))
-            if ig.shape != d.shape:
-                self.code.append(f"{v} = sum_to({v}, {d.shape!r})")
+            d = inp.value
+            fitted = fit(ig, d, False)  # the engine's one rule for what an input receives
+            conv = [".data"] if type(ig) is Tensor else []
+            if np.shape(ig) != d.shape:
                 conv.append(f"sum_to{d.shape}")
             if ig.dtype != d.dtype:
-                self.code.append(f"{v} = {v}.astype({self._const(d.dtype)})")
                 conv.append(f"astype({d.dtype})")
-            elif gv in self.bufs and self._aliases(ig, [(gv, self._array(gv))]):
-                self.bufs.add(v)  # g itself or a view of it, passed on
+            v = self._new(fitted)
+            if conv:
+                proto = self._const(np.broadcast_to(np.empty((), d.dtype), d.shape), "c")  # (its shape and dtype)
+                self.code.append(f"{v} = fit(r[{i}], {proto}, False)")
+            else:
+                self.code.append(f"{v} = r[{i}]")
+                if gv in self.bufs and self._aliases(fitted, [(gv, self._array(gv))]):
+                    self.bufs.add(v)  # g itself or a view of it, passed on
             self.info[v] = (d.shape, d.dtype)
             self.code.append(f"#M owned.add({v}, {c}, {gv})")
             self.listing.append(f"{v} = r[{i}]{''.join(' ' + x for x in conv)}  -> {_fmtsd(d.shape, d.dtype)}")
-            self._send(node.edges[i], v)  # (the producer the op read)
+            self._send(dest, v)
             sig.append((i, tuple(conv)))
         self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
 
-    def _vjp_lowered(self, node, igs, c, gv, out, ins, sig) -> bool:
+    def _vjp_lowered(self, gn, op, inputs, igs, c, gv, out, ins, sig) -> bool:
         """The VJP's straight-line form (ops/lowered.py), when the op has one for this case and
         every gradient it gives already has its input's shape and dtype."""
-        form = self.lowered.get(node.op)
-        if form is None or node.op.keeps:
+        form = self.lowered.get(op)
+        if form is None or op.keeps:
             return False
         dest = []
-        for a, ig, e in zip(node.args, igs, node.edges):
-            if ig is None or e is None:
+        for inp, ig in zip(inputs, igs):
+            d = inp.value
+            if ig is None or (inp.node is None and inp.leaf is None):
                 dest.append(None)
-            elif not isinstance(ig, (np.ndarray, np.generic)) or ig.shape != a.data.shape or ig.dtype != a.data.dtype:
+            elif not isinstance(ig, (np.ndarray, np.generic)) or ig.shape != d.shape or ig.dtype != d.dtype:
                 return False
             else:
-                dest.append("leaf" if isinstance(e, Tensor) else "node")
+                dest.append("leaf" if inp.node is None else "node")
         g = self._array(gv)
         if g is None:
             return False
         g = np.asarray(g)  # (a NumPy scalar in eager, where the replay has a 0-d buffer)
         em = _Emitter(self, g=gv, y=out)
-        exprs = form[1](em, g, node.out, list(node.datas), ins, node.kw, dest)
+        exprs = form[1](em, g, gn.output, [i.value for i in inputs], ins, gn.kwargs, dest)
         if exprs is None:
             return False
         self.code += em.lines
-        self.listing.append(f"r = {node.op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)}) "
+        self.listing.append(f"r = {op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)}) "
                             "(straight-line)")
         self.listing += [f"    {self._shapes(ln)}" for ln in em.lines]
-        for i, (a, ig) in enumerate(zip(node.args, igs)):
+        for i, (inp, ig) in enumerate(zip(inputs, igs)):
             if dest[i] is None:
                 continue
             v = self._new(ig)
@@ -600,8 +605,8 @@ class _Recorder(_Checker):
                 self.bufs.add(v)
             elif exprs[i] in self.fresh:
                 self.fresh.add(v)
-            self.listing.append(f"{v} = {exprs[i]}  -> {_fmt(a.data)}")
-            self._send(node.edges[i], v)  # (the producer the op read)
+            self.listing.append(f"{v} = {exprs[i]}  -> {_fmt(inp.value)}")
+            self._send(inp.node or inp.leaf, v)  # (the producer the op read, or the leaf)
             sig.append((i, "lowered"))
         self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
@@ -626,18 +631,19 @@ class _Recorder(_Checker):
 
     def _send(self, key, v: str) -> None:
         """The engine's _send: the first gradient a node or leaf receives is kept, later ones added."""
-        k = id(key)
+        k = _key(key)
+        node = isinstance(key, GraphNode)
         old = self.pending.get(k)
         if old is None:
             self.pending[k] = v
-            if not hasattr(key, "seq"):  # a leaf
+            if not node:  # a leaf
                 self.alive.append(key)
         else:
             s = f"v{self.n}"
             self.n += 1
             self.info[s] = self.info[v]
             a, b = self.arrays.get(old), self.arrays.get(v)
-            if self.lowered and hasattr(key, "seq") and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) \
+            if self.lowered and node and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) \
                     and a.shape == b.shape and a.dtype == b.dtype and a.dtype.kind == "f":
                 # (summed into a buffer: the sum goes on backwards, never to a .grad)
                 self.code += [f"{s} = {self._buffer(np.empty(a.shape, a.dtype))}", f"add({old}, {v}, out={s})",
@@ -649,7 +655,8 @@ class _Recorder(_Checker):
             self.listing.append(f"{s} = {old} + {v}")
             self.pending[k] = s
 
-    def accumulate(self, leaf, g, create_graph, handed):
+    def accumulate(self, leaf, g, create_graph, handed, run):
+        self.consts["_accumulate"] = run  # (the engine's accumulation, which the replay calls too)
         if not self.refused:
             try:
                 gv = self.pending.pop(id(leaf), None)
@@ -670,7 +677,7 @@ class _Recorder(_Checker):
                 self.sig.append(("acc", id(leaf)))
             except _Refused as e:
                 self._refuse(str(e))
-        _suspended(_accumulate, (leaf, g, create_graph, handed))
+        _suspended(run, (leaf, g, create_graph, handed))
         if id(leaf) in self.grads:
             self.grads[id(leaf)] = (leaf, leaf.grad)
 
@@ -818,13 +825,13 @@ class _Recorder(_Checker):
         src = self.prelude + ["def replay(args, kwargs):",
                f"    if not ({' and '.join(g for g, _w in guards) or 'True'}):",
                "        return MISS",
-               "    grad_mode = st.grad",
+               "    grad_mode = is_grad()",
                "    try:"]
         src += ["        " + ln for ln in body]
-        src += [f"        return {self.returned}", "    finally:", "        st.grad = grad_mode"]
-        env = dict(self.consts, MISS=_MISS, st=_state, ndarray=np.ndarray, asarray=np.asarray,
-                   np_array=np.array, np_ones=np.ones, Owned=memory.Owned, sum_to=sum_to,
-                   _accumulate=_accumulate, _check_finite=_check_finite, Tensor=Tensor, new=memory.lease,
+        src += [f"        return {self.returned}", "    finally:", "        set_grad(grad_mode)"]
+        env = dict(self.consts, MISS=_MISS, is_grad=is_grad_enabled, set_grad=set_grad_enabled, ndarray=np.ndarray,
+                   asarray=np.asarray, np_array=np.array, np_ones=np.ones, Owned=memory.Owned, fit=fit,
+                   _check_finite=_check_finite, Tensor=Tensor, new=memory.lease,
                    is_=operator.is_, cell_contents=operator.attrgetter("cell_contents"),
                    _resync=_resync, **_UFUNCS)
         code = "\n".join(src)
@@ -976,7 +983,7 @@ class CompiledStep:
     @staticmethod
     def _key(args, kwargs) -> tuple:
         """What selects a schedule: grad mode, the default dtype, the arguments' signatures."""
-        key = (_state.grad, _config.get_default_dtype())
+        key = (is_grad_enabled(), _config.get_default_dtype())
         if args:
             key += tuple(map(_sig, args))
             if len(args) > 1:  # the same tensor passed twice is one variable of the schedule
@@ -991,7 +998,7 @@ class CompiledStep:
         me = threading.get_ident()
         if self._owner == me:
             raise RuntimeError("dp.compile: a compiled step was called from inside itself; it is not re-entrant")
-        if _state.recorder is not None:  # inside another recording (or its eager fallback): be part of it
+        if _recorder() is not None:  # inside another recording (or its eager fallback): be part of it
             return self.fn(*args, **kwargs)
         with self._lock:  # other threads wait: calls are serialised
             self._owner = me
@@ -1001,7 +1008,7 @@ class CompiledStep:
                 self._owner = None
 
     def _call(self, args, kwargs):
-        if _state.anomaly or self._streak < 0:
+        if is_anomaly_enabled() or self._streak < 0:
             return self._eager(args, kwargs)
         key = self._key(args, kwargs)
         entry = self._cache.get(key)
@@ -1031,12 +1038,12 @@ class CompiledStep:
         return result
 
     def _record(self, rec, args, kwargs):
-        _state.recorder = rec
+        set_recorder(rec)
         try:
             result = self.fn(*args, **kwargs)
             rec.finish(result)
         finally:
-            _state.recorder = None
+            set_recorder(None)
         return result
 
     def _settle(self, rec: _Recorder, prior: _Recorder | None):
@@ -1067,11 +1074,11 @@ class CompiledStep:
                           RuntimeWarning, stacklevel=5)
 
     def _eager(self, args, kwargs):
-        _state.recorder = _Checker()
+        set_recorder(_Checker())
         try:
             return self.fn(*args, **kwargs)
         finally:
-            _state.recorder = None
+            set_recorder(None)
 
     def schedule(self) -> str:
         """The most recently used schedule, one line per call (op forwards, VJPs, gradient sums,
@@ -1113,3 +1120,8 @@ def compile(fn: Callable | None = None, *, strict: bool = False, verbose: bool =
     if fn is None:
         return lambda f: CompiledStep(f, strict, verbose)
     return CompiledStep(fn, strict, verbose)
+
+
+def _key(x):
+    """A gradient's destination as a key: a GraphNode (equal views of one node are equal), or a leaf by identity."""
+    return x if isinstance(x, GraphNode) else id(x)

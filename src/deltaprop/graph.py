@@ -71,6 +71,8 @@ class GraphNode:
     order = property(lambda self: self._n.seq, doc="Creation order: unique, larger for later ops.")
     freed = property(lambda self: self._n.args is None, doc="True once a backward without retain_graph freed it.")
     extra = property(lambda self: self._n.extra, doc="What the forward kept for its VJP (e.g. batch statistics).")
+    hooked = property(lambda self: bool(self._n.hooks) or self._n.retained is not None,
+                      doc="Whether hooks or retain_grad() are attached to this node's output.")
 
     @property
     def inputs(self) -> tuple[GraphInput, ...]:

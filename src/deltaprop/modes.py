@@ -79,6 +79,37 @@ def is_grad_enabled() -> bool:
     return _state.grad
 
 
+def set_grad_enabled(mode: bool) -> bool:
+    """Switch graph recording on or off in this thread (as no_grad/enable_grad do); returns the
+    previous mode."""
+    old, _state.grad = _state.grad, mode
+    return old
+
+
+def is_anomaly_enabled() -> bool:
+    """Whether detect_anomaly is on in this thread."""
+    return _state.anomaly
+
+
+def recorder() -> Any:
+    """This thread's dp.compile recorder (None unless a recording runs): the one hook through which
+    the engine tells dp.compile what it does. The engine calls, on the recorder:
+    op(op, args, kw, node, out) after each op; backward(roots, grads, retain_graph, create_graph,
+    inputs) before a pass; vjp(node, g, create_graph, run) in place of each VJP call, where
+    run(node, g, create_graph) is the engine's call; accumulate(leaf, g, create_graph, handed, run)
+    in place of each .grad accumulation, where run(leaf, g, create_graph, handed) is the engine's;
+    bump(t) on an in-place change, read(t) when a value is read into Python (returns the array),
+    module(m) when a module is called, effect(fn, args) from `effect`. Nodes are read through
+    deltaprop.graph."""
+    return _state.recorder
+
+
+def set_recorder(rec: Any) -> Any:
+    """Install rec as this thread's recorder (None: none); returns the previous one."""
+    old, _state.recorder = _state.recorder, rec
+    return old
+
+
 def effect(fn: Callable, *args: Any) -> Any:
     """Run fn(*args) now: a change of state outside the ops (an optimizer update, a random mask,
     running statistics). A compiled step that records it calls it again, at this point, on every
