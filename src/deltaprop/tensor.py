@@ -123,17 +123,20 @@ class Tensor(_methods.TensorMethods):
         """fn(tensor) runs as soon as this leaf's .grad has received its gradient of the pass (hooks.py)."""
         return _hooks.register_post_accumulate(self, fn)
 
-    def _check_inplace(self, what: str, recording: bool) -> None:
-        """In-place rules (PyTorch's): never on a leaf that requires grad while grad mode is on;
-        a change that must be recorded in the graph cannot go through a view."""
+    def _check_inplace(self, what: str, recording: bool, other=None) -> bool:
+        """In-place rules (PyTorch's): never on a leaf that requires grad while grad mode is on; a
+        change that must be recorded in the graph, or carries a forward-mode tangent, cannot go
+        through a view (its base would not see it). Returns whether a tangent is carried."""
+        tangent = self._tangent is not None or isinstance(other, Tensor) and other._tangent is not None
         if recording and self.requires_grad and self._node is None:
             raise RuntimeError(f"{what}: a leaf tensor that requires grad (shape {self.shape}) cannot be "
                                "changed in place while gradients are recorded; do it under `with dp.no_grad():` "
                                "or write x = x + c")
-        if recording and self._view:
+        if (recording or tangent) and self._view:
             raise RuntimeError(f"{what}: this tensor (shape {self.shape}) is a view of another tensor's memory, "
-                               "and an in-place change to it cannot be recorded for backward; write it out of "
-                               "place (y = x + c) or change the base tensor")
+                               f"and an in-place change to it cannot be recorded for {'backward' if recording else 'forward mode'}; "
+                               "write it out of place (y = x + c) or change the base tensor")
+        return tangent
 
     def _alias_for_graph(self, copy: bool) -> Tensor:
         """A Tensor standing for self's current value and history, input to the op that updates
@@ -148,8 +151,7 @@ class Tensor(_methods.TensorMethods):
         """x op= y: writes into x's memory (views see it) and bumps its version; recorded in the
         graph when x or y requires grad."""
         recording = _autograd._state.grad and (self.requires_grad or isinstance(other, Tensor) and other.requires_grad)
-        self._check_inplace(f"in-place {ufunc.__name__}", recording)
-        if recording or _tangents(self, other):  # through the op: its graph node and its forward-mode tangent
+        if self._check_inplace(f"in-place {ufunc.__name__}", recording, other) or recording:  # through the op: its graph node and its forward-mode tangent
             res = op(self._alias_for_graph(reads_self and recording), other)
             if res.shape != self.shape:
                 raise ValueError(f"in-place {ufunc.__name__}: the result has shape {res.shape}, which does not "
@@ -173,9 +175,9 @@ class Tensor(_methods.TensorMethods):
         """x[index] = value, in place (views see it). Recorded in the graph when x or value
         requires grad: value gets its gradient, the overwritten part of x none (as PyTorch)."""
         recording = _autograd._state.grad and (self.requires_grad or isinstance(value, Tensor) and value.requires_grad)
-        self._check_inplace("item assignment", recording)
+        tangent = self._check_inplace("item assignment", recording, value)
         idx = _ops.raw_index(index)
-        if recording or _tangents(self, value):
+        if recording or tangent:
             res = _ops.setitem(self._alias_for_graph(False), value, index)
             self._take_history(res, recording)
         else:
@@ -198,10 +200,6 @@ def bind(*, autograd: Any, hooks: Any, ops: Any, versions: Any) -> None:
     global _autograd, _hooks, _ops, _versions
     _autograd, _hooks, _ops, _versions = autograd, hooks, ops, versions
     _methods.bind(ops)
-
-
-def _tangents(a: Tensor, b) -> bool:  # forward mode: does an in-place change carry a tangent?
-    return a._tangent is not None or isinstance(b, Tensor) and b._tangent is not None
 
 
 def _read(t: Tensor) -> np.ndarray:  # t's array, for a value read into Python (a dp.compile recording is told)

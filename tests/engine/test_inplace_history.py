@@ -229,3 +229,50 @@ def test_plain_array_inputs_are_copied_when_recorded():
     c[:] = 100
     y.backward()
     np.testing.assert_array_equal(np.asarray(x.grad), [1, 2])
+
+
+_RNG = np.random.default_rng(7)
+_INPLACE = {
+    "iadd": lambda h, v: h.__iadd__(v * v),
+    "isub": lambda h, v: h.__isub__(v.sin()),
+    "imul": lambda h, v: h.__imul__(v + 2.0),
+    "itruediv": lambda h, v: h.__itruediv__(v * v + 1.0),
+    "ipow": lambda h, v: h.__ipow__(2.0),
+    "ipow_tensor": lambda h, v: h.__ipow__(v.sigmoid()),
+    "imatmul": lambda h, v: h.__imatmul__(v.reshape(2, 2).T.sin()) if h.shape == (2, 2) else h,
+    "setitem_slice": lambda h, v: h.__setitem__(slice(0, 1), v[1:2] * v[0:1]) or h,
+    "setitem_int_array": lambda h, v: h.__setitem__(np.array([3, 0]), v[:2].exp()) or h,
+    "setitem_mask": lambda h, v: h.__setitem__(np.array([True, False, True, False]), v[1:3] * 3) or h,
+    "np_copyto": lambda h, v: np.copyto(h, v.cos()) or h,
+}
+
+
+@pytest.mark.parametrize("name", list(_INPLACE))
+def test_forward_mode_equals_reverse_mode_through_in_place_variants(name):
+    edit = _INPLACE[name]
+    x0 = _RNG.uniform(0.5, 1.5, 4)
+
+    def f(v):
+        h = v * 2.0 + v  # (no op saves h itself: an edit of it is legal in reverse mode too)
+        if name == "imatmul":
+            h = h.reshape(2, 2) * 1.0  # (not a view: an in-place change of a view is refused)
+        r = edit(h, v)
+        r = h if r is None else r
+        return (r * 1.5).reshape(-1)
+    fwd = dp.jacobian(f, mode="fwd")(x0).numpy()
+    rev = dp.jacobian(f, mode="rev")(x0).numpy()
+    np.testing.assert_allclose(fwd, rev, rtol=1e-10, atol=1e-12)
+    eps = 1e-6
+    fd = np.stack([(f(dp.tensor(x0 + eps * e)).numpy() - f(dp.tensor(x0 - eps * e)).numpy()) / (2 * eps)
+                   for e in np.eye(4)], -1)
+    np.testing.assert_allclose(fwd, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_forward_mode_in_place_change_through_a_view_is_refused():
+    def f(v):
+        h = v * 1.0
+        hv = h[0:2]
+        hv *= 3.0  # the base h would not see the tangent: refused, as reverse mode refuses it
+        return h
+    with pytest.raises(RuntimeError, match="view of another tensor's memory.*forward mode"):
+        dp.jvp(f, (np.ones(3),), (np.ones(3),))

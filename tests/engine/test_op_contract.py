@@ -839,3 +839,26 @@ def test_declared_saved_values_are_read(param):
             if not changed:
                 unread.append(f"{'its output' if item == 'out' else f'input {item}'} (needs {flags})")
     assert not unread, f"{case.key}: declared saved, but no gradient depends on: {'; '.join(unread)}"
+
+
+# -- e. forward mode == reverse mode ---------------------------------------------------------------
+@pytest.mark.parametrize("param", _params("test_jvp_matches_finite_differences"))
+def test_jacobian_forward_equals_reverse(param):
+    """For every op and input: jacobian(mode="fwd") (one JVP per input element) equals
+    jacobian(mode="rev") (one VJP per output element); both are checked against finite
+    differences above."""
+    case = _case(param)
+    for i in case.diff:
+        n_out = case.value().size
+        if n_out * case.args[i].size > 20000:
+            continue
+
+        def f(xi, i=i):
+            args = case.tensors(())
+            args[i] = xi
+            if case.key == "setitem":  # it writes into its first input: give it a copy (as Tensor.__setitem__)
+                args[0] = args[0] + 0.0
+            return apply(case.op, args, case.kw)
+        fwd = dp.jacobian(f, mode="fwd")(case.args[i].copy()).numpy()
+        rev = dp.jacobian(f, mode="rev")(case.args[i].copy()).numpy()
+        _close(fwd, rev, 1e-10, f"{case.key}: jacobian fwd vs rev, input {i}")
