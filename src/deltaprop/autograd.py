@@ -1,20 +1,18 @@
 """The engine: graph nodes, the op contract, the iterative backward pass (modes: modes.py; hooks:
-hooks.py; version counters: versions.py).
+hooks.py; version counters: versions.py; memory reuse: memory.py; reading a graph: graph.py).
 
-The op contract. An `Op` (ops/) has a forward on ndarrays, one reference VJP written in NumPy
-calls (it also runs on Tensors, which dispatch those calls back to deltaprop ops: that is how
-create_graph gives differentiable gradients), optionally a fast first-order VJP, and a JVP.
-`apply` runs the forward and, when an input requires grad, records a `Node`: the op's context.
-It holds which inputs need gradients (`needs`), the inputs as the forward saw them, the output,
-what the forward chose to keep for its VJP (`extra`), and the versions of what the VJP will
-read, so that an in-place change made after the forward raises instead of giving a wrong number.
-Keyword arguments hold static settings only.
-
-A VJP is called as vjp(ctx, g, out, *inputs, **kw) and returns one gradient (or None) per
-input: g itself, a view of g, or an array it created; never an array the node saved.
-`run_backward` orders nodes without recursion and sums each tensor's incoming gradients before
-passing them on; it recycles (memory.py) only gradient arrays that VJPs created in this pass
-and that nothing else received.
+The op contract (docs/engine.md). An `Op` has a forward on arrays, ONE VJP and a JVP. The VJP is
+written once in NumPy calls that also run on Tensors (which dispatch them back to the ops), so the
+same lines give first-order gradients on arrays and, under create_graph, differentiable ones;
+out= buffers come from helpers that give None for Tensors. Only where the array form cannot run
+on Tensors (im2col, in-place scatters) an op adds `graph_vjp`, a differentiable companion used
+under create_graph alone (PyTorch's once_differentiable + double backward).
+`apply` runs the forward and, when an input requires grad, records a `Node`: which inputs need
+gradients, the inputs as the forward saw them, where each one's gradient goes (`edges`, bound
+now: an in-place op gives the tensor a new node, as PyTorch rebases grad_fn), the output, what
+the forward kept (`extra`), and the versions of what the VJP reads. `fit` is the one rule for
+what reaches an input (summed to its shape, in its dtype); `run_backward` orders nodes without
+recursion and sums each node's incoming gradients before calling its VJP.
 """
 from __future__ import annotations
 
@@ -39,9 +37,8 @@ class Node:
     __slots__ = ("op", "args", "datas", "out", "kw", "needs", "edges", "extra", "versions", "hooks", "retained",
                  "seq", "__weakref__")
 
-    def __init__(self, op, args, datas, kw, needs, edges):  # datas: the args' arrays as the forward saw them
-        # edges: where each input's gradient goes, bound now (its producer node, the leaf itself, or None);
-        # a later in-place op gives the tensor a new node, and this one keeps sending to what it read
+    def __init__(self, op, args, datas, kw, needs, edges):  # datas: the args' arrays as the forward read them;
+        # edges: where each input's gradient goes (its producer node then, the leaf itself, or None)
         self.op, self.args, self.datas, self.kw, self.needs, self.edges = op, args, datas, kw, needs, edges
         self.out = self.extra = self.versions = self.hooks = self.retained = None
         self.seq = next(_seq)  # creation order: a node is always newer than the nodes it consumes
@@ -49,18 +46,19 @@ class Node:
 
 class Op:
     """A primitive. fwd(*arrays, **kw) -> array (with keeps=True: fwd(ctx, *arrays, **kw), where
-    ctx is None when nothing is recorded, and it may set ctx.extra for its fast VJP);
-    vjp/fast(ctx, g, out, *xs, **kw) -> grads; jvp(ts, out, *xs, **kw) -> tangent.
+    ctx is None when nothing is recorded, and it may set ctx.extra for its VJP);
+    vjp(ctx, g, out, *xs, **kw) -> grads (graph_vjp: its create_graph companion, rarely needed);
+    jvp(ts, out, *xs, **kw) -> tangent.
     saves: indices of the inputs the VJP reads (None: all), or a function of ctx.needs giving
     them; saves_out: whether it reads the output (or a function of ctx.needs). Only those are
     version-checked."""
 
-    __slots__ = ("name", "fwd", "vjp", "jvp", "fast", "keeps", "saves", "saves_out", "checks", "primitive")
+    __slots__ = ("name", "fwd", "vjp", "jvp", "graph_vjp", "keeps", "saves", "saves_out", "checks", "primitive")
     # (key: the registry's name for it when two ops share a display name, e.g. the two pow ops)
 
-    def __init__(self, name, fwd, vjp, jvp=None, *, fast=None, keeps=False, saves=None, saves_out=True,
+    def __init__(self, name, fwd, vjp, jvp=None, *, graph_vjp=None, keeps=False, saves=None, saves_out=True,
                  key=None, register=True):
-        self.name, self.fwd, self.vjp, self.jvp, self.fast = name, fwd, vjp, jvp, fast
+        self.name, self.fwd, self.vjp, self.jvp, self.graph_vjp = name, fwd, vjp, jvp, graph_vjp
         self.keeps, self.saves, self.saves_out = keeps, saves, saves_out
         self.checks = not (saves == () and saves_out is False)  # (most ops read something back)
         key = key or name
@@ -146,9 +144,8 @@ def _accumulate(t: Tensor, g, create_graph: bool, handed: dict) -> None:
 
 
 def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=None, fire=True):
-    """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients
-    (no .grad is touched; `fire=False`: no hook runs either); otherwise accumulate into the leaves'
-    .grad. Nodes are popped newest
+    """Reverse-mode pass from roots seeded with grads. With `inputs`, return their gradients (no .grad
+    touched; fire=False: no hook runs); otherwise accumulate into the leaves' .grad. Nodes are popped newest
     first (a max-heap on creation order): a topological order, found without recursion."""
     if _state.recorder is not None:
         _state.recorder.backward(roots, grads, retain_graph, create_graph, inputs)
@@ -261,13 +258,12 @@ def _run_vjp(node, g, create_graph):
     op = node.op
     if create_graph:  # recompute the output as a Tensor so the VJP itself is differentiable
         args = _as_read(node)
-        return op.vjp(node, g, apply(op, args, node.kw), *args, **node.kw)
-    return (op.fast or op.vjp)(node, g, node.out, *node.datas, **node.kw)
+        return (op.graph_vjp or op.vjp)(node, g, apply(op, args, node.kw), *args, **node.kw)
+    return op.vjp(node, g, node.out, *node.datas, **node.kw)
 
 
 def _as_read(node) -> tuple:
-    """node's inputs as Tensors with the history they had when the op read them (a tensor changed
-    in place since then has a newer node: the differentiable VJP must connect to the one read)."""
+    """node's inputs as Tensors with the history they had when the op read them (create_graph)."""
     args = list(node.args)
     for i, (a, e) in enumerate(zip(args, node.edges)):
         if type(a) is np.ndarray:
@@ -278,20 +274,23 @@ def _as_read(node) -> tuple:
     return tuple(args)
 
 
-def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:
-    """Tensor.backward: accumulate d(t)/d(leaf) (times `gradient`) into every leaf's .grad."""
+def seed(t: Tensor, gradient, create_graph: bool, who: str = "backward"):
+    """The gradient a pass starts from at t: `gradient` (copied: never aliased) or 1 for one element."""
     if not t.requires_grad:
-        raise RuntimeError("backward: this tensor does not require grad and has no graph; create the "
+        raise RuntimeError(f"{who}: this tensor does not require grad and has no graph; create the "
                            "inputs with requires_grad=True (and not under dp.no_grad()) first")
     if gradient is None:
         if t.data.size != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs; this "
-                               f"tensor has shape {t.shape}: pass gradient= of that shape (e.g. dp.ones_like(y))")
-        gradient = np.array(1, t.dtype) if t.ndim == 0 else np.ones(t.shape, t.dtype)
-    else:
-        gdata = gradient.data if isinstance(gradient, Tensor) else gradient
-        gradient = np.array(gdata, dtype=t.dtype)  # a copy: the user's array is never aliased
-        if gradient.shape != t.shape:
-            raise ValueError(f"backward: gradient has shape {gradient.shape} but the tensor has shape {t.shape}")
-    run_backward([t], [Tensor(gradient) if create_graph else gradient], retain_graph or create_graph, create_graph)
+            raise RuntimeError(f"{who}: grad can be implicitly created only for scalar outputs; this tensor "
+                               f"has shape {t.shape}: pass the gradient of that shape (e.g. dp.ones_like(y))")
+        gradient = np.ones(t.shape, t.dtype)
+    gradient = np.array(gradient.data if isinstance(gradient, Tensor) else gradient, dtype=t.dtype)
+    if gradient.shape != t.shape:
+        raise ValueError(f"{who}: gradient has shape {gradient.shape} but the tensor has shape {t.shape}")
+    return Tensor(gradient) if create_graph else gradient
+
+
+def backward(t: Tensor, gradient=None, retain_graph=False, create_graph=False) -> None:
+    """Tensor.backward: accumulate d(t)/d(leaf) (times `gradient`) into every leaf's .grad."""
+    run_backward([t], [seed(t, gradient, create_graph)], retain_graph or create_graph, create_graph)
 

@@ -535,7 +535,7 @@ class _Recorder(_Checker):
         sig = ["vjp", op, gv]
         if self._vjp_lowered(gn, op, inputs, igs, c, gv, out, ins, sig):
             return
-        fn = self._const(op.fast or op.vjp, "f")
+        fn = self._const(op.vjp, "f")
         self.code.append(f"r = {fn}({c}, {gv}, {out}, {', '.join(ins + kws)})")
         self.listing.append(f"r = {op.name}.vjp({self._show(gv)}, {', '.join(self._show(n) for n in ins)})")
         for i, (inp, ig) in enumerate(zip(inputs, igs)):

@@ -140,18 +140,6 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     gos = [None] * len(outs) if grad_outputs is None else (
         [grad_outputs] if isinstance(outputs, Tensor) else list(grad_outputs))
-    seeds = []
-    for o, go in zip(outs, gos):
-        if not o.requires_grad:
-            raise RuntimeError(f"graph.grad: an output of shape {o.shape} does not require grad (no graph)")
-        if go is None:
-            if o.size != 1:
-                raise RuntimeError(f"graph.grad: pass grad_outputs for the output of shape {o.shape} "
-                                   "(only one-element outputs get an implicit gradient of 1)")
-            go = np.ones(o.shape, o.dtype)
-        go = np.array(go.data if isinstance(go, Tensor) else go, dtype=o.dtype)
-        if go.shape != o.shape:
-            raise ValueError(f"graph.grad: grad_outputs has shape {go.shape} but the output has shape {o.shape}")
-        seeds.append(Tensor(go) if create_graph else go)
+    seeds = [_ag.seed(o, go, create_graph, "graph.grad") for o, go in zip(outs, gos)]
     gs = _ag.run_backward(outs, seeds, retain_graph or create_graph, create_graph, inputs=ins, fire=False)
     return tuple(None if g is None else (g if isinstance(g, Tensor) else Tensor(g)) for g in gs)

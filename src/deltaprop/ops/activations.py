@@ -123,7 +123,7 @@ def _gelu_jvp(ts, out, x, approximate):
     return ts[0] * _gelu_deriv(x, approximate, _gelu_kept(x, approximate))
 
 
-gelu = Op("gelu", _gelu_fwd, lambda ctx, g, out, x, approximate: (g * _gelu_deriv(x, approximate),), _gelu_jvp,
-          fast=_gelu_fast, keeps=True, saves_out=False)
+gelu = Op("gelu", _gelu_fwd, _gelu_fast, _gelu_jvp,
+          graph_vjp=lambda ctx, g, out, x, approximate: (g * _gelu_deriv(x, approximate),), keeps=True, saves_out=False)
 
 

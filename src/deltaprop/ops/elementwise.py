@@ -30,6 +30,22 @@ def raw(x):
     return x.data if isinstance(x, Tensor) else x
 
 
+def _into(a):
+    """a as the out= of a VJP's next step on arrays (a is the VJP's own new array); None on a Tensor
+    (create_graph: the differentiable op makes a new value)."""
+    return a if type(a) is np.ndarray else None
+
+
+def kept(ctx, g):
+    """What the forward kept for the VJP (ctx.extra), taken (a retained graph's second backward
+    recomputes it); None under create_graph (g a Tensor), where the VJP recomputes it
+    differentiably."""
+    if isinstance(g, Tensor):
+        return None
+    k, ctx.extra = ctx.extra, None
+    return k
+
+
 def floating(x):
     """The integer-input rule (see the module docstring): x itself when it is floating, else x
     converted to the default float dtype. A dtype check only, on the float path."""
@@ -50,8 +66,9 @@ def _times(g, d, fresh: bool):
 def _new(x):
     """Where a float result goes: a recycled array when it is large (no page faults; see memory.py);
     a new 0-d array for a 0-d x (a ufunc without out= returns a scalar there, which no later
-    out= can take); else None (NumPy allocates)."""
-    if x.dtype.kind != "f":
+    out= can take); else None (NumPy allocates). None for a Tensor: a VJP written with out=_new(x)
+    is the same rule on arrays and, under create_graph, on Tensors (the op makes a new value)."""
+    if isinstance(x, Tensor) or x.dtype.kind != "f":
         return None
     if x.nbytes >= memory.MIN_BYTES:
         return memory.take(x.shape, x.dtype)
@@ -144,8 +161,12 @@ def _softplus_fwd(x):
     return np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
 
 
-softplus = unary("softplus", _softplus_fwd,
-                 lambda x, y: sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x),
+def _sigmoid_of(x):
+    """sigmoid(x): the differentiable op on a Tensor (create_graph), the stable form on an array."""
+    return sigmoid(x) if isinstance(x, Tensor) else _stable_sigmoid(x)
+
+
+softplus = unary("softplus", _softplus_fwd, lambda x, y: _sigmoid_of(x),
                  "log(1 + e**x), computed stably. VJP: g * sigmoid(x)", fresh=True)
 
 

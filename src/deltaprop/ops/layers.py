@@ -37,21 +37,20 @@ def _linear_fwd(x, w, b=None):
 
 
 def _linear_vjp(ctx, g, out, x, w, b=None):
-    """VJP: g @ W, g.T @ x (leading axes summed), g summed over leading axes."""
+    """VJP: g @ W (into a recycled array on arrays), g.T @ x (leading axes summed), g summed over
+    leading axes. The same lines run on Tensors under create_graph."""
     nx, nw = ctx.needs[0], ctx.needs[1]
-    gx = g @ w if nx else None
+    gx = np.matmul(g, w, out=_buf(g.shape[:-1] + w.shape[1:], g, w)) if nx else None
     g2 = g if g.ndim == 2 else g.reshape((-1, w.shape[0]))
     gw = g2.T @ (x if x.ndim == 2 else x.reshape((-1, w.shape[1]))) if nw else None
     return (gx, gw) if b is None else (gx, gw, g2.sum(axis=0))
 
 
-def _linear_fast(ctx, g, out, x, w, b=None):
-    """_linear_vjp on ndarrays: the input gradient into a recycled array, the bias's by one reduce."""
-    nx, nw = ctx.needs[0], ctx.needs[1]
-    gx = np.matmul(g, w, out=memory.take(g.shape[:-1] + w.shape[1:], np.result_type(g, w))) if nx else None
-    g2 = g if g.ndim == 2 else g.reshape((-1, w.shape[0]))
-    gw = g2.T @ (x if x.ndim == 2 else x.reshape((-1, w.shape[1]))) if nw else None
-    return (gx, gw) if b is None else (gx, gw, np.add.reduce(g2, axis=0))
+def _buf(shape, *operands):
+    """A recycled out= array for a product of array operands; None when one is a Tensor."""
+    if any(isinstance(o, Tensor) for o in operands):
+        return None
+    return memory.take(shape, np.result_type(*operands))
 
 
 def _linear_jvp(ts, out, x, w, b=None):
@@ -71,7 +70,7 @@ def _reads_x_w(needs):
 
 
 # (its straight-line form for dp.compile: ops/lowered.py, the same NumPy calls as these functions)
-linear = Op("linear", _linear_fwd, _linear_vjp, _linear_jvp, fast=_linear_fast, saves=_reads_x_w, saves_out=False)
+linear = Op("linear", _linear_fwd, _linear_vjp, _linear_jvp, saves=_reads_x_w, saves_out=False)
 
 
 # -- conv2d ---------------------------------------------------------------------------------------
@@ -235,7 +234,7 @@ def _conv_jvp(ts, out, x, w, b=None, *, stride, padding):
     return r
 
 
-conv2d = Op("conv2d", _conv_fwd, _conv_vjp, _conv_jvp, fast=_conv_fast, keeps=True, saves=_reads_x_w,
+conv2d = Op("conv2d", _conv_fwd, _conv_fast, _conv_jvp, graph_vjp=_conv_vjp, keeps=True, saves=_reads_x_w,
             saves_out=False)
 # T(g, W) = conv's adjoint in x; <a, T(g, W)> = <conv(a, W), g> gives both VJPs below.
 _convx_op = Op("conv2d_input_grad", lambda g, w, *, x_shape, stride, padding: _conv_input_grad(
@@ -458,10 +457,10 @@ def _pool_fast(ctx, g, out, x, *, kernel, stride, padding):
     return (_pool_scatter(g, _pool_argmax(x, out, kernel, stride, padding), x.shape, kernel, stride, padding),)
 
 
-max_pool2d = Op("max_pool2d", _pool_fwd, _pool_vjp,
+max_pool2d = Op("max_pool2d", _pool_fwd, _pool_fast,
                 lambda ts, out, x, *, kernel, stride, padding: _pool_gather(
-                    ts[0], _pool_argmax(x, out, kernel, stride, padding), kernel, stride, padding), fast=_pool_fast,
-                saves_out=False)
+                    ts[0], _pool_argmax(x, out, kernel, stride, padding), kernel, stride, padding),
+                graph_vjp=_pool_vjp, saves_out=False)
 
 
 # -- batch norm ------------------------------------------------------------------------------------
@@ -548,7 +547,7 @@ def _bn_reads(needs):
     return ((0,) if needs[0] or needs[1] else ()) + ((1,) if needs[0] else ())
 
 
-batch_norm_train = Op("batch_norm", _bn_fwd, _bn_vjp, _bn_jvp, fast=_bn_fast, keeps=True, saves=_bn_reads,
+batch_norm_train = Op("batch_norm", _bn_fwd, _bn_fast, _bn_jvp, graph_vjp=_bn_vjp, keeps=True, saves=_bn_reads,
                       saves_out=False)
 
 
@@ -580,10 +579,10 @@ def _avg_fast(ctx, g, out, x, *, kernel, stride, padding, divisor):
     return (_conv_input_grad(gd, _ones_kernel(kernel, g.dtype), (n * c, 1, h, w), stride, padding).reshape(x.shape),)
 
 
-avg_pool2d = Op("avg_pool2d", _avg_fwd, _avg_vjp,
+avg_pool2d = Op("avg_pool2d", _avg_fwd, _avg_fast,
                 lambda ts, out, x, *, kernel, stride, padding, divisor: _avg_fwd(
                     ts[0], kernel=kernel, stride=stride, padding=padding, divisor=divisor),
-                fast=_avg_fast, saves=(), saves_out=False)
+                graph_vjp=_avg_vjp, saves=(), saves_out=False)
 
 
 def avg_pool_divisor(x_shape, kernel, stride, padding, count_include_pad=True, divisor_override=None):

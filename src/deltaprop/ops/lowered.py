@@ -42,7 +42,7 @@ def _grad_to(e, dest, like):
     return e.buf(like.shape, like.dtype) if dest == "node" else e.fresh(like.shape, like.dtype)
 
 
-# -- linear: layers._linear_fwd / layers._linear_fast ---------------------------------------------
+# -- linear: layers._linear_fwd / layers._linear_vjp ---------------------------------------------
 def _linear_fwd(e, out, xs, names, kw):
     x, w = xs[0], xs[1]
     b = xs[2] if len(xs) > 2 else None

@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd import Op
 from .. import memory
 from ..modes import effect
-from .elementwise import _new, _stable_sigmoid, floating, raw, sigmoid
+from .elementwise import _into, _new, _sigmoid_of, _stable_sigmoid, floating, kept, raw, sigmoid
 from .reduce import _lse
 from ..tensor import Tensor
 
@@ -27,21 +27,15 @@ def _softmax_fwd(x, axis):
 
 
 def _softmax_vjp(ctx, g, out, x, axis):
-    """y * (g - sum(g * y))."""
-    return (out * (g - (g * out).sum(axis=axis, keepdims=True)),)
-
-
-def _softmax_fast(ctx, g, out, x, axis):
-    """_softmax_vjp written in place on ndarrays."""
+    """y * (g - sum(g * y)) (in place on arrays)."""
     t = np.multiply(g, out, out=_new(out))
-    np.subtract(g, np.sum(t, axis=axis, keepdims=True), out=t)
-    t *= out
-    return (t,)
+    t = np.subtract(g, np.sum(t, axis=axis, keepdims=True), out=_into(t))
+    return (np.multiply(t, out, out=_into(t)),)
 
 
 _softmax = Op("softmax", _softmax_fwd, _softmax_vjp,
               lambda ts, out, x, axis: out * (ts[0] - (ts[0] * out).sum(axis=axis, keepdims=True)),
-              fast=_softmax_fast, saves=())
+              saves=())
 
 
 def softmax(x, axis: int = -1, *, dim=None):
@@ -68,19 +62,15 @@ def _log_softmax_fwd(x, axis):
 
 
 def _log_softmax_vjp(ctx, g, out, x, axis):
-    """g - softmax(x) * sum(g), softmax(x) = exp(out)."""
-    return (g - _exp(out) * g.sum(axis=axis, keepdims=True),)
-
-
-def _log_softmax_fast(ctx, g, out, x, axis):
+    """g - softmax(x) * sum(g), softmax(x) = exp(out) (in place on arrays)."""
     r = np.exp(out, out=_new(out))
-    r *= np.sum(g, axis=axis, keepdims=True)
-    return (np.subtract(g, r, out=r),)
+    r = np.multiply(r, np.sum(g, axis=axis, keepdims=True), out=_into(r))
+    return (np.subtract(g, r, out=_into(r)),)
 
 
 _log_softmax = Op("log_softmax", _log_softmax_fwd, _log_softmax_vjp,
                   lambda ts, out, x, axis: ts[0] - (ts[0] * np.exp(out)).sum(axis=axis, keepdims=True),
-                  fast=_log_softmax_fast, saves=())
+                  saves=())
 
 
 def log_softmax(x, axis: int = -1, *, dim=None):
@@ -167,7 +157,7 @@ def _ce_jvp(ts, out, x, labels, reduction):
     return _reduce(per, reduction)
 
 
-_cross_entropy = Op("cross_entropy", _ce_fwd, _ce_vjp, _ce_jvp, fast=_ce_fast, keeps=True, saves=(0,),
+_cross_entropy = Op("cross_entropy", _ce_fwd, _ce_fast, _ce_jvp, graph_vjp=_ce_vjp, keeps=True, saves=(0,),
                     saves_out=False)  # (labels: an ndarray input, never differentiated)
 
 
@@ -200,27 +190,21 @@ def _mse_fwd(ctx, x, t, reduction):
 
 
 def _mse_vjp(ctx, g, out, x, t, reduction):
-    """2 (x - t) g (/ N for the mean); the target's gradient, its negative, only when it needs one."""
-    d = x - t
-    gx = d * (2 * g / raw(d).size if reduction == "mean" else 2 * g)
-    return gx, -gx if ctx.needs[1] else None
-
-
-def _mse_fast(ctx, g, out, x, t, reduction):
-    """_mse_vjp on ndarrays, scaling the forward's x - t in place."""
-    d, ctx.extra = ctx.extra, None  # (owned by this op; a retained graph's second backward recomputes)
+    """2 (x - t) g (/ N for the mean), scaling the forward's x - t in place on arrays; the
+    target's gradient, its negative, only when it needs one."""
+    d = kept(ctx, g)
     if d is None:
         d = x - t
-    if type(d) is not np.ndarray:  # (0-d: a NumPy scalar, which no out= can take)
+    if isinstance(d, np.generic):  # (0-d: a NumPy scalar, which no out= can take)
         d = np.array(d)
-    scale = 2 * g / d.size if reduction == "mean" else 2 * g
-    gx = np.multiply(d, scale, out=d) if np.result_type(d, scale) == d.dtype else d * scale
+    scale = 2 * g / raw(d).size if reduction == "mean" else 2 * g
+    gx = np.multiply(d, scale, out=_into(d) if np.result_type(d, scale) == d.dtype else None)
     return gx, -gx if ctx.needs[1] else None
 
 
 _mse = Op("mse_loss", _mse_fwd, _mse_vjp, lambda ts, out, x, t, reduction:
           _reduce(2 * (x - t) * ((ts[0] if ts[0] is not None else 0) - (ts[1] if ts[1] is not None else 0)),
-                  reduction), fast=_mse_fast, keeps=True, saves_out=False)
+                  reduction), keeps=True, saves_out=False)
 
 
 def mse_loss(input, target, reduction: str = "mean"):
@@ -306,28 +290,20 @@ def _bcel_fwd(x, y, reduction):
 
 
 def _bcel_vjp(ctx, g, out, x, y, reduction):
-    """g (sigmoid(x) - y) for the logits; -g x for the target (only when it needs a gradient)."""
+    """g (sigmoid(x) - y) for the logits (in place on the sigmoid on arrays); -g x for the target
+    (only when it needs a gradient)."""
     gg = g / raw(x).size if reduction == "mean" else g
-    return gg * (sigmoid(x) - y), gg * -x if ctx.needs[1] else None
-
-
-def _bcel_fast(ctx, g, out, x, y, reduction):
-    """_bcel_vjp on ndarrays, in place on the sigmoid."""
-    gg = g / x.size if reduction == "mean" else g
     gy = gg * -x if ctx.needs[1] else None
-    s = _stable_sigmoid(x)
-    if np.result_type(s, y, gg) != s.dtype:
-        return gg * (s - y), gy
-    s -= y
-    s *= gg
-    return s, gy
+    s = _sigmoid_of(x)
+    o = _into(s) if np.result_type(s, y, gg) == s.dtype else None
+    return np.multiply(np.subtract(s, y, out=o), gg, out=o), gy
 
 
 _bce_logits = Op("binary_cross_entropy_with_logits", _bcel_fwd, _bcel_vjp,
                  lambda ts, out, x, y, reduction: _reduce(
                      (0 if ts[0] is None else ts[0] * (_stable_sigmoid(x) - y))
                      - (0 if ts[1] is None else ts[1] * x), reduction),
-                 fast=_bcel_fast, saves=_reads_p_y, saves_out=False)
+                 saves=_reads_p_y, saves_out=False)
 
 
 def binary_cross_entropy_with_logits(input, target, reduction: str = "mean"):

@@ -161,13 +161,7 @@ def _setitem_fwd(a, v, index):
 
 def _setitem_vjp(ctx, g, out, a, v, index):
     """VJP: g with the overwritten part zeroed for the old buffer; g[index] for the value."""
-    keep = np.ones(raw(a).shape, bool)
-    keep[index] = False
-    return g * keep, g[index] if ctx.needs[1] else None
-
-
-def _setitem_fast(ctx, g, out, a, v, index):
-    ga = g.copy()
+    ga = g * 1  # (a copy of its own, array or Tensor: -0.0 and NaN kept)
     ga[index] = 0
     return ga, g[index] if ctx.needs[1] else None
 
@@ -178,7 +172,7 @@ def _setitem_jvp(ts, out, a, v, index):
     return r
 
 
-setitem_op = Op("setitem", _setitem_fwd, _setitem_vjp, _setitem_jvp, fast=_setitem_fast, saves=(), saves_out=False)
+setitem_op = Op("setitem", _setitem_fwd, _setitem_vjp, _setitem_jvp, saves=(), saves_out=False)
 
 
 def _indexed(out: Tensor, index) -> Tensor:
