@@ -41,7 +41,6 @@ ALLOWED = {
     "explain/graph.py",
     "nn/module.py",  # (modes._state.recorder: dp.compile's recording)
     "onnx.py",
-    "transforms.py",
 }
 
 

@@ -132,6 +132,17 @@ def walk(*outputs: Tensor) -> list[GraphNode]:
     return [_view(n, memo) for n in sorted(seen, key=lambda n: n.seq)]
 
 
+def tangent(t: Tensor) -> np.ndarray | None:
+    """Forward mode: the tangent t carries (dt/dx times the input tangents), or None."""
+    return t._tangent
+
+
+def set_tangent(t: Tensor, value) -> Tensor:
+    """Forward mode: make t carry `value` as its tangent (None: none); ops on t push it on. Returns t."""
+    t._tangent = None if value is None else np.asarray(value.data if isinstance(value, Tensor) else value, t.dtype)
+    return t
+
+
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], grad_outputs=None, *,
          retain_graph: bool = False, create_graph: bool = False) -> tuple[Tensor | None, ...]:
     """d(outputs)/d(inputs) (leaf or intermediate tensors), weighted by grad_outputs (ones for a

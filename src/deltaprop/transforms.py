@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import autograd
+from . import autograd, graph
 from .ops import add
 from .creation import _to_array
 from .tensor import Tensor
@@ -39,8 +39,8 @@ def _input(a) -> Tensor:
     if arr.dtype.kind != "f":
         raise TypeError(f"cannot differentiate with respect to an argument of dtype {arr.dtype}; pass floats")
     x = Tensor(arr, requires_grad=True)
-    if isinstance(a, Tensor) and a._tangent is not None:  # forward over reverse (jvp of grad): keep it
-        x._tangent = a._tangent
+    if isinstance(a, Tensor) and graph.tangent(a) is not None:  # forward over reverse (jvp of grad): keep it
+        graph.set_tangent(x, graph.tangent(a))
     return x
 
 
@@ -48,7 +48,7 @@ def _grads(out: Tensor, inputs: list, cotangent=None) -> list:
     """d(out)/d(inputs) (times cotangent) as Tensors; zeros where out does not depend on an input."""
     # Inside an outer transform keep the graph; under an outer jvp, run the VJPs on Tensors so
     # that the tangents flow through the backward pass too.
-    nested = getattr(_active, "depth", 0) > 0 or any(not a.is_leaf or a._tangent is not None for a in inputs)
+    nested = getattr(_active, "depth", 0) > 0 or any(not a.is_leaf or graph.tangent(a) is not None for a in inputs)
     if not out.requires_grad:
         return [Tensor(np.zeros_like(a.data)) for a in inputs]
     if cotangent is None:
@@ -111,7 +111,7 @@ def jvp(f: Callable, primals: tuple, tangents: tuple):
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: got {len(primals)} primals but {len(tangents)} tangents")
     xs = []
-    if any(isinstance(p, Tensor) and p._tangent is not None for p in primals):
+    if any(isinstance(p, Tensor) and graph.tangent(p) is not None for p in primals):
         raise NotImplementedError("jvp of jvp (nested forward mode) is not supported; for second "
                                   "derivatives use dp.hessian, dp.grad(dp.grad(f)) or jvp of grad")
     for p, t in zip(primals, tangents):
@@ -119,10 +119,11 @@ def jvp(f: Callable, primals: tuple, tangents: tuple):
         tv = np.asarray(t.data if isinstance(t, Tensor) else t, dtype=x.dtype)
         if tv.shape != x.shape:
             raise ValueError(f"jvp: tangent shape {tv.shape} must equal its primal's shape {x.shape}")
-        x._tangent = tv
+        graph.set_tangent(x, tv)
         xs.append(x)
     out = f(*xs)
-    t = out._tangent if out._tangent is not None else np.zeros(out.shape, out.dtype)
+    t = graph.tangent(out)
+    t = np.zeros(out.shape, out.dtype) if t is None else t
     res = Tensor(out.data)
     return res, Tensor(np.broadcast_to(t, out.shape).copy())
 
