@@ -143,11 +143,6 @@ class _Emitter:
         return f"{name}.{attr}"
 
 
-def _hooked(t: Tensor) -> bool:
-    """Whether a tensor carries any hook (its own, or a kind added later: any slot named *hook*)."""
-    return any(getattr(t, s, None) for s in Tensor.__slots__ if "hook" in s)
-
-
 class _Checker:
     """The recorder's interface, doing nothing but the non-finite loss check: a step that runs
     eagerly keeps the compiled step's rule that a non-finite loss is never applied."""
@@ -662,7 +657,7 @@ class _Recorder(_Checker):
                 gv = self.pending.pop(id(leaf), None)
                 if gv is None:
                     raise _Refused("fn calls backward through a graph built outside fn")
-                if _hooked(leaf):
+                if graph.hooked(leaf):
                     raise _Refused("a tensor that fn differentiates has hooks registered (e.g. "
                                    "DistributedDataParallel's), which dp.compile does not replay")
                 self._check_grads()
@@ -761,12 +756,13 @@ class _Recorder(_Checker):
         the step leaves behind: a replay leaves the same state (fn's Python does not run again)."""
         guards = []
         whys: list = []  # (the module checks' explanations)
-        hook_slots = [s for s in Tensor.__slots__ if "hook" in s]
         for t, a, r in self.leaves.values():
             tn = self._const(t, "t")
-            unhooked = "".join(f" and not {tn}.{s}" for s in hook_slots) if r else ""  # (a hook added later)
-            guards.append((f"{tn}.data is {self._const(a, 'c')} and {tn}.requires_grad is {r}{unhooked}",
+            guards.append((f"{tn}.data is {self._const(a, 'c')} and {tn}.requires_grad is {r}",
                            functools.partial(_leaf_change, t, a, r)))
+        trained = tuple(t for t, _a, r in self.leaves.values() if r)
+        if trained:  # a hook registered since the recording (the replay runs none)
+            guards.append((f"not any(map(hooked, {self._const(trained, 's')}))", lambda: None))
         if self.modules:
             # every parameter, buffer, sub-module and plain attribute (p of dropout, eps, padding_idx,
             # training) of each module called, by identity: replaced, added or removed -> re-record.
@@ -831,7 +827,7 @@ class _Recorder(_Checker):
         src += [f"        return {self.returned}", "    finally:", "        set_grad(grad_mode)"]
         env = dict(self.consts, MISS=_MISS, is_grad=is_grad_enabled, set_grad=set_grad_enabled, ndarray=np.ndarray,
                    asarray=np.asarray, np_array=np.array, np_ones=np.ones, Owned=memory.Owned, fit=fit,
-                   _check_finite=_check_finite, Tensor=Tensor, new=memory.lease,
+                   _check_finite=_check_finite, Tensor=Tensor, new=memory.lease, hooked=graph.hooked,
                    is_=operator.is_, cell_contents=operator.attrgetter("cell_contents"),
                    _resync=_resync, **_UFUNCS)
         code = "\n".join(src)
@@ -902,7 +898,7 @@ def _leaf_change(t, a, r) -> str | None:
         return f"a tensor of shape {t.shape} that fn reads changed requires_grad to {t.requires_grad}"
     if t.data is not a:
         return f"a tensor of shape {t.shape} that fn reads holds a new array (.data replaced)"
-    if r and _hooked(t):
+    if r and graph.hooked(t):
         return f"a hook was registered on a tensor of shape {t.shape} that fn differentiates"
     return None
 

@@ -118,6 +118,12 @@ def producer(t: Tensor) -> GraphNode | None:
     return None if t._node is None else GraphNode(t._node)
 
 
+def hooked(t: Tensor) -> bool:
+    """Whether gradient hooks (register_hook) or post-accumulate hooks are registered on the tensor t
+    itself (a non-leaf's hooks live on its producer: GraphNode.hooked)."""
+    return bool(t._hooks) or bool(t._post_hooks)
+
+
 def walk(*outputs: Tensor) -> list[GraphNode]:
     """Every node the outputs depend on, producers before consumers (creation order), found
     without recursion."""

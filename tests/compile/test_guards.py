@@ -172,3 +172,39 @@ def test_a_hook_registered_after_recording_is_not_skipped():
     before = m.weight.data.copy()
     fn(dp.tensor(X))
     assert seen == [(1, 3), (1, 3)] and np.array_equal(m.weight.data, before)  # the hook ran, zeroing the update
+
+
+def test_a_thread_that_builds_and_trains_other_modules_changes_nothing_here():
+    """Recording is per thread, and module edits elsewhere (another thread building and training
+    its own model) only make the guards compare the modules: both runs equal their eager runs."""
+    import threading
+
+    def train(compiled, steps=30, build_more=False):
+        m = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+        for p in m.parameters():  # (a fixed start: the default generator is shared by the threads)
+            p.data[...] = np.linspace(-0.5, 0.5, p.data.size, dtype=np.float32).reshape(p.shape)
+        opt = dp.optim.SGD(m.parameters(), lr=0.05)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = ((m(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            return loss
+        fn = dp.compile(step, strict=True) if compiled else step
+        out = []
+        for i in range(steps):
+            if build_more:
+                nn.Linear(3, 3).eval()  # (edits of other modules, as the other thread runs)
+            out.append(fn(dp.tensor(X + i / 100), dp.tensor(Y)).data.tobytes())
+        return out
+
+    expected = train(False)
+    results = {}
+    threads = [threading.Thread(target=lambda: results.__setitem__("a", train(True))),
+               threading.Thread(target=lambda: results.__setitem__("b", train(False, build_more=True)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["a"] == expected and results["b"] == expected
