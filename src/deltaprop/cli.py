@@ -345,8 +345,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _print(f"saved checkpoint to {args.checkpoint}", file=out)
     if plot:
         try:
-            dp_plot.plot_history(r.history, plot, f"deltaprop train: {run.data_label(meta)} {kind}{arch} {cfg.activation}, "
-                                                  f"{cfg.optimizer} lr={cfg.lr:g}")
+            dp_plot.plot_history(r.history, plot, f"deltaprop train: {run.data_label(meta)} {kind}{arch} "
+                                                  f"{cfg.activation}, {cfg.optimizer} lr={cfg.lr:g}")
             res["plot_path"] = plot
             _print(f"saved plot to {plot}", file=out)
         except ImportError as exc:

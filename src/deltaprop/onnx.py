@@ -1,14 +1,20 @@
 """ONNX export: `export(model, example_input, path)` and `deltaprop export model.safetensors model.onnx`.
 
-Export traces. It runs the model once in eval mode on the example input with every parameter
-recording (autograd Nodes: op, args, settings), then walks the recorded graph in creation order
-and maps each op to ONNX nodes, built with the `onnx` package's own helpers (opset 17, IR
-version 8, so that current runtimes load it). Whatever does not depend on the input (a weight
-reshaped, a dilated kernel) is folded into a constant. Any module built from deltaprop's ops
-exports, Sequential or not; an op without a mapping (a user's dp.Function) and a value read
-into Python during the trace (`.item()`, `float()`, `bool()`, `.numpy()`) raise ExportError
-naming it. With dynamic_batch the first axis of the input and of every value that follows it is
-a symbolic "batch" dimension; shapes baked into reshapes are written so that they follow it.
+Export traces. It runs the model in eval mode on the example input with every parameter
+recording, reads the recorded graph through deltaprop's public graph API (`deltaprop.graph`:
+each node's op, inputs and settings, producers before consumers) and maps each op to ONNX
+nodes, built with the `onnx` package's own helpers (opset 17, IR version 8, so that current
+runtimes load it). Whatever does not depend on the input (a weight reshaped, a dilated kernel)
+is folded into a constant. Any module built from deltaprop's ops exports, Sequential or not.
+
+Nothing is patched. A value the model reads into Python (`x.shape[0]`, `.item()`, `bool()` of a
+tensor, a comparison `h > 0`, which the engine does not record) would become a constant of the
+example; so the model is traced twice, the second time on other values (and, with
+dynamic_batch, one more row), and the two graphs are compared node by node and constant by
+constant: the first that differs raises ExportError naming its op. An op without a mapping (a
+user's dp.Function) raises ExportError naming it too. With dynamic_batch the first axis of the
+input and of every value that follows it is a symbolic "batch" dimension; shapes baked into
+reshapes are written so that they follow it.
 
 `onnx` is optional (`pip install 'deltaprop[onnx]'`) and imported only when exporting.
 """
@@ -23,9 +29,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from . import autograd
-from .autograd import Node
-from .nn.module import Module
+from . import graph as dgraph
+from .graph import GraphInput, GraphNode
+from .autograd import REGISTRY, enable_grad
+from .nn.module import Module, Parameter, Sequential
 from .tensor import Tensor
 
 __all__ = ["export", "build", "build_predictor", "ExportError", "main"]
@@ -33,6 +40,7 @@ __all__ = ["export", "build", "build_predictor", "ExportError", "main"]
 OPSET = 17
 IR_VERSION = 8  # the IR version of opset 17 (onnx 1.12); every current onnxruntime loads it
 _SCALED = "scaled"  # a `lead` value: axis 0 is a fixed multiple of the batch (after a reshape merged axes)
+Lead = bool | str  # whether axis 0 of a value is the dynamic batch: True, False or _SCALED
 
 
 class ExportError(RuntimeError):
@@ -51,139 +59,112 @@ def _onnx():
 
 
 # ----------------------------------------------------------------------------- tracing
-class _Trace:
-    """What one traced forward recorded: the input, the output(s), the spans of each module's
-    call (to name a module in errors), and comparison results (bool tensors made from traced
-    values, which ops receive as plain arrays: they are exported as comparison nodes)."""
+class _N:
+    """One recorded op as the mappings read it (from a deltaprop.graph.GraphNode): its name, its
+    inputs (GraphInput: the producer bound when the op ran, the Tensor passed, the value read),
+    the values they held, its settings and its output."""
 
-    def __init__(self, x: Tensor) -> None:
-        self.x = x
-        self.spans: list[tuple[int, int, str]] = []
-        self.compares: dict[int, tuple[str, Any, Any, Tensor]] = {}
-        self._dep: dict[int, bool] = {}
+    __slots__ = ("node", "op", "args", "datas", "kw", "out")
+
+    def __init__(self, node: GraphNode) -> None:
+        self.node, self.op = node, node.op
+        self.args: tuple[GraphInput, ...] = node.inputs
+        self.datas = [i.value for i in self.args]
+        self.kw, self.out = node.kwargs, node.output
+
+
+def _value_of(a: Any) -> Any:
+    """The array (or number) behind a GraphInput, a Tensor or a raw value."""
+    if isinstance(a, GraphInput):
+        return a.value
+    return a.data if isinstance(a, Tensor) else a
+
+
+class _Trace:
+    """What one traced forward recorded: the input, the outputs, every node they depend on
+    (deltaprop.graph.walk), which of them depend on the input, and what names a module in errors
+    (the module owning a parameter an op read; for a Sequential, the child whose call made it)."""
+
+    def __init__(self, x: Tensor, outs: list[Tensor], owners: dict[int, str], spans: dict[GraphNode, str],
+                 root: str | None) -> None:
+        self.x, self.owners, self.spans, self.root = x, owners, spans, root
+        self.nodes = dgraph.walk(*outs)
+        self.dep: dict[GraphNode, bool] = {}
+        for n in self.nodes:  # producers come first: one pass
+            self.dep[n] = any(self.input_depends(i) for i in n.inputs) or self._index_depends(n.kwargs.get("index"))
+
+    def input_depends(self, inp: GraphInput) -> bool:
+        return inp.tensor is self.x or (inp.node is not None and self.dep.get(inp.node, False))
 
     def depends(self, t: Any) -> bool:
-        """Whether Tensor t's value depends on the traced input."""
+        """Whether t (a GraphInput or Tensor) depends on the traced input."""
+        if isinstance(t, GraphInput):
+            return self.input_depends(t)
         if not isinstance(t, Tensor):
             return False
-        if t is self.x or id(t.data) in self.compares:
+        if t is self.x:
             return True
-        return t._node is not None and self.node_depends(t._node)
-
-    def node_depends(self, node: Node) -> bool:
-        stack, order = [node], []
-        while stack:  # iterative: deep graphs must not overflow the stack
-            n = stack.pop()
-            if id(n) in self._dep:
-                continue
-            self._dep[id(n)] = False
-            order.append(n)
-            for a in n.args:
-                if isinstance(a, Tensor) and a._node is not None:
-                    stack.append(a._node)
-        for n in sorted(order, key=lambda n: n.seq):
-            self._dep[id(n)] = self._direct(n)
-        return self._dep[id(node)]
-
-    def _direct(self, n: Node) -> bool:
-        for a in n.args:
-            if isinstance(a, Tensor):
-                if a is self.x or id(a.data) in self.compares or (a._node is not None and self._dep.get(id(a._node))):
-                    return True
-            elif isinstance(a, np.ndarray) and id(a) in self.compares:
-                return True
-        index = n.kw.get("index") if n.kw else None
-        return index is not None and self._index_depends(index)
+        node = dgraph.producer(t)
+        return node is not None and self.dep.get(node, False)
 
     def _index_depends(self, index: Any) -> bool:
         parts = index if isinstance(index, tuple) else (index,)
-        return any(isinstance(p, np.ndarray) and (p is self.x.data or id(p) in self.compares) for p in parts)
+        return any(isinstance(p, np.ndarray) and p is self.x.data for p in parts)
 
-    def module_of(self, seq: int) -> str | None:
-        """The innermost module whose call created the node numbered seq."""
-        best = None
-        for start, end, name in self.spans:
-            if start <= seq <= end and (best is None or end - start < best[1] - best[0]):
-                best = (start, end, name)
-        return None if best is None else best[2]
+    def module_of(self, node: GraphNode) -> str | None:
+        """The module that made node: the owner of a parameter it read, else the Sequential child
+        whose call made it, else the traced module itself."""
+        for i in node.inputs:
+            if isinstance(i.tensor, Parameter) and id(i.tensor) in self.owners:
+                return self.owners[id(i.tensor)]
+        return self.spans.get(node, self.root)
 
 
-_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
-_COMPARES = {"__lt__": "Less", "__le__": "LessOrEqual", "__gt__": "Greater", "__ge__": "GreaterOrEqual",
-             "__eq__": "Equal", "__ne__": "NotEqual"}
+def _label(name: str, m: Module) -> str:
+    return f"'{name or type(m).__name__}' ({type(m).__name__})"
 
 
 def _run_traced(model: Any, x: Tensor) -> tuple[_Trace, Any]:
     """Run model(x) in eval mode with recording on (every float parameter requiring grad for the
-    call), watching value reads and comparisons; restore the model's modes afterwards."""
-    tr = _Trace(x)
+    call) and read its graph; restore the model's modes afterwards. Nothing is patched."""
     modules = list(model.modules()) if isinstance(model, Module) else []
     modes = [(m, m.training) for m in modules]
+    params = [(p, p.requires_grad) for p in (model.parameters() if modules else [])]
     # An Embedding's padding_idx only stops gradients (a where over a mask made from the indices
-    # in NumPy, which would be a constant of the example's shape): the forward values are the same
-    # without it, so it is off for the trace.
-    pads = [(m, m.padding_idx) for m in modules if isinstance(getattr(m, "padding_idx", None), int)]
-    params = [(p, p.requires_grad) for m in modules for p in m._parameters.values() if p is not None]
-    names = {id(m): (n or type(m).__name__) for n, m in model.named_modules()} if modules else {}
-    saved = {k: getattr(Tensor, k) for k in _READS + tuple(_COMPARES)}
-    saved_call = Module.__call__
-
-    def reader(name):
-        orig = saved[name]
-
-        def read(self, *a, **k):
-            if tr.depends(self):
-                what = {"__float__": "float()", "__int__": "int()", "__bool__": "bool() (an if/while on a tensor)",
-                        "__index__": "an index"}.get(name, f".{name}()")
-                raise ExportError(f"onnx export: the traced model reads a tensor's value into Python with {what} "
-                                  f"(shape {self.shape}); the exported graph cannot depend on it. Write that part "
-                                  "with tensor ops (e.g. dp.where instead of an if)")
-            return orig(self, *a, **k)
-        return read
-
-    def comparer(name):
-        orig = saved[name]
-
-        def compare(self, other):
-            out = orig(self, other)
-            if isinstance(out, Tensor) and (tr.depends(self) or tr.depends(other)):
-                tr.compares[id(out.data)] = (_COMPARES[name], self, other, out)
-            return out
-        return compare
-
-    def call(self, *a, **k):
-        start = next(autograd._seq)
-        try:
-            return saved_call(self, *a, **k)
-        finally:
-            tr.spans.append((start, next(autograd._seq), f"'{names.get(id(self), type(self).__name__)}' "
-                                                         f"({type(self).__name__})"))
+    # in NumPy, which would be a constant of the example's values): the forward values are the
+    # same without it, so it is off for the trace.
+    pads = [(m, getattr(m, "padding_idx")) for m in modules if isinstance(getattr(m, "padding_idx", None), int)]
+    owners = {id(p): _label(name, m) for name, m in (model.named_modules() if modules else [])
+              for p in m.parameters(recurse=False)}
+    spans: dict[GraphNode, str] = {}
     try:
         for m in modules:
             m.training = False
-        for m, _ in pads:
-            m.padding_idx = None
         for p, _ in params:
             if p.data.dtype.kind == "f":
                 p.requires_grad = True
-        for k in _READS:
-            setattr(Tensor, k, reader(k))
-        for k in _COMPARES:
-            setattr(Tensor, k, comparer(k))
-        Module.__call__ = call
-        with autograd.enable_grad():
-            out = model(x)
+        for m, _ in pads:
+            setattr(m, "padding_idx", None)
+        with enable_grad():
+            if type(model).forward is Sequential.forward:  # child by child, to name the one that failed
+                out, seen = x, set()
+                for name, child in model.named_children():
+                    out = child(out)
+                    made = [n for n in dgraph.walk(out) if n not in seen] if isinstance(out, Tensor) else []
+                    spans.update((n, _label(name, child)) for n in made)
+                    seen.update(made)
+            else:
+                out = model(x)
     finally:
-        Module.__call__ = saved_call
-        for k, f in saved.items():
-            setattr(Tensor, k, f)
+        for m, pad in pads:
+            setattr(m, "padding_idx", pad)
         for p, r in params:
             p.requires_grad = r
-        for m, pad in pads:
-            m.padding_idx = pad
         for m, t in modes:
             m.training = t
-    return tr, out
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    root = _label("", model) if isinstance(model, Module) and not isinstance(model, Sequential) else None
+    return _Trace(x, [o for o in outs if isinstance(o, Tensor)], owners, spans, root), out
 
 
 # ----------------------------------------------------------------------------- building
@@ -196,12 +177,12 @@ class _Graph:
         self.tr, self.dynamic = tr, dynamic
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
-        self.lead: dict[str, bool] = {"input": dynamic}
-        self.names: dict[int, str] = {}  # id(node) -> its output's name
+        self.lead: dict[str, Lead] = {"input": dynamic}
+        self.names: dict[GraphNode, str] = {}  # recorded node -> its output's name
         self.consts: dict[tuple, str] = {}
         self._keep: list[Any] = []  # (what const ids refer to stays alive)
         self._n = itertools.count()
-        self.node: Node | None = None
+        self.node: _N | None = None
         self.origin: dict[str, str] = {}  # ONNX value name -> the deltaprop op (and module) that made it
 
     # names and constants
@@ -227,7 +208,7 @@ class _Graph:
     def ints(self, values: Sequence[int]) -> str:
         return self.const(np.asarray(list(values), np.int64))
 
-    def add(self, op_type: str, inputs: Sequence[str], lead: bool = False, **attrs) -> str:
+    def add(self, op_type: str, inputs: Sequence[str], lead: Lead = False, **attrs: Any) -> str:
         out = self.fresh(op_type.lower())
         self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], **attrs))
         self.origin[out] = self.where()
@@ -235,35 +216,31 @@ class _Graph:
         return out
 
     # operands
+    def _traced(self, a: Any) -> str | None:
+        """The ONNX name of a (GraphInput or Tensor) when it is the input or a mapped op's output."""
+        if isinstance(a, GraphInput):
+            if a.tensor is self.tr.x:
+                return "input"
+            return self.names.get(a.node) if a.node is not None else None
+        if isinstance(a, Tensor):
+            if a is self.tr.x:
+                return "input"
+            node = dgraph.producer(a)
+            return self.names.get(node) if node is not None else None
+        return None
+
     def value(self, a: Any, dtype: Any = None) -> str:
-        """The name of arg a (a traced value, a comparison, or a constant), cast to dtype if given."""
-        tr = self.tr
-        if isinstance(a, Tensor) and (a is tr.x or (a._node is not None and id(a._node) in self.names)):
-            name = "input" if a is tr.x else self.names[id(a._node)]
-            have = a.data.dtype
-        elif id(a.data if isinstance(a, Tensor) else a) in tr.compares:
-            name, have = self._compare(a.data if isinstance(a, Tensor) else a), np.dtype(bool)
-        else:
-            data = a.data if isinstance(a, Tensor) else a
+        """The name of arg a (a traced value or a constant), cast to dtype if given."""
+        name = self._traced(a)
+        data = _value_of(a)
+        if name is None:
             self._check_constant(data)
             if dtype is None and not isinstance(data, np.ndarray):
                 dtype = self.node.out.dtype if self.node is not None else None
             return self.const(data, dtype)
-        if dtype is not None and np.dtype(dtype) != have:
+        if dtype is not None and np.dtype(dtype) != np.asarray(data).dtype:
             return self.add("Cast", [name], self.lead[name], to=self.helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
         return name
-
-    def _compare(self, arr: np.ndarray) -> str:
-        key = ("cmp", id(arr))
-        if key not in self.consts:
-            op_type, a, b, out = self.tr.compares[id(arr)]
-            dt = np.result_type(np.asarray(a.data if isinstance(a, Tensor) else a),
-                                np.asarray(b.data if isinstance(b, Tensor) else b))
-            na, nb = self.value(a, dt), self.value(b, dt)
-            lead = self.lead[na] or self.lead[nb]
-            self.consts[key] = (self.add("Not", [self.add("Equal", [na, nb], lead)], lead) if op_type == "NotEqual"
-                                else self.add(op_type, [na, nb], lead))
-        return self.consts[key]
 
     def _check_constant(self, data: Any) -> None:
         """A constant that shares memory with a traced value (x.detach(), x.data) would freeze
@@ -276,18 +253,15 @@ class _Graph:
         n = self.node
         if n is None:
             return "the model"
-        mod = self.tr.module_of(n.seq)
-        return f"op '{n.op.name}'" + (f" in module {mod}" if mod else "")
+        mod = self.tr.module_of(n.node)
+        return f"op '{n.op}'" + (f" in module {mod}" if mod else "")
 
     def shape_of(self, a: Any) -> tuple:
-        return tuple(np.shape(a.data if isinstance(a, Tensor) else a))
+        return tuple(np.shape(_value_of(a)))
 
-    def is_lead(self, a: Any) -> bool:
-        if isinstance(a, Tensor) and a is self.tr.x:
-            return self.dynamic
-        if isinstance(a, Tensor) and a._node is not None and id(a._node) in self.names:
-            return self.lead[self.names[id(a._node)]]
-        return False
+    def is_lead(self, a: Any) -> Lead:
+        name = self._traced(a)
+        return False if name is None else self.lead[name]
 
     def refuse(self, why: str) -> None:
         raise ExportError(f"onnx export: {self.where()}: {why}")
@@ -295,7 +269,7 @@ class _Graph:
 
 # ----------------------------------------------------------------------------- op mappings
 # Each mapping gets the graph and the node (op, args, kw, out) and returns the output's name.
-_MAP: dict[str, Callable[[_Graph, Node], str]] = {}
+_MAP: dict[str, Callable[[_Graph, _N], str]] = {}
 
 
 def _maps(*names: str):
@@ -306,12 +280,12 @@ def _maps(*names: str):
     return reg
 
 
-def _args(g: _Graph, n: Node, dtype: Any = "out") -> list[str]:
+def _args(g: _Graph, n: _N, dtype: Any = "out") -> list[str]:
     dt = n.out.dtype if dtype == "out" else dtype
     return [g.value(a, dt) for a in n.args]
 
 
-def _elementwise_lead(g: _Graph, n: Node) -> bool:
+def _elementwise_lead(g: _Graph, n: _N) -> Lead:
     """Axis 0 of an elementwise result follows the batch when an operand of the same rank has it."""
     leads = [g.is_lead(a) for a in n.args if len(g.shape_of(a)) == n.out.ndim]
     return True if True in leads else (_SCALED if _SCALED in leads else False)
@@ -323,27 +297,27 @@ _UNARY = {"neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs"
 
 
 @_maps(*_BINARY)
-def _binary(g: _Graph, n: Node) -> str:
-    return g.add(_BINARY[n.op.name], _args(g, n), _elementwise_lead(g, n))
+def _binary(g: _Graph, n: _N) -> str:
+    return g.add(_BINARY[n.op], _args(g, n), _elementwise_lead(g, n))
 
 
 @_maps(*_UNARY)
-def _unary(g: _Graph, n: Node) -> str:
-    return g.add(_UNARY[n.op.name], _args(g, n), _elementwise_lead(g, n))
+def _unary(g: _Graph, n: _N) -> str:
+    return g.add(_UNARY[n.op], _args(g, n), _elementwise_lead(g, n))
 
 
-def _scalar(g: _Graph, n: Node, v: float) -> str:
+def _scalar(g: _Graph, n: _N, v: float) -> str:
     return g.const(np.asarray(v, n.out.dtype))
 
 
 @_maps("log1p")
-def _log1p(g: _Graph, n: Node) -> str:
+def _log1p(g: _Graph, n: _N) -> str:
     lead = _elementwise_lead(g, n)
     return g.add("Log", [g.add("Add", [_args(g, n)[0], _scalar(g, n, 1)], lead)], lead)
 
 
 @_maps("softplus")
-def _softplus(g: _Graph, n: Node) -> str:
+def _softplus(g: _Graph, n: _N) -> str:
     """relu(x) + log(1 + exp(-|x|)): stable for large |x| (as deltaprop computes it)."""
     lead = _elementwise_lead(g, n)
     x = _args(g, n)[0]
@@ -353,23 +327,23 @@ def _softplus(g: _Graph, n: Node) -> str:
 
 
 @_maps("leaky_relu")
-def _leaky(g: _Graph, n: Node) -> str:
+def _leaky(g: _Graph, n: _N) -> str:
     return g.add("LeakyRelu", _args(g, n), _elementwise_lead(g, n), alpha=float(n.kw["slope"]))
 
 
-def _phi(g: _Graph, n: Node, x: str, lead: bool) -> str:
+def _phi(g: _Graph, n: _N, x: str, lead: Lead) -> str:
     """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
     erf = g.add("Erf", [g.add("Mul", [x, _scalar(g, n, 1 / math.sqrt(2))], lead)], lead)
     return g.add("Mul", [g.add("Add", [erf, _scalar(g, n, 1)], lead), _scalar(g, n, 0.5)], lead)
 
 
 @_maps("ndtr")
-def _ndtr(g: _Graph, n: Node) -> str:
+def _ndtr(g: _Graph, n: _N) -> str:
     return _phi(g, n, _args(g, n)[0], _elementwise_lead(g, n))
 
 
 @_maps("gelu")
-def _gelu(g: _Graph, n: Node) -> str:
+def _gelu(g: _Graph, n: _N) -> str:
     """GELU written out in opset-17 ops: x Phi(x) (Erf), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     lead = _elementwise_lead(g, n)
     x = _args(g, n)[0]
@@ -383,7 +357,7 @@ def _gelu(g: _Graph, n: Node) -> str:
 
 
 @_maps("pow")
-def _pow(g: _Graph, n: Node) -> str:
+def _pow(g: _Graph, n: _N) -> str:
     lead = _elementwise_lead(g, n)
     if "p" in n.kw:  # x ** constant
         return g.add("Pow", [_args(g, n)[0], g.value(n.kw["p"], n.out.dtype)], lead)
@@ -391,7 +365,7 @@ def _pow(g: _Graph, n: Node) -> str:
 
 
 @_maps("clip")
-def _clip(g: _Graph, n: Node) -> str:
+def _clip(g: _Graph, n: _N) -> str:
     lo, hi = n.kw["lo"], n.kw["hi"]
     dt = n.out.dtype
     ins = [_args(g, n)[0], "" if lo is None else g.value(lo, dt), "" if hi is None else g.value(hi, dt)]
@@ -408,28 +382,28 @@ def _clip(g: _Graph, n: Node) -> str:
 
 
 @_maps("where")
-def _where(g: _Graph, n: Node) -> str:
+def _where(g: _Graph, n: _N) -> str:
     c, a, b = n.args
     return g.add("Where", [g.value(c, bool), g.value(a, n.out.dtype), g.value(b, n.out.dtype)],
                  _elementwise_lead(g, n))
 
 
 @_maps("astype")
-def _astype(g: _Graph, n: Node) -> str:
+def _astype(g: _Graph, n: _N) -> str:
     return g.add("Cast", [g.value(n.args[0])], _elementwise_lead(g, n),
                  to=g.helper.np_dtype_to_tensor_dtype(np.dtype(n.kw["dtype"])))
 
 
 # reductions
-def _axes(n: Node) -> tuple[int, ...]:
+def _axes(n: _N) -> tuple[int, ...]:
     nd = np.ndim(n.datas[0])
     axis = n.kw.get("axis")
     if axis is None:
         return tuple(range(nd))
-    return tuple(sorted(a % nd for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis)))
+    return tuple(sorted(int(a) % nd for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis)))
 
 
-def _reduce_lead(g: _Graph, n: Node, axes: tuple[int, ...]) -> bool:
+def _reduce_lead(g: _Graph, n: _N, axes: tuple[int, ...]) -> Lead:
     kept = n.kw.get("keepdims") or n.out.ndim == np.ndim(n.datas[0]) - len(axes)
     return 0 not in axes and kept and g.is_lead(n.args[0])
 
@@ -439,17 +413,17 @@ _REDUCE = {"mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin", "prod":
 
 
 @_maps("sum", *_REDUCE)
-def _reduce(g: _Graph, n: Node) -> str:
+def _reduce(g: _Graph, n: _N) -> str:
     axes = _axes(n)
     x, keep = _args(g, n)[0], int(bool(n.kw.get("keepdims")))
     lead = _reduce_lead(g, n, axes)
-    if n.op.name == "sum":  # (axes became an input in opset 13; the others follow in opset 18)
+    if n.op == "sum":  # (axes became an input in opset 13; the others follow in opset 18)
         return g.add("ReduceSum", [x, g.ints(axes)], lead, keepdims=keep)
-    return g.add(_REDUCE[n.op.name], [x], lead, axes=list(axes), keepdims=keep)
+    return g.add(_REDUCE[n.op], [x], lead, axes=list(axes), keepdims=keep)
 
 
 @_maps("var")
-def _var(g: _Graph, n: Node) -> str:
+def _var(g: _Graph, n: _N) -> str:
     axes = _axes(n)
     x = _args(g, n)[0]
     lead = _reduce_lead(g, n, axes)
@@ -464,22 +438,22 @@ def _var(g: _Graph, n: Node) -> str:
 
 
 @_maps("softmax", "log_softmax")
-def _softmax(g: _Graph, n: Node) -> str:
+def _softmax(g: _Graph, n: _N) -> str:
     # opset >= 13: one axis (opset < 13 flattened everything from `axis` on: not what softmax(axis) means)
     axis = n.kw["axis"] % n.out.ndim
-    return g.add("Softmax" if n.op.name == "softmax" else "LogSoftmax", _args(g, n), axis != 0 and g.is_lead(n.args[0]),
+    return g.add("Softmax" if n.op == "softmax" else "LogSoftmax", _args(g, n), axis != 0 and g.is_lead(n.args[0]),
                  axis=axis)
 
 
 @_maps("matmul")
-def _matmul(g: _Graph, n: Node) -> str:
+def _matmul(g: _Graph, n: _N) -> str:
     a, b = n.args
     lead = np.ndim(n.datas[0]) >= 2 and g.is_lead(a) or np.ndim(n.datas[1]) > 2 and g.is_lead(b)
     return g.add("MatMul", _args(g, n), lead)
 
 
 @_maps("linear")
-def _linear(g: _Graph, n: Node) -> str:
+def _linear(g: _Graph, n: _N) -> str:
     """Gemm(x, W, b, transB=1) on 2-D input (W is (out, in): forgetting transB passes the checker
     on a square W and gives wrong numbers); MatMul with W.T and Add above."""
     x, w = n.args[0], n.args[1]
@@ -497,20 +471,20 @@ def _linear(g: _Graph, n: Node) -> str:
 
 # layers
 @_maps("conv2d")
-def _conv(g: _Graph, n: Node) -> str:
+def _conv(g: _Graph, n: _N) -> str:
     (sh, sw), (ph, pw) = n.kw["stride"], n.kw["padding"]
     return g.add("Conv", _args(g, n), g.is_lead(n.args[0]), strides=[sh, sw], pads=[ph, pw, ph, pw])
 
 
 @_maps("max_pool2d")
-def _max_pool(g: _Graph, n: Node) -> str:
+def _max_pool(g: _Graph, n: _N) -> str:
     (kh, kw), (sh, sw), (ph, pw) = n.kw["kernel"], n.kw["stride"], n.kw["padding"]
     return g.add("MaxPool", _args(g, n), g.is_lead(n.args[0]), kernel_shape=[kh, kw], strides=[sh, sw],
                  pads=[ph, pw, ph, pw])
 
 
 @_maps("avg_pool2d")
-def _avg_pool(g: _Graph, n: Node) -> str:
+def _avg_pool(g: _Graph, n: _N) -> str:
     (kh, kw), (sh, sw), (ph, pw) = n.kw["kernel"], n.kw["stride"], n.kw["padding"]
     divisor = n.kw["divisor"]
     x = _args(g, n)[0]
@@ -527,7 +501,7 @@ def _avg_pool(g: _Graph, n: Node) -> str:
 
 
 @_maps("batch_norm")
-def _batch_norm(g: _Graph, n: Node) -> str:
+def _batch_norm(g: _Graph, n: _N) -> str:
     """Batch statistics (a BatchNorm without running stats normalises with its batch in eval)."""
     axes, shape, eps = list(n.kw["axes"]), n.kw["shape"], n.kw["eps"]
     if g.is_lead(n.args[0]):
@@ -539,17 +513,17 @@ def _batch_norm(g: _Graph, n: Node) -> str:
     y = g.add("Div", [c, g.add("Sqrt", [g.add("Add", [var, _scalar(g, n, eps)])])])
     w, b = n.args[1], n.args[2]
     if w is not None:
-        y = g.add("Mul", [y, g.const(np.reshape(w.data if isinstance(w, Tensor) else w, shape), n.out.dtype)])
+        y = g.add("Mul", [y, g.const(np.reshape(_value_of(w), shape), n.out.dtype)])
     if b is not None:
-        y = g.add("Add", [y, g.const(np.reshape(b.data if isinstance(b, Tensor) else b, shape), n.out.dtype)])
+        y = g.add("Add", [y, g.const(np.reshape(_value_of(b), shape), n.out.dtype)])
     return y
 
 
 # shapes
 @_maps("reshape")
-def _reshape(g: _Graph, n: Node) -> str:
+def _reshape(g: _Graph, n: _N) -> str:
     src, out = np.shape(n.datas[0]), n.out.shape
-    lead = g.is_lead(n.args[0])
+    lead: Lead = g.is_lead(n.args[0])
     target = list(out)
     if lead:  # axis 0 must absorb the batch: -1 there, the rest fixed
         rest_in, rest_out = int(np.prod(src[1:])), int(np.prod(out[1:]))
@@ -563,7 +537,7 @@ def _reshape(g: _Graph, n: Node) -> str:
 
 
 @_maps("transpose")
-def _transpose(g: _Graph, n: Node) -> str:
+def _transpose(g: _Graph, n: _N) -> str:
     nd = np.ndim(n.datas[0])
     perm = list(n.kw["axes"]) if n.kw["axes"] is not None else list(range(nd))[::-1]
     lead = g.is_lead(n.args[0])
@@ -573,7 +547,7 @@ def _transpose(g: _Graph, n: Node) -> str:
 
 
 @_maps("broadcast_to")
-def _broadcast(g: _Graph, n: Node) -> str:
+def _broadcast(g: _Graph, n: _N) -> str:
     shape = list(n.kw["shape"])
     lead = np.ndim(n.datas[0]) == len(shape) and g.is_lead(n.args[0])
     if lead:
@@ -584,7 +558,7 @@ def _broadcast(g: _Graph, n: Node) -> str:
 
 
 @_maps("concatenate")
-def _concat(g: _Graph, n: Node) -> str:
+def _concat(g: _Graph, n: _N) -> str:
     axis = n.kw["axis"] % n.out.ndim
     leads = [g.is_lead(a) for a in n.args]
     if axis != 0 and any(leads) and not all(leads):
@@ -593,7 +567,7 @@ def _concat(g: _Graph, n: Node) -> str:
 
 
 @_maps("stack")
-def _stack(g: _Graph, n: Node) -> str:
+def _stack(g: _Graph, n: _N) -> str:
     axis = n.kw["axis"] % n.out.ndim
     leads = [g.is_lead(a) for a in n.args]
     if any(leads) and (axis == 0 or not all(leads)):
@@ -605,7 +579,7 @@ def _stack(g: _Graph, n: Node) -> str:
 
 
 @_maps("getitem")
-def _getitem(g: _Graph, n: Node) -> str:
+def _getitem(g: _Graph, n: _N) -> str:
     """Basic indexing as Slice/Squeeze/Unsqueeze; one integer array (an Embedding's lookup) as Gather."""
     src = n.args[0]
     shape = np.shape(n.datas[0])
@@ -623,8 +597,6 @@ def _getitem(g: _Graph, n: Node) -> str:
         tr = g.tr
         if arr is tr.x.data:
             idx, ilead = "input", g.lead["input"]
-        elif id(arr) in tr.compares:
-            g.refuse("indexing with a comparison result is not exportable")
         else:
             idx, ilead = g.const(np.asarray(arr, np.int64)), False
         if lead and axis == 0:
@@ -645,13 +617,19 @@ def _getitem(g: _Graph, n: Node) -> str:
             continue
         if isinstance(p, (int, np.integer)):
             i = int(p) % shape[ax]
-            starts.append(i), ends.append(i + 1), axes.append(ax), steps.append(1)
+            starts.append(i)
+            ends.append(i + 1)
+            axes.append(ax)
+            steps.append(1)
             squeeze.append(ax)
         elif p != slice(None):
             a, b, s = p.indices(shape[ax])
             if s < 0 and b < 0:
                 b = -shape[ax] - 1  # "before the first element" for a negative step
-            starts.append(a), ends.append(b), axes.append(ax), steps.append(s)
+            starts.append(a)
+            ends.append(b)
+            axes.append(ax)
+            steps.append(s)
             pos += 1
         else:
             pos += 1
@@ -686,25 +664,17 @@ def _trace_graph(model: Any, x: Tensor, dynamic_batch: bool) -> tuple[_Graph, li
         raise ExportError(f"onnx export: the model must return a Tensor or a tuple of Tensors, got "
                           f"{type(out).__name__}")
     g = _Graph(tr, dynamic_batch)
-    nodes: dict[int, Node] = {}
-    stack = [o._node for o in outs if o._node is not None]
-    while stack:
-        nd = stack.pop()
-        if id(nd) in nodes:
-            continue
-        nodes[id(nd)] = nd
-        stack.extend(a._node for a in nd.args if isinstance(a, Tensor) and a._node is not None)
-    for nd in sorted(nodes.values(), key=lambda nd: nd.seq):
-        if not tr.node_depends(nd):
-            continue  # a constant: its value (nd.out) becomes an initializer where it is used
-        g.node = nd
-        fn = _MAP.get(nd.op.name)
+    for node in tr.nodes:
+        if not tr.dep[node]:
+            continue  # a constant: its value (node.output) becomes an initializer where it is used
+        g.node = _N(node)
+        fn = _MAP.get(node.op)
         if fn is None:
-            mod = tr.module_of(nd.seq)
-            kind = "a user-defined dp.Function" if not nd.op.primitive else "an op"
-            raise ExportError(f"onnx export: {kind} '{nd.op.name}'" + (f" in module {mod}" if mod else "") +
+            mod = tr.module_of(node)
+            kind = "an op" if node.op in REGISTRY else "a user-defined dp.Function"
+            raise ExportError(f"onnx export: {kind} '{node.op}'" + (f" in module {mod}" if mod else "") +
                               " has no ONNX mapping; write it with deltaprop's built-in ops to export it")
-        g.names[id(nd)] = fn(g, nd)
+        g.names[node] = fn(g, g.node)
     g.node = None
     for i, o in enumerate(outs):
         if not tr.depends(o):
@@ -712,9 +682,15 @@ def _trace_graph(model: Any, x: Tensor, dynamic_batch: bool) -> tuple[_Graph, li
     return g, outs
 
 
-def _other_batch(x: Tensor) -> Tensor:
-    """The example with one more row (its first repeated): the second trace of a dynamic export."""
-    return _as_input(np.concatenate([x.data, x.data[:1]], axis=0))
+def _second_input(x: Tensor, dynamic_batch: bool) -> Tensor:
+    """The input of the second trace: other values (floats -2x - 1, so signs and sums change;
+    integers rotated, so indices stay valid) and, with dynamic_batch, one more row."""
+    arr = np.concatenate([x.data, x.data[:1]], axis=0) if dynamic_batch else x.data.copy()
+    if arr.dtype.kind == "f":
+        arr = -2 * arr - 1
+    elif arr.size:
+        arr = np.roll(arr, 1)
+    return _as_input(arr)
 
 
 def _shown(t: Any) -> str:
@@ -724,43 +700,55 @@ def _shown(t: Any) -> str:
     return f"{arr.reshape(-1)[0].item()!r}" if arr.size == 1 else f"an array of shape {arr.shape}"
 
 
-def _same_at_both_batches(a: _Graph, b: _Graph, n: int) -> None:
-    """A dynamic-batch graph must not depend on the batch size it was traced at: a number read into
-    Python from the input (x.shape[0], len(x)) and used in the model becomes a constant, which
-    would be right at the example's batch only. The model is traced at two batch sizes and every
-    node and constant compared; the first that differs is refused, naming its op."""
+def _same_graphs(a: _Graph, b: _Graph, n: int, dynamic_batch: bool) -> None:
+    """The graph must not depend on the example it was traced on: a number read into Python from the
+    input (x.shape[0], len(x), .item(), bool() of a tensor) or a comparison of traced values (which
+    the engine does not record) becomes a constant, right for the example only. The model is traced
+    a second time on other values (with dynamic_batch, one more row), and every node and constant
+    compared; the first that differs is refused, naming its op."""
     consts_a = {t.name: t for t in a.inits}
     consts_b = {t.name: t for t in b.inits}
-    fix = ("compute it with tensor ops instead (e.g. x.mean(axis=0) rather than x.sum(axis=0) / x.shape[0]), or "
-           "export with dynamic_batch=False")
+    first, second = ((f"batch {n}", f"batch {n + 1}") if dynamic_batch else ("the example", "other values"))
+    fix = ("compute it with tensor ops instead (e.g. x.mean(axis=0) rather than x.sum(axis=0) / x.shape[0]; "
+           "dp.where/maximum/clip instead of an if on a tensor's value)")
+    if dynamic_batch:
+        fix += ", or export with dynamic_batch=False"
     for k, node in enumerate(a.nodes):
         other = b.nodes[k] if k < len(b.nodes) else None
         where = a.origin.get(node.output[0], "the model")
         if other is None or node.SerializeToString() != other.SerializeToString():
-            raise ExportError(f"onnx export: {where} is traced differently at batch sizes {n} and {n + 1}: the "
-                              f"model reads the batch size (x.shape[0], len(x)) or a value into Python there; {fix}")
+            raise ExportError(f"onnx export: {where} is traced differently at {first} and at {second}: the model "
+                              "reads the batch size or a tensor's value into Python (x.shape[0], .item(), "
+                              f"bool(), float()) and the graph follows it; {fix}")
         for name in node.input:
             ca, cb = consts_a.get(name), consts_b.get(name)
-            if ca is not None and (cb is None or ca.SerializeToString() != cb.SerializeToString()):
-                raise ExportError(
-                    f"onnx export: {where} uses a constant that changes with the batch size ({_shown(ca)} at batch "
-                    f"{n}, {'none' if cb is None else _shown(cb)} at batch {n + 1}): a number read from the input "
-                    f"in Python (x.shape[0], len(x)) would be baked into the graph; {fix}")
+            if ca is None or (cb is not None and ca.SerializeToString() == cb.SerializeToString()):
+                continue
+            if ca.data_type == a.helper.np_dtype_to_tensor_dtype(np.dtype(bool)):
+                why = ("a mask made from the input (a comparison such as h > 0, which the engine does not record) "
+                       "would be baked into the graph; write it with tensor ops (dp.maximum, clip, relu, "
+                       "leaky_relu) instead")
+            else:
+                why = ("a number read from the input in Python (x.shape[0], len(x), .item()) would be baked into the "
+                       f"graph; {fix}")
+            raise ExportError(f"onnx export: {where} uses a constant that changes with the input ({_shown(ca)} at "
+                              f"{first}, {'none' if cb is None else _shown(cb)} at {second}): {why}")
     if len(b.nodes) > len(a.nodes):
         where = b.origin.get(b.nodes[len(a.nodes)].output[0], "the model")
-        raise ExportError(f"onnx export: {where} is traced at batch size {n + 1} but not at {n}; {fix}")
+        raise ExportError(f"onnx export: {where} is traced at {second} but not at {first}; {fix}")
 
 
 def _build(model: Any, example_input: Any, dynamic_batch: bool, names: Sequence[str] | None = None) -> Any:
     """The ModelProto of model traced on example_input, its outputs called `names` (default
-    'output', or 'output0', 'output1'...), not yet checked."""
+    'output', or 'output0', 'output1'...), not yet checked. Traced twice (see _same_graphs)."""
     _, helper, _ = _onnx()
     x = _as_input(example_input)
     if dynamic_batch and x.ndim == 0:
         raise ValueError("onnx export: a 0-d example input has no batch axis; pass dynamic_batch=False")
     g, outs = _trace_graph(model, x, dynamic_batch)
-    if dynamic_batch:
-        _same_at_both_batches(g, _trace_graph(model, _other_batch(x), dynamic_batch)[0], x.shape[0])
+    with np.errstate(all="ignore"):  # (the other values may leave a log's domain: only the graph matters)
+        again = _trace_graph(model, _second_input(x, dynamic_batch), dynamic_batch)[0]
+    _same_graphs(g, again, x.shape[0] if x.ndim else 1, dynamic_batch)
     if names is None:
         names = ["output"] if len(outs) == 1 else [f"output{i}" for i in range(len(outs))]
     graph_outputs = []
@@ -780,8 +768,9 @@ def _build(model: Any, example_input: Any, dynamic_batch: bool, names: Sequence[
 def build(model: Any, example_input: Any, dynamic_batch: bool = True) -> Any:
     """The onnx.ModelProto of `model` traced on example_input (what `export` writes): input
     'input', output 'output' (or 'output0', 'output1', ... for a tuple), checked by onnx.checker.
-    With dynamic_batch the model is traced at two batch sizes, and a graph that differs between
-    them (a batch size read into Python) is refused with ExportError naming the op."""
+    The model is traced twice (the second time on other values, and with dynamic_batch one more
+    row): a graph that differs between them (a batch size or a value read into Python) is refused
+    with ExportError naming the op."""
     onnx, _, _ = _onnx()
     proto = _build(model, example_input, dynamic_batch)
     onnx.checker.check_model(proto, full_check=True)

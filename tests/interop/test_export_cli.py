@@ -118,7 +118,8 @@ def test_regression_predictor_and_integer_labels(onnx_runtime, tmp_path, capsys)
     _main(capsys, "export", tmp_path / "i.safetensors", tmp_path / "i.onnx")
     label, _ = _session(ort, tmp_path / "i.onnx").run(None, {"input": Xi.astype(np.float32)})
     assert label.dtype == np.int64
-    assert label.tolist() == run.predict_file(tmp_path / "i.safetensors", str(tmp_path / "i.npz"))["predictions"].tolist()
+    want = run.predict_file(tmp_path / "i.safetensors", str(tmp_path / "i.npz"))["predictions"]
+    assert label.tolist() == want.tolist()
 
 
 @pytest.mark.parametrize("train_args", [["--dataset", "moons", "--hidden", "8,8", "--activation", "tanh"],

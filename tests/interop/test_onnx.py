@@ -142,17 +142,18 @@ def test_bench_mlp_and_cnn(onnx_runtime, tmp_path):
 
 
 class _Block(nn.Module):
-    """A non-Sequential module using plain tensor ops: residual, comparisons, where, reductions, indexing."""
+    """A non-Sequential module using plain tensor ops: residual, where, reductions, indexing."""
 
     def __init__(self):
         super().__init__()
         self.a = nn.Linear(6, 6)
         self.norm = nn.LayerNorm(6)
         self.heads = nn.ModuleDict({"x": nn.Linear(6, 3), "y": nn.Linear(6, 3)})
+        self.mask = np.array([True, False, True, True, False, True])
 
     def forward(self, x):
         h = self.norm(self.a(x).tanh() + x)
-        h = dp.where(h > 0, h, 0.1 * h) * 2.0 - 1.0 / (1.0 + h.abs())
+        h = dp.where(self.mask, dp.maximum(h, 0.1 * h), -h) * 2.0 - 1.0 / (1.0 + h.abs())
         s = (h * h).mean(axis=1, keepdims=True) + h.sum(axis=1, keepdims=True) ** 2
         z = dp.concatenate([self.heads["x"](h), self.heads["y"](h)], axis=1) - s
         m = z.max(axis=1, keepdims=True)
@@ -163,7 +164,29 @@ class _Block(nn.Module):
 def test_custom_module_with_tensor_ops(onnx_runtime, tmp_path):
     dp.manual_seed(3)
     proto = _check(onnx_runtime, tmp_path, _Block(), (6,))
-    assert {"Where", "Greater", "Concat", "Slice", "Reshape", "ReduceMax"} <= set(_ops(proto))
+    assert {"Where", "Max", "Concat", "Slice", "Reshape", "ReduceMax"} <= set(_ops(proto))
+
+
+class _Compares(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+
+    def forward(self, x):
+        h = self.lin(x)
+        return dp.where(h > 0, h, 0.1 * h)
+
+
+def test_a_comparison_of_traced_values_is_refused_naming_where(onnx_runtime, tmp_path):
+    """The engine does not record comparisons: the mask of h > 0 would be a constant of the example."""
+    for dynamic, changes in ((True, r"\(an array of shape \(2, 3\) at batch 2, an array of shape "
+                                    r"\(3, 3\) at batch 3\)"),
+                             (False, r"\(an array of shape \(2, 3\) at the example, an array of "
+                                     r"shape \(2, 3\) at other values\)")):
+        with pytest.raises(dponnx.ExportError, match=r"op 'where' in module '_Compares' \(_Compares\) uses a "
+                                                     rf"constant that changes with the input {changes}: a mask made "
+                                                     r"from the input \(a comparison such as h > 0"):
+            dponnx.export(_Compares(), np.ones((2, 3), np.float32), tmp_path / "c.onnx", dynamic_batch=dynamic)
 
 
 class _Elementwise(nn.Module):
@@ -253,7 +276,7 @@ class _ReadsItem(nn.Module):
 
     def forward(self, x):
         y = self.lin(x)
-        return y * 2 if y.sum().item() > 0 else y
+        return y * 2 if x.sum().item() > 0 else y
 
 
 class _Branches(nn.Module):
@@ -276,10 +299,14 @@ def test_refusals_name_what_failed(onnx_runtime, tmp_path):
     with pytest.raises(dponnx.ExportError, match=r"dp.Function '_Square' in module '1' \(_UsesFunction\) has no "
                                                  "ONNX mapping"):
         dponnx.export(model, x, tmp_path / "a.onnx")
-    with pytest.raises(dponnx.ExportError, match=r"\.item\(\)"):
+    # a value read into Python: the second trace (other values: -2x - 1) takes the other branch
+    with pytest.raises(dponnx.ExportError, match=r"op 'mul' in module '_ReadsItem' \(_ReadsItem\) is traced "
+                                                 r"differently at batch 2 and at batch 3: the model reads the batch "
+                                                 r"size or a tensor's value into Python \(x.shape\[0\], \.item\(\)"):
         dponnx.export(_ReadsItem(), x, tmp_path / "b.onnx")
-    with pytest.raises(dponnx.ExportError, match=r"bool\(\)"):
-        dponnx.export(_Branches(), x, tmp_path / "c.onnx")
+    with pytest.raises(dponnx.ExportError, match=r"op 'mul' .* is traced differently at the example and at other "
+                                                 r"values: .* bool\(\)"):
+        dponnx.export(_Branches(), x, tmp_path / "c.onnx", dynamic_batch=False)
     with pytest.raises(dponnx.ExportError, match="as a constant"):
         dponnx.export(_Detaches(), x, tmp_path / "d.onnx")
     with pytest.raises(dponnx.ExportError, match="does not keep the batch"):
@@ -343,8 +370,8 @@ class _BatchZeros(nn.Module):
 
 def test_a_batch_size_read_in_python_is_refused_naming_the_op(onnx_runtime, tmp_path):
     x1 = np.ones((1, 3), np.float32)
-    with pytest.raises(dponnx.ExportError, match=r"op 'div' in module '_BatchMean' \(_BatchMean\) uses a constant that changes "
-                                                 r"with the batch size \(1\.0 at batch 1, 2\.0 at batch 2\)"):
+    with pytest.raises(dponnx.ExportError, match=r"op 'div' in module '_BatchMean' \(_BatchMean\) uses a constant "
+                                                 r"that changes with the input \(1\.0 at batch 1, 2\.0 at batch 2\)"):
         dponnx.export(_BatchMean(), x1, tmp_path / "a.onnx")
     with pytest.raises(dponnx.ExportError, match=r"op 'add' .*\(an array of shape \(4, 2\) at batch 4, an array of "
                                                  r"shape \(5, 2\) at batch 5"):
