@@ -213,7 +213,6 @@ class _Recorder(_Checker):
         self.optimizers: dict[int, Any] = {}  # id(optimizer) -> the optimizer whose effects fn ran
         self.tensors: dict[int, str] = {}  # id(argument tensor) -> its expression
         self.grads: dict[int, tuple] = {}  # id(leaf) -> (leaf, the .grad it should hold now)
-        self.big = False  # some array is large enough for the recycler (memory.MIN_BYTES)
         self.bufs: set[str] = set()  # variables that hold (or view) a buffer reused on every replay
         self.fresh: set[str] = set()  # variables that hold an array new on every replay, seen by nothing else
         self.lowered = _lowered() if LOWER else {}
@@ -238,9 +237,6 @@ class _Recorder(_Checker):
         self.arrays[v] = arr
         if isinstance(arr, np.ndarray):
             self.info[v] = (arr.shape, arr.dtype)
-            base = arr if arr.base is None else arr.base
-            if isinstance(base, np.ndarray) and base.nbytes >= memory.MIN_BYTES:
-                self.big = True
         return v
 
     def _buffer(self, arr, name: str | None = None) -> str:
@@ -395,10 +391,8 @@ class _Recorder(_Checker):
                     self.code.append(f"if type({v}) is not ndarray: {v} = asarray({v})")
                 if self._aliases(o, zip(ins, datas)):  # a view of a buffer (a reshape of it)
                     self.bufs.add(v)
-            if node is not None:
-                self.code.append(f"#M {c}.datas = ({', '.join(ins)},); {c}.out = {v}")
-                if em is None:
-                    self._extras(node, c)
+            if node is not None and em is None:
+                self._extras(node, c)
             shown = [self._show(n) for n in ins] + [f"{k}={_short(x)}" for k, x in kw.items()]
             self.listing.append(f"{v} = {op.name}({', '.join(shown)})  -> {_fmt(o)}")
             if em is not None:  # its NumPy calls, as the replay makes them
@@ -503,7 +497,7 @@ class _Recorder(_Checker):
         dt = self._const(g.dtype)
         self.in_backward = True
         seed = f"np_array(1, {dt})" if g.ndim == 0 else f"np_ones({shape}, {dt})"
-        self.code += ["set_grad(False)", "#M owned = Owned()", "handed = {}", f"{v} = {seed}"]
+        self.code += ["set_grad(False)", "handed = {}", f"{v} = {seed}"]
         self.listing.append(f"# backward from {loss}\n{v} = ones{_fmt(g)}")
         self.pending = {_key(graph.producer(r) or r): v}
         self.sig.append(("backward", g.shape, g.dtype))
@@ -553,11 +547,9 @@ class _Recorder(_Checker):
                 if gv in self.bufs and self._aliases(fitted, [(gv, self._array(gv))]):
                     self.bufs.add(v)  # g itself or a view of it, passed on
             self.info[v] = (d.shape, d.dtype)
-            self.code.append(f"#M owned.add({v}, {c}, {gv})")
             self.listing.append(f"{v} = r[{i}]{''.join(' ' + x for x in conv)}  -> {_fmtsd(d.shape, d.dtype)}")
             self._send(dest, v)
             sig.append((i, tuple(conv)))
-        self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
 
     def _vjp_lowered(self, gn, op, inputs, igs, c, gv, out, ins, sig) -> bool:
@@ -595,7 +587,6 @@ class _Recorder(_Checker):
             if exprs[i] == gv:
                 if gv in self.bufs:
                     self.bufs.add(v)
-                self.code.append(f"#M owned.add({v}, {c}, {gv})")  # (g passed on: counted again)
             elif exprs[i] in self.bufs:
                 self.bufs.add(v)
             elif exprs[i] in self.fresh:
@@ -603,7 +594,6 @@ class _Recorder(_Checker):
             self.listing.append(f"{v} = {exprs[i]}  -> {_fmt(inp.value)}")
             self._send(inp.node or inp.leaf, v)  # (the producer the op read, or the leaf)
             sig.append((i, "lowered"))
-        self.code.append(f"#M owned.drop({gv})")
         self.sig.append(tuple(sig))
         return True
 
@@ -641,11 +631,10 @@ class _Recorder(_Checker):
             if self.lowered and node and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) \
                     and a.shape == b.shape and a.dtype == b.dtype and a.dtype.kind == "f":
                 # (summed into a buffer: the sum goes on backwards, never to a .grad)
-                self.code += [f"{s} = {self._buffer(np.empty(a.shape, a.dtype))}", f"add({old}, {v}, out={s})",
-                              f"#M owned.drop({old}); owned.drop({v})"]
+                self.code += [f"{s} = {self._buffer(np.empty(a.shape, a.dtype))}", f"add({old}, {v}, out={s})"]
                 self.bufs.add(s)
             else:
-                self.code += [f"{s} = {old} + {v}", f"#M owned.new({s}); owned.drop({old}); owned.drop({v})"]
+                self.code.append(f"{s} = {old} + {v}")
             self.arrays[s] = a
             self.listing.append(f"{s} = {old} + {v}")
             self.pending[k] = s
@@ -662,7 +651,6 @@ class _Recorder(_Checker):
                                    "DistributedDataParallel's), which dp.compile does not replay")
                 self._check_grads()
                 t = self._leaf(leaf, [])
-                self.code.append(f"#M owned.hand_out({gv})")
                 if gv in self.fresh:  # (_accumulate's checks are for arrays that others may hold)
                     self.code += [f"if {t}.grad is None: {t}.grad = Tensor({gv})",
                                   f"else: _accumulate({t}, {gv}, False, handed)"]
@@ -816,8 +804,7 @@ class _Recorder(_Checker):
 
     def build(self, fn=None) -> "_Schedule":
         guards = self._guards(fn)
-        # (the recycler's bookkeeping, mirrored from the engine, only where an array is big enough for it)
-        body = [ln[3:] if ln.startswith("#M ") else ln for ln in self.code if self.big or not ln.startswith("#M ")]
+        body = self.code
         src = self.prelude + ["def replay(args, kwargs):",
                f"    if not ({' and '.join(g for g, _w in guards) or 'True'}):",
                "        return MISS",
@@ -826,7 +813,7 @@ class _Recorder(_Checker):
         src += ["        " + ln for ln in body]
         src += [f"        return {self.returned}", "    finally:", "        set_grad(grad_mode)"]
         env = dict(self.consts, MISS=_MISS, is_grad=is_grad_enabled, set_grad=set_grad_enabled, ndarray=np.ndarray,
-                   asarray=np.asarray, np_array=np.array, np_ones=np.ones, Owned=memory.Owned, fit=fit,
+                   asarray=np.asarray, np_array=np.array, np_ones=np.ones, fit=fit,
                    _check_finite=_check_finite, Tensor=Tensor, new=memory.lease, hooked=graph.hooked,
                    is_=operator.is_, cell_contents=operator.attrgetter("cell_contents"),
                    _resync=_resync, **_UFUNCS)
