@@ -332,8 +332,15 @@ def _leaky(g: _Graph, n: _N) -> str:
 
 
 def _phi(g: _Graph, n: _N, x: str, lead: Lead) -> str:
-    """Phi(x) = (1 + erf(x / sqrt 2)) / 2."""
-    erf = g.add("Erf", [g.add("Mul", [x, _scalar(g, n, 1 / math.sqrt(2))], lead)], lead)
+    """Phi(x) = (1 + erf(x / sqrt 2)) / 2. onnxruntime has no float64 Erf: a float64 model's erf runs
+    in float32 (Cast there and back; about 1e-7 relative)."""
+    z = g.add("Mul", [x, _scalar(g, n, 1 / math.sqrt(2))], lead)
+    if n.out.dtype == np.float64:
+        to = g.helper.np_dtype_to_tensor_dtype
+        f32 = g.add("Erf", [g.add("Cast", [z], lead, to=to(np.dtype(np.float32)))], lead)
+        erf = g.add("Cast", [f32], lead, to=to(np.dtype(np.float64)))
+    else:
+        erf = g.add("Erf", [z], lead)
     return g.add("Mul", [g.add("Add", [erf, _scalar(g, n, 1)], lead), _scalar(g, n, 0.5)], lead)
 
 

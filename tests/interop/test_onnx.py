@@ -387,3 +387,10 @@ def test_a_batch_size_read_in_python_is_refused_naming_the_op(onnx_runtime, tmp_
             s = self.lin(x)
             return s - s.mean(axis=0)
     _check(onnx_runtime, tmp_path, _Fixed(), (3,), batches=(1, 7))
+
+
+def test_float64_gelu_runs_in_onnxruntime(onnx_runtime, tmp_path):
+    """onnxruntime has no float64 Erf: the export computes a float64 model's erf in float32."""
+    model = nn.Sequential(nn.Linear(4, 5, dtype=np.float64), nn.GELU(), nn.Linear(5, 2, dtype=np.float64))
+    proto = _check(onnx_runtime, tmp_path, model, (4,), dtype=np.float64, tol=1e-6)
+    assert "Erf" in _ops(proto) and "Cast" in _ops(proto)
