@@ -1108,8 +1108,7 @@ def _network_targets(y: np.ndarray, meta: Mapping[str, Any], dtype: np.dtype) ->
     return y
 
 
-def _training_rows(path: str, meta: Mapping[str, Any], config: RunConfig, data: str,
-                   f: Any) -> np.ndarray | None:
+def _heldout_rows(meta: Mapping[str, Any], config: RunConfig, data: str, f: Any) -> np.ndarray | None:
     """The held-out (test) rows of `data` when it is the model's training file (the same bytes and
     row count as recorded at training), recomputed as training split them; else None."""
     digest, rows = meta.get("data_sha256"), meta.get("data_rows")
@@ -1144,7 +1143,7 @@ def evaluate_file(path: str, data: str | None = None, target: str | None = None,
             r = _score(model, X, y, meta, units)
             result.update({"data": data, "data_name": os.path.basename(os.fspath(data)), "n": int(len(X)),
                            "loss": r.pop("loss"), **r})
-            test_rows = _training_rows(path, meta, config, data, f)
+            test_rows = _heldout_rows(meta, config, data, f)
             if test_rows is not None:
                 h = _score(model, X[test_rows], y[test_rows], meta, None if units is None else units[test_rows])
                 result["n_seen"] = int(len(X) - len(test_rows))
