@@ -96,14 +96,10 @@ class _Refused(Exception):
     """A recording that cannot be replayed (the message says why)."""
 
 
-class _Ctx:
-    """What a replayed VJP receives in place of the engine's Node."""
-
-    __slots__ = ("op", "needs", "extra", "datas", "out")
-
-    def __init__(self, op, needs):
-        self.op, self.needs = op, needs
-        self.extra = self.datas = self.out = None
+def _ctx(op, needs: tuple) -> types.SimpleNamespace:
+    """What a replayed op receives as its context: the op contract's ctx (which inputs need a
+    gradient, and what a forward that keeps something keeps for its VJP)."""
+    return types.SimpleNamespace(op=op, needs=needs, extra=None)
 
 
 class _Emitter:
@@ -366,7 +362,7 @@ class _Recorder(_Checker):
                 self.ctx[id(node)] = (c, op, ins, kws)
                 self.alive.append(node)
                 needs = tuple(i.requires_grad for i in GraphNode(node).inputs)
-                self.consts[c] = _Ctx(op, needs)
+                self.consts[c] = _ctx(op, needs)
                 sig.append(("ctx", needs))
             form = self.lowered.get(op)
             em = None
