@@ -1,19 +1,11 @@
-"""The engine: graph nodes, the op contract, the iterative backward pass (modes: modes.py; hooks:
-hooks.py; version counters: versions.py; memory reuse: memory.py; reading a graph: graph.py).
-
-The op contract (docs/engine.md). An `Op` has a forward on arrays, ONE VJP and a JVP. The VJP is
-written once in NumPy calls that also run on Tensors (which dispatch them back to the ops), so the
-same lines give first-order gradients on arrays and, under create_graph, differentiable ones;
-out= buffers come from helpers that give None for Tensors. Only where the array form cannot run
-on Tensors (im2col, in-place scatters) an op adds `graph_vjp`, a differentiable companion used
-under create_graph alone (PyTorch's once_differentiable + double backward).
-`apply` runs the forward and, when an input requires grad, records a `Node`: which inputs need
-gradients, the inputs as the forward saw them, where each one's gradient goes (`edges`, bound
-now: an in-place op gives the tensor a new node, as PyTorch rebases grad_fn), the output, what
-the forward kept (`extra`), and the versions of what the VJP reads. `fit` is the one rule for
-what reaches an input (summed to its shape, in its dtype); `run_backward` orders nodes without
-recursion and sums each node's incoming gradients before calling its VJP.
-"""
+"""The engine: graph nodes, the op contract, the iterative backward pass (docs/engine.md; modes:
+modes.py; hooks: hooks.py; version counters: versions.py; memory reuse: memory.py; reading a
+graph: graph.py). An `Op` has a forward on arrays, ONE VJP written in NumPy calls that also run on
+Tensors (so create_graph differentiates the same lines; `graph_vjp` is a differentiable companion
+only where the array form cannot run on Tensors) and a JVP. `apply` records a `Node` whose edges
+are bound when the op runs (an in-place op gives the tensor a new node, as PyTorch rebases
+grad_fn); `fit` is the one rule for what reaches an input; `run_backward` orders nodes without
+recursion and sums each node's incoming gradients before calling its VJP."""
 from __future__ import annotations
 
 import heapq
@@ -45,13 +37,10 @@ class Node:
 
 
 class Op:
-    """A primitive. fwd(*arrays, **kw) -> array (with keeps=True: fwd(ctx, *arrays, **kw), where
-    ctx is None when nothing is recorded, and it may set ctx.extra for its VJP);
-    vjp(ctx, g, out, *xs, **kw) -> grads (graph_vjp: its create_graph companion, rarely needed);
-    jvp(ts, out, *xs, **kw) -> tangent.
-    saves: indices of the inputs the VJP reads (None: all), or a function of ctx.needs giving
-    them; saves_out: whether it reads the output (or a function of ctx.needs). Only those are
-    version-checked."""
+    """A primitive: fwd(*arrays, **kw) -> array (keeps=True: fwd(ctx, ...), ctx None unless recorded,
+    may set ctx.extra); vjp(ctx, g, out, *xs, **kw) -> grads (graph_vjp: its create_graph companion);
+    jvp(ts, out, *xs, **kw) -> tangent. saves / saves_out: the inputs (None: all) and whether the
+    output the VJP reads (or functions of ctx.needs giving them): only those are version-checked."""
 
     __slots__ = ("name", "fwd", "vjp", "jvp", "graph_vjp", "keeps", "saves", "saves_out", "checks", "primitive")
     # (key: the registry's name for it when two ops share a display name, e.g. the two pow ops)
@@ -61,11 +50,10 @@ class Op:
         self.name, self.fwd, self.vjp, self.jvp, self.graph_vjp = name, fwd, vjp, jvp, graph_vjp
         self.keeps, self.saves, self.saves_out = keeps, saves, saves_out
         self.checks = not (saves == () and saves_out is False)  # (most ops read something back)
-        key = key or name
-        self.primitive = register  # follows the contract (a dp.Function's backward may return arrays its user holds)
-        if register:  # (a dp.Function's per-call op is not a primitive)
-            if key in REGISTRY:
-                raise ValueError(f"op {key!r} is registered twice")
+        self.primitive = register  # follows the contract (a dp.Function's per-call op does not)
+        if register and (key := key or name) in REGISTRY:
+            raise ValueError(f"op {key!r} is registered twice")
+        if register:
             REGISTRY[key] = self
 
     def __call__(self, *args, **kw):
@@ -77,6 +65,8 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     datas, needs, edges, grad, tangent, exact = [], [], [], False, False, False
     for a in args:
         if isinstance(a, Tensor):
+            if a._view.__class__ is tuple and a._version[0] != a._view[3] and _state.grad:
+                _rebase(a)
             datas.append(a.data)
             r = a.requires_grad
             needs.append(r)
@@ -100,10 +90,11 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     o = op.fwd(node, *datas, **kw) if op.keeps else op.fwd(*datas, **kw)
     out = Tensor(o)
     o = out.data
-    if o.base is not None:  # a view of an input shares that input's version counter
-        for a, d in zip(args, datas):
+    if o.base is not None:  # a view of an input shares that input's version counter (and, made from one
+        for a, d in zip(args, datas):  # input, remembers how: a change of the base rebases it, see _rebase)
             if isinstance(a, Tensor) and (o.base is d or o.base is d.base):
-                out._version, out._view = _counter(a), True
+                c = out._version = _counter(a)
+                out._view = (a, op, kw, c[0]) if len(args) == 1 and (node or tangent) else True
                 break
     if node is not None:
         out.requires_grad = True
@@ -119,6 +110,15 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     return out
 
 
+def _rebase(t: Tensor) -> None:
+    """t, a view, is read after its base changed in place: it now stands for the base's current
+    history (PyTorch rebases a view's grad_fn), so gradients and tangents pass through the change."""
+    base, op, kw, _ = t._view
+    res = apply(op, (base,), kw)  # (a stale view of a view: its base is rebased first, in there)
+    t._view, t._node, t._tangent = (base, op, kw, t._version[0]), res._node, res._tangent
+    t.requires_grad = t.requires_grad or res.requires_grad
+
+
 def sum_to(g, shape: tuple):
     """Sum a broadcast gradient back to `shape` (the input's own shape)."""
     if g.shape == shape:
@@ -131,15 +131,9 @@ def sum_to(g, shape: tuple):
 
 
 def _accumulate(t: Tensor, g, create_graph: bool, handed: dict) -> None:
-    """t.grad += g, out of place: an earlier .grad may be held by the user. Each .grad gets memory
-    of its own (add's VJP passes one array to both inputs; a broadcast view is read-only)."""
+    """t.grad += g, out of place: an earlier .grad may be held by the user (memory.own: its own memory)."""
     if not create_graph:
-        key = id(g if g.base is None else g.base)
-        if not g.flags.writeable or key in handed:
-            g = g.copy()
-            key = id(g)
-        handed[key] = g  # (kept alive for the pass: an id is unique only while its object lives)
-        g = Tensor(g)
+        g = Tensor(memory.own(g, handed))
     t.grad = g if t.grad is None else t.grad + g
 
 

@@ -164,6 +164,18 @@ def clear() -> None:
     _local.held = 0
 
 
+def own(g: np.ndarray, handed: dict) -> np.ndarray:
+    """g, or a copy of it, as memory of its own for a .grad: add's VJP passes one array to both
+    inputs, and a broadcast view is read-only. `handed`: what this pass gave out already (kept
+    alive for the pass: an id is unique only while its object lives)."""
+    key = id(g if g.base is None else g.base)
+    if not g.flags.writeable or key in handed:
+        g = g.copy()
+        key = id(g)
+    handed[key] = g
+    return g
+
+
 class _NoLedger:
     """The ledger with recycling off: it records nothing and gives nothing back."""
 

@@ -166,8 +166,10 @@ class Tensor(_methods.TensorMethods):
     def _take_history(self, res: Tensor, recording: bool) -> None:
         """After an in-place change computed as res: self is now res's version of the tensor (its new
         graph node, as PyTorch rebases grad_fn; earlier consumers keep the node they read) and tangent."""
-        if recording:
-            self._node, self.requires_grad = res._node, True
+        if recording:  # (retain_grad follows the tensor to its new node, as in PyTorch)
+            old, self._node, self.requires_grad = self._node, res._node, True
+            if old is not None and old.retained is not None and old.retained() is self:
+                res._node.retained, old.retained = old.retained, None
         t = res._tangent
         self._tangent = None if t is None else np.asarray(t, self.dtype)
 
