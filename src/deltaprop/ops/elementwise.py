@@ -116,20 +116,15 @@ def _stable_sigmoid(x):
 
 
 def _dtanh(x, y):
-    d = None if isinstance(y, Tensor) else _new(y)
-    if d is None:  # differentiable (create_graph) or small
-        return 1 - y * y
-    np.multiply(y, y, out=d)
-    return np.subtract(1, d, out=d)
+    """1 - y**2, in place on arrays (the same line on Tensors under create_graph)."""
+    d = np.multiply(y, y, out=_new(y))
+    return np.subtract(1, d, out=_into(d))
 
 
 def _dsigmoid(x, y):
-    d = None if isinstance(y, Tensor) else _new(y)
-    if d is None:
-        return y * (1 - y)
-    np.subtract(1, y, out=d)
-    d *= y
-    return d
+    """y (1 - y), in place on arrays."""
+    d = np.subtract(1, y, out=_new(y))
+    return np.multiply(d, y, out=_into(d))
 
 
 _OUT = {"saves": (), "saves_out": True}  # derivatives written in terms of the output
