@@ -647,11 +647,8 @@ class _Recorder(_Checker):
                                    "DistributedDataParallel's), which dp.compile does not replay")
                 self._check_grads()
                 t = self._leaf(leaf, [])
-                if gv in self.fresh:  # (_accumulate's checks are for arrays that others may hold)
-                    self.code += [f"if {t}.grad is None: {t}.grad = Tensor({gv})",
-                                  f"else: _accumulate({t}, {gv}, False, handed)"]
-                else:
-                    self.code.append(f"_accumulate({t}, {self._copy_if_buffer(gv)}, False, handed)")
+                # (the engine's own accumulation, handed over with this event: its rule is not written here)
+                self.code.append(f"_accumulate({t}, {self._copy_if_buffer(gv)}, False, handed)")
                 self.listing.append(f"{t}.grad {'=' if leaf.grad is None else '+='} {gv}  ({_fmt(leaf.data)})")
                 self.sig.append(("acc", id(leaf)))
             except _Refused as e:
