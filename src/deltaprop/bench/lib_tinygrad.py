@@ -58,7 +58,7 @@ def _jit_step(loss_fn, opt):
         device.synchronize()
         return loss
 
-    step.jit = jitted  # type: ignore[attr-defined]  (first_call reads its capture count)
+    step.jit = jitted  # type: ignore[attr-defined]  # (first_call reads its capture count)
     return step
 
 
@@ -135,7 +135,7 @@ def first_call():
         t0 = time.perf_counter()
         first_loss = float(step().item())
         calls = 1
-        while step.jit.captured is None:  # type: ignore[attr-defined]
+        while step.jit.captured is None:
             step()
             calls += 1
         seconds = time.perf_counter() - t0

@@ -55,7 +55,7 @@ class Layer:
     out: np.ndarray            # (batch, out): after the activation(s); net when none follows
     delta: np.ndarray          # (batch, out): dE/dnet, the neuron's error signal
     dout: np.ndarray           # (batch, out): dE/dout, the error arriving at the neuron's output
-    fprime: np.ndarray | None  # (batch, out): dout/dnet of the elementwise activation (1 when none)
+    fprime: np.ndarray         # (batch, out): dout/dnet of the elementwise activation (1 when none)
     weight: np.ndarray         # (out, in) copy
     bias: np.ndarray | None    # (out,) copy
     names: list = field(default_factory=list)      # neuron names, e.g. ["h1", "h2"] or ["0_0", ...]

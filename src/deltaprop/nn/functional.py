@@ -433,7 +433,7 @@ def _update_running(running_mean: Tensor, running_var: Tensor, mean: np.ndarray,
     """The running statistics, in place: r = (1 - momentum) r + momentum * batch (unbiased variance);
     momentum None: 1 / counter (the batches counted so far, this one included)."""
     if momentum is None:
-        momentum = 1.0 / float(counter.data)
+        momentum = 1.0 / float(counter.data)  # type: ignore[union-attr]  # (given when momentum is None)
     rm, rv = running_mean.data, running_var.data
     rm *= 1 - momentum
     rm += momentum * mean.reshape(-1)
