@@ -58,7 +58,7 @@ def _jit_step(loss_fn, opt):
         device.synchronize()
         return loss
 
-    step.jit = jitted  # type: ignore[attr-defined]  # (first_call reads its capture count)
+    step.jit = jitted  # (first_call reads its capture count)
     return step
 
 
