@@ -417,8 +417,8 @@ def _raw_split(config: RunConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
         Xte, yte = data.load_mnist(config.data, "test", flatten=True, dtype=np.float64)  # type: ignore[arg-type]
         return Xtr, Xte, ytr, yte, info
     if ds == "file":
-        f = data.load_file(config.data, target=config.target, task=config.task, delimiter=config.delimiter,
-                           header=config.header)
+        f = data.load_file(config.data, target=config.target, task=config.task,  # type: ignore[arg-type]
+                           delimiter=config.delimiter, header=config.header)
         info = {"task": f.task, "classes": f.classes, "feature_names": f.feature_names, "target": f.target_name}
         if len(f.X) < 5:
             raise RunConfigError(f"{config.data}: {len(f.X)} rows are too few to hold out a test split; "
