@@ -60,7 +60,7 @@ class ChainPath:
     names: list
     formulas: list
     factors: list
-    product: float
+    product: float | None
     operands: list = field(default_factory=list)   # per edge: (operand index, how many times used)
 
 
@@ -83,7 +83,7 @@ class Chain:
         """dy/dx as the sum over paths of the products of local derivatives (the adjoint at x
         when there are too many paths to list)."""
         if self.path_list is not None and all(p.product is not None for p in self.path_list):
-            return float(sum(p.product for p in self.path_list))
+            return float(sum(p.product or 0.0 for p in self.path_list))  # (all set: checked above)
         return float(np.sum(self.engine))
 
     def __repr__(self) -> str:
@@ -302,8 +302,8 @@ def _chain(y, x, names, y_name, expression) -> Chain:
         same = y is x
         node = ChainNode(x_name, "input", x_name, x.data.copy(), np.ones_like(x.data))
         nodes = [node] if same else []
-        paths = [ChainPath([x_name], [], [], 1.0)] if same else []
-        return Chain(x_name, y_name if not same else x_name, nodes, paths, len(paths),
+        one = [ChainPath([x_name], [], [], 1.0)] if same else []
+        return Chain(x_name, y_name if not same else x_name, nodes, one, len(one),
                      np.asarray(1.0 if same else 0.0), {x_name: x.data}, [])
 
     topo = topological(y)   # inputs first; raises if a backward already freed the graph
@@ -381,7 +381,7 @@ def _chain(y, x, names, y_name, expression) -> Chain:
             whole = _expr(k.op.name, [text_of(a) for a in k.args + _kw_args(k)])
             full[id(k)] = whole if len(whole[0]) <= 300 else ("...", _ATOM)
 
-    nodes: list[ChainNode] = []
+    nodes = []
     by_key: dict[int, ChainNode] = {}
     for k in path_keys:
         if id(k) == id(xkey):
@@ -400,7 +400,7 @@ def _chain(y, x, names, y_name, expression) -> Chain:
             full[id(k)] = whole if len(whole[0]) <= 300 else (n.name, _ATOM)
             scalar = np.size(k.out) == 1
             with np.errstate(all="ignore"):
-                locs = k.op.vjp(k, np.ones_like(k.out), k.out, *datas, **k.kw) if scalar else None
+                locs: Any = k.op.vjp(k, np.ones_like(k.out), k.out, *datas, **k.kw) if scalar else None
             for i, a in enumerate(args):
                 if not (isinstance(a, Tensor) and a.requires_grad and id(_key(a)) in on):
                     continue
@@ -418,7 +418,7 @@ def _chain(y, x, names, y_name, expression) -> Chain:
     if n_paths <= MAX_PATHS:
         paths = []
         byname = {n.name: n for n in nodes}
-        stack = [([nodes[-1].name], [], [], [])]
+        stack: list[tuple[list, list, list, list]] = [([nodes[-1].name], [], [], [])]
         while stack:
             seq, forms, facs, ops = stack.pop()
             cur = byname[seq[-1]]

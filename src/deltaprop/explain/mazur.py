@@ -92,7 +92,7 @@ def walkthrough(updates: int = 10000) -> Walkthrough:
     h, o = tr.layers
     i = x
     W1, W2 = h.weight, o.weight
-    b1, b2 = h.bias[0], o.bias[0]
+    b1, b2 = h.bias[0], o.bias[0]  # type: ignore[index]  # (Mazur's layers have biases)
     v: dict[str, float] = {}
     v["net_h1"], v["net_h2"] = h.net[0]
     v["out_h1"], v["out_h2"] = h.out[0]
@@ -122,7 +122,7 @@ def walkthrough(updates: int = 10000) -> Walkthrough:
     # real training: SGD on the two weight matrices, biases fixed
     opt = dp.optim.SGD([model[0].weight, model[2].weight], lr=LR)
     X, T = dp.tensor(x), dp.tensor(target)
-    after_one = None
+    after_one: Any = None
     for step in range(updates):
         opt.zero_grad()
         loss(model(X), T).backward()

@@ -10,7 +10,7 @@ page shows for step k and sample i.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -163,7 +163,7 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
         targets = T
     else:
         if dataset == "file":
-            f = dp.data.load_file(data, target, task="classification")
+            f = dp.data.load_file(data, target, task="classification")  # type: ignore[arg-type]
             X, y = np.asarray(f.X, dtype=np.float64), np.asarray(f.y, dtype=np.int64)
             if X.ndim != 2 or X.shape[1] != 2:
                 raise ValueError(f"report_data: {data} has {X.shape[1] if X.ndim == 2 else X.shape} feature "
@@ -211,7 +211,7 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
     rec_steps, rec_loss, rec_params = [], [], []
     for step in range(steps):
         if bs == n:
-            idx = slice(None)
+            idx: Any = slice(None)
         else:
             if pos + bs > n:
                 order, pos = rng.permutation(n), 0
@@ -226,8 +226,8 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
             rec_steps.append(step)
             rec_loss.append(float(E.item()))
             layers = []
-            for (W, b), l in zip(before, linears):
-                entry = {"W": W, "b": b, "gW": l.weight.grad.data.copy()}
+            for (W, b), l in zip(before, linears):  # type: ignore[arg-type]  # (a list when recording)
+                entry = {"W": W, "b": b, "gW": l.weight.grad.data.copy()}  # type: ignore[union-attr]
                 if l.bias.grad is not None:   # (Mazur's biases are frozen, as in the post)
                     entry["gb"] = l.bias.grad.data.copy()
                 layers.append(entry)

@@ -121,7 +121,7 @@ class Trace:
         self.params = params              # {key: value copy}
         self._weight_names = weight_names  # {key: ndarray of names} for the textbook example
         self.loss_kind = loss_kind        # "sse", "mse", "ce", "bce", "bce_logits" or "custom"
-        self.target = target
+        self.target: Any = target  # (ndarray | None)
         self.dtype = np.dtype(dtype)
         self.sample = sample              # the sample whose numbers the text shows
 
@@ -447,7 +447,7 @@ class Trace:
             lines.append(f"{'output' if is_out else 'hidden'} layer {l.key} ({l.activation or 'no activation'}): "
                          + (self._output_rule()[0] if is_out else self._hidden_rule(l)))
             shown, more = (only, "") if only else self._shown(l, s)
-            nxt = None if is_out else self.layers[l.index + 1]
+            nxt: Any = None if is_out else self.layers[l.index + 1]
             for k in shown:
                 nm = l.names[k]
                 if is_out:
@@ -582,7 +582,7 @@ def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = Non
     sizes = [records[0]["module"].weight.shape[1]] + [r["module"].weight.shape[0] for r in records]
     textbook = (sizes == [2, 2, 2] and all(len(r["acts"]) == 1 and type(r["acts"][0]).__name__ == "Sigmoid"
                                              for r in records))
-    layers = []
+    layers: list[Layer] = []
     for li, (r, d, do) in enumerate(zip(records, deltas, douts)):
         m = r["module"]
         if not r["acts"]:
