@@ -502,7 +502,7 @@ class _BaseMLP(BaseEstimator):
     def _update_no_improvement_count(self, early_stopping: bool, X: Any, y: Any, sw: Any) -> None:
         if early_stopping:
             score = self._score(X, y, sample_weight=sw)  # (can be NaN)
-            self.validation_scores_.append(score)  # type: ignore[union-attr]  # (lists under early_stopping)
+            self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
             if score < self.best_validation_score_ + self.tol:
@@ -518,7 +518,7 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count += 1
             else:
                 self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:  # type: ignore[operator]  # (set without early_stopping)
+            if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
     def _score_with_function(self, X: Any, y: Any, sample_weight: Any, score_function: Any) -> float:
