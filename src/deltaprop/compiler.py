@@ -202,8 +202,8 @@ class _Recorder(_Checker):
         self.arrays: dict[str, Any] = {}  # variable -> the array it held in this recording
         self.info: dict[str, tuple] = {}  # variable -> (shape, dtype)
         self.n = 0
-        self.ctx: dict[int, tuple[str, Any]] = {}  # id(node) -> (ctx variable, node)
-        self.pending: dict[int, str] = {}  # backward: id(node or leaf) -> gradient variable so far
+        self.ctx: dict[int, tuple[Any, ...]] = {}  # id(node) -> (ctx variable, op, inputs, keywords)
+        self.pending: dict[Any, str] = {}  # backward: id(node or leaf) -> gradient variable so far
         self.leaves: dict[int, tuple] = {}  # id(tensor) -> (tensor, array, requires_grad)
         self.modules: dict[int, tuple] = {}  # id(module) -> (module, training when called)
         self.optimizers: dict[int, Any] = {}  # id(optimizer) -> the optimizer whose effects fn ran
@@ -215,7 +215,7 @@ class _Recorder(_Checker):
         self.in_backward = False
         self.prelude: list[str] = []  # generated functions the guards call
         self.refused: str | None = None
-        self.returned = None
+        self.returned: str | None = None
         for i, a in enumerate(args):
             self._arg(a, f"args[{i}]")
         for k, a in kwargs.items():
@@ -554,7 +554,7 @@ class _Recorder(_Checker):
         form = self.lowered.get(op)
         if form is None or op.keeps:
             return False
-        dest = []
+        dest: list[str | None] = []
         for inp, ig in zip(inputs, igs):
             d = inp.value
             if ig is None or (inp.node is None and inp.leaf is None):
@@ -735,7 +735,7 @@ class _Recorder(_Checker):
         """What a replay checks before it runs, as (expression of the generated code, a function
         naming the change when the expression is false). Taken after the recording, from the state
         the step leaves behind: a replay leaves the same state (fn's Python does not run again)."""
-        guards = []
+        guards: list[tuple[str, Callable[[], str | None]]] = []
         whys: list = []  # (the module checks' explanations)
         for t, a, r in self.leaves.values():
             tn = self._const(t, "t")
@@ -959,7 +959,7 @@ class CompiledStep:
     @staticmethod
     def _key(args, kwargs) -> tuple:
         """What selects a schedule: grad mode, the default dtype, the arguments' signatures."""
-        key = (is_grad_enabled(), _config.get_default_dtype())
+        key: tuple = (is_grad_enabled(), _config.get_default_dtype())
         if args:
             key += tuple(map(_sig, args))
             if len(args) > 1:  # the same tensor passed twice is one variable of the schedule
