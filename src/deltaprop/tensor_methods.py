@@ -42,7 +42,8 @@ class TensorMethods:
         _tangent: Any
         _hooks: Any
         _post_hooks: Any
-        _version: list[int] | None
+        _version: Any  # a [count] list shared with views, or None
+        _view: Any  # False, True, or how to rebuild the view from its base
 
         def _inplace(self, other: Any, op: Any, ufunc: Any, reads_self: bool) -> Self: ...
 
