@@ -2,8 +2,8 @@
 `x @ w`, `x.sum(axis=0)` as Tensors).
 
 Each method calls the op of the same name in `deltaprop.ops`. The ops are built on Tensor (they
-import tensor.py), so this module cannot import them: `deltaprop.ops` binds itself here when it
-loads (`bind`), and the methods look the op up at call time. A method behaves exactly as the op
+import tensor.py), so this module cannot import them: `deltaprop.ops` binds itself here once it
+has loaded (`bind`, through `tensor.bind`), and the methods look the op up at call time. A method behaves exactly as the op
 function: `x.sum(axis=0)` is `dp.sum(x, axis=0)`, `x + y` is `dp.add(x, y)`, `y + x` with a
 NumPy array or number on the left is `dp.add(y, x)`; `x += y` changes x in place
 (Tensor._inplace: versions, views, the graph).
