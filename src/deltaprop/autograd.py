@@ -14,7 +14,6 @@ import itertools
 import numpy as np
 
 from . import anomaly, hooks, memory  # (anomaly imports this module lazily: no cycle at import time)
-from .hooks import RemovableHandle  # noqa: F401 (re-exported: its home was here)
 from .modes import _state, detect_anomaly, enable_grad, is_grad_enabled, no_grad  # noqa: F401 (re-exported)
 from .tensor import Tensor
 from .versions import check as _check_versions, counter as _counter, saved as _versions
@@ -62,7 +61,7 @@ class Op:
 
 def apply(op: Op, args: tuple, kw: dict) -> Tensor:
     """Run op's forward on the args' arrays; record a Node if any arg requires grad."""
-    datas, needs, edges, grad, tangent, exact = [], [], [], False, False, False
+    datas, needs, edges, grad, tangent, exact, arrays = [], [], [], False, False, False, False
     for a in args:
         if isinstance(a, Tensor):
             if a._view.__class__ is tuple and a._version[0] != a._view[3] and _state.grad:
@@ -78,14 +77,15 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
             datas.append(a)
             needs.append(False)
             edges.append(None)
+            arrays = arrays or type(a) is np.ndarray
     st = _state
     if st.anomaly:  # checked and reported in anomaly.py; NumPy's warnings would only be noise
         return anomaly.checked_apply(op, args, kw)
     node = None
     if grad and st.grad:
-        for i, d in enumerate(datas):  # a plain array has no version counter: the node keeps its own copy
-            if type(d) is np.ndarray and d.ndim and not isinstance(args[i], Tensor) and st.recorder is None:
-                datas[i] = d.copy()  # (a dp.compile recording tracks arrays by identity, and replays from them)
+        if arrays and st.recorder is None:  # a plain array has no version counter: the node keeps a copy
+            datas = [d.copy() if type(d) is np.ndarray and d.ndim and not isinstance(a, Tensor) else d
+                     for a, d in zip(args, datas)]  # (a dp.compile recording tracks arrays by identity)
         node = Node(op, args, datas, kw, tuple(needs), tuple(edges))
     o = op.fwd(node, *datas, **kw) if op.keeps else op.fwd(*datas, **kw)
     out = Tensor(o)
@@ -101,7 +101,7 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
         out._node = node
         node.out = o
         if op.checks or exact:
-            node.versions = _versions(op, node, args, out)
+            node.versions = _versions(op, node, args, out, exact)
     if st.recorder is not None:  # a dp.compile recording (compiler.py)
         st.recorder.op(op, args, kw, node, out)
     if tangent:  # forward mode: push the tangents through this op's JVP
@@ -111,8 +111,7 @@ def apply(op: Op, args: tuple, kw: dict) -> Tensor:
 
 
 def _rebase(t: Tensor) -> None:
-    """t, a view, is read after its base changed in place: it now stands for the base's current
-    history (PyTorch rebases a view's grad_fn), so gradients and tangents pass through the change."""
+    """A view read after its base changed in place stands for the base's new history (PyTorch's rule)."""
     base, op, kw, _ = t._view
     res = apply(op, (base,), kw)  # (a stale view of a view: its base is rebased first, in there)
     t._view, t._node, t._tangent = (base, op, kw, t._version[0]), res._node, res._tangent
@@ -177,7 +176,8 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, inputs=No
                 if e is None:
                     continue
                 if ig is not None:
-                    ig = fit(ig, d, create_graph)
+                    if type(ig) is not np.ndarray or ig.shape != d.shape or ig.dtype != d.dtype:
+                        ig = fit(ig, d, create_graph)  # (inline test: most gradients fit already)
                     if check:
                         anomaly.check_grad(node, ig, args)
                     owned.add(ig, node, g)

@@ -28,12 +28,13 @@ def reads(op, needs: tuple, n: int) -> tuple:
     return idx, bool(so(needs) if callable(so) else so)
 
 
-def saved(op, node, args: tuple, out: Tensor) -> list:
+def saved(op, node, args: tuple, out: Tensor, exact: bool = True) -> list:
     """(input index or -1 for the output, counter, version now) for what the op's VJP reads
     (op.saves / op.saves_out, see autograd.Op)."""
     idx, so = reads(op, node.needs, len(args))
-    idx = set(idx) | {i for i, a in enumerate(args) if isinstance(a, Tensor) and a.data.dtype.kind != "f"}
-    vs = [(i, c, c[0]) for i in sorted(idx) if isinstance(a := args[i], Tensor) for c in (counter(a),)]
+    if exact:  # integer or bool Tensors (labels, indices, masks) are always checked
+        idx = sorted(set(idx) | {i for i, a in enumerate(args) if isinstance(a, Tensor) and a.data.dtype.kind != "f"})
+    vs = [(i, c, c[0]) for i in idx if isinstance(a := args[i], Tensor) for c in (counter(a),)]
     if so:
         c = counter(out)
         vs.append((-1, c, c[0]))

@@ -58,9 +58,7 @@ def _t(ts, i, like):
     return np.zeros_like(like) if t is None else t
 
 
-def _times(g, d, fresh: bool):
-    """g * d (memory.product: into d when `fresh`, d made for this product alone)."""
-    return memory.product(g, d, fresh)
+_times = memory.product  # g * d for a VJP: into d when `fresh` (d made for this product alone)
 
 
 def _new(x):
