@@ -39,7 +39,6 @@ ALLOWED = {
     "explain/chain.py",
     "explain/graph.py",
     "nn/module.py",  # (modes._state.recorder: dp.compile's recording)
-    "onnx.py",
 }
 
 

@@ -64,13 +64,13 @@ class _N:
     inputs (GraphInput: the producer bound when the op ran, the Tensor passed, the value read),
     the values they held, its settings and its output."""
 
-    __slots__ = ("node", "op", "args", "datas", "kw", "out")
+    __slots__ = ("node", "op", "args", "values", "kwargs", "out")
 
     def __init__(self, node: GraphNode) -> None:
         self.node, self.op = node, node.op
         self.args: tuple[GraphInput, ...] = node.inputs
-        self.datas = [i.value for i in self.args]
-        self.kw, self.out = node.kwargs, node.output
+        self.values = [i.value for i in self.args]
+        self.kwargs, self.out = node.kwargs, node.output
 
 
 def _value_of(a: Any) -> Any:
@@ -328,7 +328,7 @@ def _softplus(g: _Graph, n: _N) -> str:
 
 @_maps("leaky_relu")
 def _leaky(g: _Graph, n: _N) -> str:
-    return g.add("LeakyRelu", _args(g, n), _elementwise_lead(g, n), alpha=float(n.kw["slope"]))
+    return g.add("LeakyRelu", _args(g, n), _elementwise_lead(g, n), alpha=float(n.kwargs["slope"]))
 
 
 def _phi(g: _Graph, n: _N, x: str, lead: Lead) -> str:
@@ -354,7 +354,7 @@ def _gelu(g: _Graph, n: _N) -> str:
     """GELU written out in opset-17 ops: x Phi(x) (Erf), or 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     lead = _elementwise_lead(g, n)
     x = _args(g, n)[0]
-    if n.kw["approximate"] == "tanh":
+    if n.kwargs["approximate"] == "tanh":
         x3 = g.add("Mul", [g.add("Mul", [x, x], lead), x], lead)
         inner = g.add("Add", [x, g.add("Mul", [x3, _scalar(g, n, 0.044715)], lead)], lead)
         t = g.add("Tanh", [g.add("Mul", [inner, _scalar(g, n, math.sqrt(2 / math.pi))], lead)], lead)
@@ -366,14 +366,14 @@ def _gelu(g: _Graph, n: _N) -> str:
 @_maps("pow")
 def _pow(g: _Graph, n: _N) -> str:
     lead = _elementwise_lead(g, n)
-    if "p" in n.kw:  # x ** constant
-        return g.add("Pow", [_args(g, n)[0], g.value(n.kw["p"], n.out.dtype)], lead)
+    if "p" in n.kwargs:  # x ** constant
+        return g.add("Pow", [_args(g, n)[0], g.value(n.kwargs["p"], n.out.dtype)], lead)
     return g.add("Pow", _args(g, n), lead)
 
 
 @_maps("clip")
 def _clip(g: _Graph, n: _N) -> str:
-    lo, hi = n.kw["lo"], n.kw["hi"]
+    lo, hi = n.kwargs["lo"], n.kwargs["hi"]
     dt = n.out.dtype
     ins = [_args(g, n)[0], "" if lo is None else g.value(lo, dt), "" if hi is None else g.value(hi, dt)]
     if any(np.ndim(b) for b in (lo, hi) if b is not None):  # Clip takes scalar bounds only
@@ -398,20 +398,20 @@ def _where(g: _Graph, n: _N) -> str:
 @_maps("astype")
 def _astype(g: _Graph, n: _N) -> str:
     return g.add("Cast", [g.value(n.args[0])], _elementwise_lead(g, n),
-                 to=g.helper.np_dtype_to_tensor_dtype(np.dtype(n.kw["dtype"])))
+                 to=g.helper.np_dtype_to_tensor_dtype(np.dtype(n.kwargs["dtype"])))
 
 
 # reductions
 def _axes(n: _N) -> tuple[int, ...]:
-    nd = np.ndim(n.datas[0])
-    axis = n.kw.get("axis")
+    nd = np.ndim(n.values[0])
+    axis = n.kwargs.get("axis")
     if axis is None:
         return tuple(range(nd))
     return tuple(sorted(int(a) % nd for a in ((axis,) if isinstance(axis, (int, np.integer)) else axis)))
 
 
 def _reduce_lead(g: _Graph, n: _N, axes: tuple[int, ...]) -> Lead:
-    kept = n.kw.get("keepdims") or n.out.ndim == np.ndim(n.datas[0]) - len(axes)
+    kept = n.kwargs.get("keepdims") or n.out.ndim == np.ndim(n.values[0]) - len(axes)
     return 0 not in axes and kept and g.is_lead(n.args[0])
 
 
@@ -422,7 +422,7 @@ _REDUCE = {"mean": "ReduceMean", "max": "ReduceMax", "min": "ReduceMin", "prod":
 @_maps("sum", *_REDUCE)
 def _reduce(g: _Graph, n: _N) -> str:
     axes = _axes(n)
-    x, keep = _args(g, n)[0], int(bool(n.kw.get("keepdims")))
+    x, keep = _args(g, n)[0], int(bool(n.kwargs.get("keepdims")))
     lead = _reduce_lead(g, n, axes)
     if n.op == "sum":  # (axes became an input in opset 13; the others follow in opset 18)
         return g.add("ReduceSum", [x, g.ints(axes)], lead, keepdims=keep)
@@ -436,18 +436,18 @@ def _var(g: _Graph, n: _N) -> str:
     lead = _reduce_lead(g, n, axes)
     xl = g.is_lead(n.args[0])
     c = g.add("Sub", [x, g.add("ReduceMean", [x], 0 not in axes and xl, axes=list(axes), keepdims=1)], xl)
-    m = g.add("ReduceMean", [g.add("Mul", [c, c], xl)], lead, axes=list(axes), keepdims=int(bool(n.kw["keepdims"])))
-    count = int(np.prod([np.shape(n.datas[0])[a] for a in axes]))
+    m = g.add("ReduceMean", [g.add("Mul", [c, c], xl)], lead, axes=list(axes), keepdims=int(bool(n.kwargs["keepdims"])))
+    count = int(np.prod([np.shape(n.values[0])[a] for a in axes]))
     if 0 in axes and xl:
         g.refuse("a variance over the batch axis cannot follow a dynamic batch; export with dynamic_batch=False")
-    ddof = n.kw.get("ddof", 0)
+    ddof = n.kwargs.get("ddof", 0)
     return m if not ddof else g.add("Mul", [m, _scalar(g, n, count / (count - ddof))], lead)
 
 
 @_maps("softmax", "log_softmax")
 def _softmax(g: _Graph, n: _N) -> str:
     # opset >= 13: one axis (opset < 13 flattened everything from `axis` on: not what softmax(axis) means)
-    axis = n.kw["axis"] % n.out.ndim
+    axis = n.kwargs["axis"] % n.out.ndim
     return g.add("Softmax" if n.op == "softmax" else "LogSoftmax", _args(g, n), axis != 0 and g.is_lead(n.args[0]),
                  axis=axis)
 
@@ -455,7 +455,7 @@ def _softmax(g: _Graph, n: _N) -> str:
 @_maps("matmul")
 def _matmul(g: _Graph, n: _N) -> str:
     a, b = n.args
-    lead = np.ndim(n.datas[0]) >= 2 and g.is_lead(a) or np.ndim(n.datas[1]) > 2 and g.is_lead(b)
+    lead = np.ndim(n.values[0]) >= 2 and g.is_lead(a) or np.ndim(n.values[1]) > 2 and g.is_lead(b)
     return g.add("MatMul", _args(g, n), lead)
 
 
@@ -464,12 +464,12 @@ def _linear(g: _Graph, n: _N) -> str:
     """Gemm(x, W, b, transB=1) on 2-D input (W is (out, in): forgetting transB passes the checker
     on a square W and gives wrong numbers); MatMul with W.T and Add above."""
     x, w = n.args[0], n.args[1]
-    lead = np.ndim(n.datas[0]) >= 2 and g.is_lead(x)
+    lead = np.ndim(n.values[0]) >= 2 and g.is_lead(x)
     names = _args(g, n)
-    if np.ndim(n.datas[0]) == 2:
+    if np.ndim(n.values[0]) == 2:
         return g.add("Gemm", names, lead, transB=1)
     if not g.tr.depends(w):
-        wt = g.const(np.ascontiguousarray(np.asarray(n.datas[1]).T).astype(n.out.dtype))
+        wt = g.const(np.ascontiguousarray(np.asarray(n.values[1]).T).astype(n.out.dtype))
     else:
         wt = g.add("Transpose", [names[1]], False, perm=[1, 0])
     y = g.add("MatMul", [names[0], wt], lead)
@@ -479,24 +479,24 @@ def _linear(g: _Graph, n: _N) -> str:
 # layers
 @_maps("conv2d")
 def _conv(g: _Graph, n: _N) -> str:
-    (sh, sw), (ph, pw) = n.kw["stride"], n.kw["padding"]
+    (sh, sw), (ph, pw) = n.kwargs["stride"], n.kwargs["padding"]
     return g.add("Conv", _args(g, n), g.is_lead(n.args[0]), strides=[sh, sw], pads=[ph, pw, ph, pw])
 
 
 @_maps("max_pool2d")
 def _max_pool(g: _Graph, n: _N) -> str:
-    (kh, kw), (sh, sw), (ph, pw) = n.kw["kernel"], n.kw["stride"], n.kw["padding"]
+    (kh, kw), (sh, sw), (ph, pw) = n.kwargs["kernel"], n.kwargs["stride"], n.kwargs["padding"]
     return g.add("MaxPool", _args(g, n), g.is_lead(n.args[0]), kernel_shape=[kh, kw], strides=[sh, sw],
                  pads=[ph, pw, ph, pw])
 
 
 @_maps("avg_pool2d")
 def _avg_pool(g: _Graph, n: _N) -> str:
-    (kh, kw), (sh, sw), (ph, pw) = n.kw["kernel"], n.kw["stride"], n.kw["padding"]
-    divisor = n.kw["divisor"]
+    (kh, kw), (sh, sw), (ph, pw) = n.kwargs["kernel"], n.kwargs["stride"], n.kwargs["padding"]
+    divisor = n.kwargs["divisor"]
     x = _args(g, n)[0]
     lead = g.is_lead(n.args[0])
-    h, w = np.shape(n.datas[0])[2:]
+    h, w = np.shape(n.values[0])[2:]
     if (kh, kw) == (h, w) and (ph, pw) == (0, 0) and divisor == kh * kw:  # adaptive to 1x1, or a global mean
         return g.add("GlobalAveragePool", [x], lead)
     if isinstance(divisor, np.ndarray):  # count_include_pad=False: the count of real elements in each window
@@ -510,7 +510,7 @@ def _avg_pool(g: _Graph, n: _N) -> str:
 @_maps("batch_norm")
 def _batch_norm(g: _Graph, n: _N) -> str:
     """Batch statistics (a BatchNorm without running stats normalises with its batch in eval)."""
-    axes, shape, eps = list(n.kw["axes"]), n.kw["shape"], n.kw["eps"]
+    axes, shape, eps = list(n.kwargs["axes"]), n.kwargs["shape"], n.kwargs["eps"]
     if g.is_lead(n.args[0]):
         g.refuse("batch statistics (track_running_stats=False) cannot follow a dynamic batch; export with "
                  "dynamic_batch=False")
@@ -529,7 +529,7 @@ def _batch_norm(g: _Graph, n: _N) -> str:
 # shapes
 @_maps("reshape")
 def _reshape(g: _Graph, n: _N) -> str:
-    src, out = np.shape(n.datas[0]), n.out.shape
+    src, out = np.shape(n.values[0]), n.out.shape
     lead: Lead = g.is_lead(n.args[0])
     target = list(out)
     if lead:  # axis 0 must absorb the batch: -1 there, the rest fixed
@@ -545,8 +545,8 @@ def _reshape(g: _Graph, n: _N) -> str:
 
 @_maps("transpose")
 def _transpose(g: _Graph, n: _N) -> str:
-    nd = np.ndim(n.datas[0])
-    perm = list(n.kw["axes"]) if n.kw["axes"] is not None else list(range(nd))[::-1]
+    nd = np.ndim(n.values[0])
+    perm = list(n.kwargs["axes"]) if n.kwargs["axes"] is not None else list(range(nd))[::-1]
     lead = g.is_lead(n.args[0])
     if lead and perm[0] != 0:
         g.refuse(f"a transpose {tuple(perm)} moves the batch axis; export with dynamic_batch=False")
@@ -555,8 +555,8 @@ def _transpose(g: _Graph, n: _N) -> str:
 
 @_maps("broadcast_to")
 def _broadcast(g: _Graph, n: _N) -> str:
-    shape = list(n.kw["shape"])
-    lead = np.ndim(n.datas[0]) == len(shape) and g.is_lead(n.args[0])
+    shape = list(n.kwargs["shape"])
+    lead = np.ndim(n.values[0]) == len(shape) and g.is_lead(n.args[0])
     if lead:
         shape[0] = 1  # Expand broadcasts 1 against the input's own (dynamic) batch
     elif g.dynamic and g.is_lead(n.args[0]):
@@ -566,7 +566,7 @@ def _broadcast(g: _Graph, n: _N) -> str:
 
 @_maps("concatenate")
 def _concat(g: _Graph, n: _N) -> str:
-    axis = n.kw["axis"] % n.out.ndim
+    axis = n.kwargs["axis"] % n.out.ndim
     leads = [g.is_lead(a) for a in n.args]
     if axis != 0 and any(leads) and not all(leads):
         g.refuse("a concatenation mixes batch-sized and fixed tensors; export with dynamic_batch=False")
@@ -575,7 +575,7 @@ def _concat(g: _Graph, n: _N) -> str:
 
 @_maps("stack")
 def _stack(g: _Graph, n: _N) -> str:
-    axis = n.kw["axis"] % n.out.ndim
+    axis = n.kwargs["axis"] % n.out.ndim
     leads = [g.is_lead(a) for a in n.args]
     if any(leads) and (axis == 0 or not all(leads)):
         g.refuse("a stack along the batch axis (or of batch-sized and fixed tensors) cannot follow a dynamic "
@@ -589,8 +589,8 @@ def _stack(g: _Graph, n: _N) -> str:
 def _getitem(g: _Graph, n: _N) -> str:
     """Basic indexing as Slice/Squeeze/Unsqueeze; one integer array (an Embedding's lookup) as Gather."""
     src = n.args[0]
-    shape = np.shape(n.datas[0])
-    index = n.kw["index"]
+    shape = np.shape(n.values[0])
+    index = n.kwargs["index"]
     parts = list(index) if isinstance(index, tuple) else [index]
     arrays = [i for i, p in enumerate(parts) if isinstance(p, np.ndarray)]
     lead = g.is_lead(src)
