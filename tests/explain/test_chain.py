@@ -39,8 +39,8 @@ def test_exp_sin_square_matches_the_analytic_derivative(x0):
     assert float(v1.adjoint) == pytest.approx(math.exp(math.sin(x0 ** 2)) * math.cos(x0 ** 2))
     s = str(c)
     assert "y = exp(sin(x ** 2))" in s
-    assert "\u2202y/\u2202v2 x \u2202v2/\u2202v1 x \u2202v1/\u2202x" in s
-    assert "exp(v2) x cos(v1) x 2*x" in s
+    assert "\u2202y/\u2202v2 × \u2202v2/\u2202v1 × \u2202v1/\u2202x" in s
+    assert "exp(v2) × cos(v1) × 2*x" in s
     assert ("%.9g" % expected) in s
     assert num(s, "engine") == pytest.approx(expected, rel=1e-8)
     assert x.grad is None   # chain never touches .grad

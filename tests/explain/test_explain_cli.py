@@ -35,7 +35,7 @@ def test_chain_matches_the_analytic_derivative(capsys, x0):
     last = out.strip().splitlines()[-1]
     assert last.startswith("engine") and float(last.split()[-1]) == pytest.approx(expected, rel=1e-8)
     assert ("%.9g" % expected) in out
-    assert "\u2202y/\u2202v2 x \u2202v2/\u2202v1 x \u2202v1/\u2202x" in out
+    assert "\u2202y/\u2202v2 × \u2202v2/\u2202v1 × \u2202v1/\u2202x" in out
 
 
 def test_chain_several_variables(capsys):

@@ -73,8 +73,8 @@ def test_chain_notation_and_singular_points():
     s = str(c)
     assert "\u2202v1/\u2202x (operand 1) = x = 0.7" in s and "\u2202v1/\u2202x (operand 2) = x = 0.7" in s
     assert "path 1: x -(operand 1)-> v1 -> y" in s and "path 2: x -(operand 2)-> v1 -> y" in s
-    assert "dy/dx = dy/dv1 x \u2202v1/\u2202x (operand 1) + dy/dv1 x \u2202v1/\u2202x (operand 2)" in s
-    assert "dy/dy x \u2202y/\u2202v1" in s      # totals d, locals partial: never 'dy/dy x dy/dv2'
+    assert "dy/dx = dy/dv1 × \u2202v1/\u2202x (operand 1) + dy/dv1 × \u2202v1/\u2202x (operand 2)" in s
+    assert "dy/dy × \u2202y/\u2202v1" in s      # totals d, locals partial: never 'dy/dy x dy/dv2'
     assert c.derivative == pytest.approx(2 * 0.7 + np.cos(0.7), rel=1e-12)
     p = str(c.paths())
     assert "path 3" in p and "forward pass" not in p

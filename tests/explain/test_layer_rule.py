@@ -64,7 +64,13 @@ def test_five_hidden_sigmoid_deltas_equal_torch(torch):
             assert printed == pytest.approx(net.grad.numpy()[2, j], rel=1e-8, abs=1e-12)
             assert float(rows[nm][-1]) == pytest.approx(net.grad.numpy()[:, j].mean(), rel=1e-8, abs=1e-12)
     # the rule is written once per hidden layer
-    assert text.count("f'(net_") >= 5 and "W_10^T delta_10" in text
+    assert text.count("f'(net_") >= 5 and "delta_h5 = f'(net_h5) * (W_o^T delta_o)" in text
+    assert "delta_h1 = f'(net_h1) * (W_h2^T delta_h2)" in text
+    # one naming: hidden layers 1..5 then the output layer, neurons numbered from 1
+    assert [l.name for l in tr.layers] == [f"hidden layer {k}" for k in range(1, 6)] + ["output layer"]
+    assert tr.layers[0].names == ["h1.1", "h1.2", "h1.3", "h1.4"] and tr.layers[-1].names == ["o1", "o2"]
+    assert tr.layers[0].in_names == ["i1", "i2", "i3"] and tr.layers[1].in_names == tr.layers[0].names
+    assert tr.param_name("10.weight", (1, 3)) == "w(h5.4→o2)" and tr.param_name("0.bias", (2,)) == "b(h1.3)"
 
 
 def test_output_delta_is_named_for_the_loss():
@@ -80,9 +86,9 @@ def test_output_delta_is_named_for_the_loss():
     model = nn.Sequential(*sigmoid_net([2, 3, 2], 1), nn.Sigmoid())
     t = rng.uniform(size=(4, 2))
     mse = dp.explain.trace(model, x, t, "mse")
-    assert "2 (out - target) / 8 x f'(net)" in str(mse)
+    assert "2 (out - target) / 8 × f'(net)" in str(mse)
     sse = dp.explain.trace(model, x, t, lambda o, tt: 0.5 * ((tt - o) ** 2).sum())
-    assert "-(target - out) x f'(net)" in str(sse)
+    assert "-(target - out) × f'(net)" in str(sse)
     o = sse.layers[-1]
     np.testing.assert_allclose(o.delta, (o.out - t) * o.out * (1 - o.out), rtol=1e-12)
     bce = dp.explain.trace(sigmoid_net([2, 3, 1], 2), x, np.array([[0.], [1.], [1.], [0.]]), "bce_logits")
@@ -101,7 +107,7 @@ def test_one_sample_beside_the_batch_mean():
     tr = dp.explain.trace(model, x, t, "sse", sample=3)
     text = str(tr)
     assert "sample 3's, beside the batch mean" in text and "batch mean delta" in text
-    row = table_deltas(text, ["0_1"])["0_1"]
+    row = table_deltas(text, ["h2"])["h2"]
     assert float(row[-2]) == pytest.approx(tr.layers[0].delta[3, 1], rel=1e-8)
     assert float(row[-1]) == pytest.approx(tr.layers[0].delta[:, 1].mean(), rel=1e-8)
     assert tr.text(sample=0) != text
@@ -121,7 +127,7 @@ def test_chain_is_layer_by_layer_and_paths_only_when_asked():
     for layer in tr.layers[1:]:
         for j, nm in enumerate(layer.names):
             assert f"delta_{nm} = " in s and ("%.9g" % layer.delta[0, j]) in s
-    assert f"delta_0_0 = " in s and "delta_0_1" not in s.split("hidden layer 0")[1].split("\n")[1]
+    assert "delta_h1.1 = " in s and "delta_h1.2" not in s.split("hidden layer 1 (")[1].split("\n")[1]
     p = str(c.paths())
     assert "sum over the 3 path(s)" in p and p.count("via ") == 3
     assert ("%.9g" % tr.grads["0.weight"][0, 1]) in s and ("%.9g" % tr.grads["0.weight"][0, 1]) in p
@@ -134,7 +140,7 @@ def test_many_neurons_show_the_largest_and_a_summary():
     tr = dp.explain.trace(model, np.ones((1, 2)), np.zeros((1, 1)), "sse")
     text = str(tr)
     assert "15 more neurons (the 5 largest |delta| shown)" in text
-    assert sum(1 for line in text.splitlines() if line.strip().startswith("0_")) == 5
+    assert sum(1 for line in text.splitlines() if re.match(r"h\d+ ", line.strip())) == 5
 
 
 def test_vanishing_and_exploding_are_diagnosed():
@@ -180,7 +186,7 @@ def test_mazur_model_and_data_give_the_posts_numbers():
     s = str(tr)
     for v in ("0.593269992", "0.75136507", "0.298371109", "0.138498562", "0.0821670406", "0.35891648", "0.149780716"):
         assert v in s
-    assert "-(target - out) x f'(net)" in s
+    assert "-(target - out) × f'(net)" in s
 
 
 def test_models_that_are_not_a_chain_are_refused_naming_the_module():
@@ -214,7 +220,7 @@ def run_cli(*args):
 def test_cli_trace():
     r = run_cli()
     assert r.returncode == 0, r.stderr
-    assert "0.138498562" in r.stdout and "-(target - out) x f'(net)" in r.stdout
+    assert "0.138498562" in r.stdout and "-(target - out) × f'(net)" in r.stdout
     r = run_cli("--dataset", "xor", "--hidden", "0", "--loss", "bce")
     assert r.returncode == 0, r.stderr
     assert "2-1 network" in r.stdout and "delta = sigmoid(net) - target" in r.stdout
@@ -222,7 +228,7 @@ def test_cli_trace():
                 "--sample", "5", "--weight", "0.weight[1,0]", "--paths")
     assert r.returncode == 0, r.stderr
     assert "sample 5's" in r.stdout and "Vanishing gradients" in r.stdout and "via " in r.stdout
-    assert "f'(net_8) * (W_10^T delta_10)" in r.stdout
+    assert "delta_h5 = f'(net_h5) * (W_o^T delta_o)" in r.stdout
     for bad in (["--dataset", "spirals", "--loss", "bce"], ["--hidden", "x"], ["--dataset", "xor", "--sample", "9"],
                 ["--loss", "hinge"], ["--weight", "7.weight[0,0]"]):
         r = run_cli(*bad)

@@ -603,7 +603,23 @@ def test_mazur_page_shows_the_posts_deltas_and_mse_pages_equal_the_engine(browse
     assert shown[(2, 0)]["out"] == "0.75136507"
     pg.page.click("circle[data-layer='2'][data-neuron='0']")
     assert "−(t − out) × out (1 − out)" in pg.page.text_content("#details")
-    assert "t = (0.01, 0.99)" in pg.page.text_content("#target-label")
+    # the post's targets, each beside its output neuron, never rounded to a class label
+    targets = pg.page.eval_on_selector_all("text[data-target]", "els => els.map(e => e.textContent)")
+    assert targets == ["t = 0.01", "t = 0.99"]
+    box = pg.page.eval_on_selector("#target-label", "e => [e.getBBox().x + e.getBBox().width, "
+                                   "e.ownerSVGElement.viewBox.baseVal.width]")
+    assert box[0] <= box[1]                       # the label is not cut at the drawing's edge
+    option = pg.page.text_content("#sample option")
+    assert "t = (0.01, 0.99)" in option and "y = " not in option
+    # the post's names (i1, h1, o1), one pattern: no decision-boundary card, "1 sample"
+    names = pg.page.eval_on_selector_all("text.neuron-name", "els => els.map(e => e.textContent)")
+    assert names == ["i1", "i2", "h1", "h2", "o1", "o2"]
+    assert pg.page.eval_on_selector("#boundary-card", "e => e.classList.contains('hidden')")
+    assert pg.page.is_hidden("#boundary-card")
+    sub = pg.page.text_content("p.sub")
+    assert "· 1 sample ·" in sub and "1 samples" not in sub
+    assert "Neuron o1 — output layer, neuron 1 of 2" in pg.page.text_content("#details")
+    assert pg.errors == []
     pg.close()
     # MSE over sigmoid outputs, three classes: the page's deltas equal the engine's (per sample)
     from deltaprop.explain.record import report_loss, report_model

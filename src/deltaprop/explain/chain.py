@@ -137,15 +137,15 @@ class Chain:
             lines.append(f"  {name.ljust(w)} = {text} = {_g(val)} (does not depend on {x}: held constant)")
         lines.append("")
         lines.append(f"backward pass: the total derivative d{y}/d(node), the error arriving at each node, from "
-                     f"d{y}/d{y} = 1 back; each is the sum over the node's consumers c of d{y}/dc x \u2202c/\u2202node")
+                     f"d{y}/d{y} = 1 back; each is the sum over the node's consumers c of d{y}/dc × \u2202c/\u2202node")
         for n in reversed(self.nodes):
             if n is root:
                 lines.append(f"  d{y}/d{n.name} = 1")
                 continue
             terms, nums = [], []
             for c, v, k, count in self._consumer_edges(n):
-                terms.append(f"d{y}/d{c} x {self._edge(c, n.name, k, count)}")
-                nums.append(f"{_p(self._adj(c))} x {_p(v)}" if v is not None else f"(vector-Jacobian product from {c})")
+                terms.append(f"d{y}/d{c} × {self._edge(c, n.name, k, count)}")
+                nums.append(f"{_p(self._adj(c))} × {_p(v)}" if v is not None else f"(vector-Jacobian product from {c})")
             lines.append(f"  d{y}/d{n.name} = {' + '.join(terms)}")
             lines.append(f"  {' ' * (len(y) + len(n.name) + 2)}  = {' + '.join(nums)} = {_g(n.adjoint)}")
         lines.append("")
@@ -183,11 +183,11 @@ class Chain:
                     op = p.operands[k]
                     hops += (f" -(operand {op[0] + 1})-> " if op[1] > 1 else " -> ") + p.names[k]
                 lines.append(f"  path {i + 1}: {hops}")
-                lines.append(f"    {' x '.join(edges)}")
+                lines.append(f"    {' × '.join(edges)}")
                 if any(f for f in p.formulas):
-                    lines.append(f"    = {' x '.join(_pf(f) if f else _p(v) for f, v in zip(p.formulas, p.factors))}")
+                    lines.append(f"    = {' × '.join(_pf(f) if f else _p(v) for f, v in zip(p.formulas, p.factors))}")
                 if p.product is not None:
-                    lines.append(f"    = {' x '.join(_p(v) for v in p.factors)} = {_g(p.product)}")
+                    lines.append(f"    = {' × '.join(_p(v) for v in p.factors)} = {_g(p.product)}")
             if len(self.path_list) > 1 and all(p.product is not None for p in self.path_list):
                 lines.append(f"  d{y}/d{x} = {' + '.join(_p(p.product) for p in self.path_list)} = {_g(self.derivative)}")
             else:
@@ -488,13 +488,13 @@ class WeightChain(Chain):
         lines = []
         if tr.batch > 1:
             total = l.delta[:, j] * (l.input[:, self.index[1]] if self.kind == "weight" else 1.0)
-            lines.append(f"over the batch: dE/d{w} = sum over the batch of {tr.batch} of delta_{l.names[j]} x "
+            lines.append(f"over the batch: dE/d{w} = sum over the batch of {tr.batch} of delta_{l.names[j]} × "
                          f"{self._local(0)[0]} = {tr._g(total.sum())}   (sample {self.sample} gives "
                          f"{tr._g(total[self.sample])})")
         if self.key in tr.grads:
             g = tr.grads[self.key][self.index]
             lines.append(f"engine: dE/d{w} = {tr._g(g)}" +
-                         (f"; updated {w} = {tr._g(tr.params[self.key][self.index])} - {tr._g(tr.lr)} x {tr._p(g)} = "
+                         (f"; updated {w} = {tr._g(tr.params[self.key][self.index])} - {tr._g(tr.lr)} × {tr._p(g)} = "
                           f"{tr._g(tr.updated[self.key][self.index])}" if self.key in tr.updated else ""))
         return lines
 
@@ -505,14 +505,14 @@ class WeightChain(Chain):
         d = l.delta[s, j]
         who = f", sample {s} of {tr.batch}" if tr.batch > 1 else ""
         lines = [f"dE/d{w} by back-propagation of errors (the delta rule){who}:",
-                 f"  dE/d{w} = dE/dnet_{nm} x dnet_{nm}/d{w} = delta_{nm} x {inp}",
+                 f"  dE/d{w} = dE/dnet_{nm} × dnet_{nm}/d{w} = delta_{nm} × {inp}",
                  f"  delta_{nm} = dE/dnet_{nm}, the error signal of neuron {nm}, comes back from the output one layer "
                  "at a time:", ""]
         lines += ["  " + t for t in tr._delta_lines(l, j, s)]
         lines.append("")
-        lines.append(f"dE/d{w} = dE/dout_{nm} x dout_{nm}/dnet_{nm} x dnet_{nm}/d{w} = {tr._p(l.dout[s, j])} x "
-                     f"{tr._p(l.fprime[s, j])} x {tr._p(x)} = {tr._g(d * x)}")
-        lines.append(f"{' ' * (len(w) + 4)}= delta_{nm} x {inp} = {tr._p(d)} x {tr._p(x)} = {tr._g(d * x)}")
+        lines.append(f"dE/d{w} = dE/dout_{nm} × dout_{nm}/dnet_{nm} × dnet_{nm}/d{w} = {tr._p(l.dout[s, j])} × "
+                     f"{tr._p(l.fprime[s, j])} × {tr._p(x)} = {tr._g(d * x)}")
+        lines.append(f"{' ' * (len(w) + 4)}= delta_{nm} × {inp} = {tr._p(d)} × {tr._p(x)} = {tr._g(d * x)}")
         lines += self._tail()
         if l is not tr.layers[-1]:
             lines.append(f"(.paths() writes dE/dout_{nm} as the sum over its {self.n_paths} path(s) to the outputs "
@@ -528,8 +528,8 @@ class WeightChain(Chain):
         lines = [f"dE/d{w} as a sum over paths" + (f", sample {s} of {tr.batch}" if tr.batch > 1 else "") + ":"]
         if l is not tr.layers[-1]:
             lines += ["  " + t for t in _paths_text(tr, l, j, s)]
-        lines.append(f"dE/d{w} = dE/dout_{nm} x dout_{nm}/dnet_{nm} x dnet_{nm}/d{w} = {tr._p(l.dout[s, j])} x "
-                     f"{tr._p(l.fprime[s, j])} x {tr._p(x)} = {tr._g(l.delta[s, j] * x)}")
+        lines.append(f"dE/d{w} = dE/dout_{nm} × dout_{nm}/dnet_{nm} × dnet_{nm}/d{w} = {tr._p(l.dout[s, j])} × "
+                     f"{tr._p(l.fprime[s, j])} × {tr._p(x)} = {tr._g(l.delta[s, j] * x)}")
         lines += self._tail()
         return Text("\n".join(lines))
 
@@ -562,8 +562,8 @@ def _paths_text(tr, layer, j: int, n: int, limit: int = 16) -> list[str]:
             prod *= float(v)
         values.append(prod)
         via = " -> ".join(later[i].names[k] for i, k in enumerate(q))
-        lines.append(f"  via {via}: {' x '.join(names)}")
-        lines.append(f"  {' ' * (len(via) + 6)}= {' x '.join(nums)} = {g(prod)}")
+        lines.append(f"  via {via}: {' × '.join(names)}")
+        lines.append(f"  {' ' * (len(via) + 6)}= {' × '.join(nums)} = {g(prod)}")
     if n_paths > len(values):
         lines.append(f"  ... {n_paths - len(values)} more paths; all {n_paths} sum to dE/dout_{src} = "
                      f"{g(layer.dout[n, j])} (the delta rule gets it with one sum per layer)")

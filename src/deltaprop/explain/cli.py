@@ -300,18 +300,27 @@ def _cmd_trace(args) -> int:
     model, X, T, loss, lr, what = _trace_setup(args)
     if not -len(X) <= args.sample < len(X):
         raise _UsageError(f"{PROG} trace: error: --sample must be from 0 to {len(X) - 1}, got {args.sample}")
+    history = None
     if args.steps:
         fn = _loss_kind(loss)[1]
         opt = dp.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr or 0.5)
         Xt, Tt = dp.tensor(X), dp.tensor(T)
-        for _ in range(args.steps):
-            opt.zero_grad()
-            E = fn(model(Xt), Tt)
-            E.backward()
-            opt.step()
-            if not np.isfinite(E.item()):
-                raise FloatingPointError(f"{PROG} trace: the loss became {E.item()} during training; lower --lr")
-    tr = trace(model, X, T, loss, lr=lr, sample=args.sample)
+        history = []
+        with np.errstate(all="ignore"):
+            for _ in range(args.steps):
+                opt.zero_grad()
+                E = fn(model(Xt), Tt)
+                history.append(E.item())
+                if not np.isfinite(history[-1]):
+                    break   # the weights are already ruined: trace them and say why
+                E.backward()
+                opt.step()
+    with np.errstate(all="ignore"):
+        tr = trace(model, X, T, loss, lr=lr, sample=args.sample, history=history,
+                   dataset=None if args.model is not None else args.dataset)
+    if history and not np.isfinite(history[-1]):
+        print(f"{PROG} trace: the loss became {history[-1]:g} at step {len(history) - 1} of {args.steps}: "
+              "the weights below are those it left", file=sys.stderr)
     print(f"{what}{f', after {args.steps} SGD steps' if args.steps else ''}")
     print(tr)
     if args.weight:
@@ -393,18 +402,14 @@ def _cmd_report(args) -> int:
 
 
 def _depth_summary(data: dict) -> str:
-    """Mean |delta| per layer at the last recorded step (the engine's trace), and a diagnosis."""
-    import numpy as np
+    """Mean |delta| per layer at the last recorded step (the engine's trace), and what the run
+    teaches (a learning rate too large, data no line separates, a local minimum, or vanishing
+    or exploding gradients)."""
+    from .record import run_trace
 
-    from .record import report_loss, report_model
-    from .trace import trace
-
-    k = len(data["steps"]) - 1
-    goal = data.get("targets", data["y"])
-    n = min(len(data["X"]), 256)
-    tr = trace(report_model(data, k), np.asarray(data["X"])[:n], np.asarray(goal)[:n], report_loss(data))
-    lines = [f"at step {data['steps'][k]}: " + tr._depth_lines()[0]] + tr._depth_lines()[1:]
-    return "\n".join(lines)
+    tr = run_trace(data)
+    lines = tr._depth_lines()
+    return "\n".join([f"at step {data['steps'][-1]}: " + lines[0]] + lines[1:])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,7 @@ NOT_SEPARABLE = {"xor": "XOR is not linearly separable: no straight line puts (0
 
 RISE = 1.25        # the loss at the end above this times the first: it rose
 FLAT = 0.01        # relative change over the last quarter below this: it stopped falling
+FELL = 0.05        # or a change over the last quarter below this share of all it fell: it stopped falling
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,8 @@ def _g(v: float) -> str:
 
 def _lower(lr: float | None) -> str:
     if lr is None or not np.isfinite(lr) or lr <= 0:
-        return "Lower the learning rate (10 times smaller, and again until the loss falls)."
-    return f"Lower it: 10 times smaller (lr {lr / 10:g}), and again until the loss falls."
+        return "Lower the learning rate, 10 times at a time, until the loss falls."
+    return f"Lower it, 10 times at a time (lr {lr / 10:g}, then {lr / 100:g}, ...), until the loss falls."
 
 
 def _lr_text(lr: float | None) -> str:
@@ -113,7 +114,7 @@ def training_lesson(losses: Sequence[float], *, lr: float | None = None, hidden:
     end = float(np.mean(ls[n - max(1, n // 10):]))
     chance = chance_loss(loss, classes or 2) if loss else None
     if n >= 2 and end > RISE * start and end - start > 1e-6:
-        return Lesson("lr_too_large", f"The loss rose from {_g(start)} to {_g(end)} instead of falling: the learning "
+        return Lesson("lr_too_large", f"The loss rose from {_g(start)} to {_g(ls[-1])} instead of falling: the learning "
                       f"rate{_lr_text(lr)} is too large, so each step overshoots the minimum and lands higher up "
                       "the other side. " + _lower(lr))
     if chance is not None and end > 2 * chance:
@@ -125,17 +126,21 @@ def training_lesson(losses: Sequence[float], *, lr: float | None = None, hidden:
     q = max(2, n // 4)
     tail = ls[n - q:]
     hi, lo = max(tail), min(tail)
-    if hi - lo > FLAT * abs(hi) or lo < 0.1 * abs(start) or (errors is not None and errors == 0):
+    # settled: over the last quarter it moved by under 1% of itself, or by under 5% of all it has fallen
+    flat = hi - lo <= FLAT * abs(hi) or hi - lo <= FELL * (start - lo)
+    if not flat or lo < 0.1 * abs(start) or (errors is not None and errors == 0):
         return None
-    wrong = (f" while {errors} of {samples} training points are still misclassified"
-             if errors is not None and samples is not None else "")
-    settled = f"The loss settled at {_g(end)} (it changed by less than 1% over the last {q} {unit}s){wrong}"
+    half = ""
+    if chance is not None and abs(end - chance) < 0.01 * chance and (classes or 2) == 2:
+        half = " (ln 2 = 0.6931: the network answers 0.5 for every point)"
+    wrong = (f", and {errors} of {samples} training points are still misclassified"
+             if errors is not None and samples is not None and not half else "")
+    moved = 100 * (hi - lo) / abs(hi) if hi else 0.0
+    how = f"it moved by only {moved:.2g}%" if moved >= 0.01 else "it no longer moves"
+    settled = f"The loss settled at {_g(end)}{half}: {how} over the last {q} {unit}s{wrong}"
     if hidden is not None and len(hidden) == 0:
-        half = ""
-        if chance is not None and abs(end - chance) < 0.01 * chance and (classes or 2) == 2:
-            half = " (ln 2 = 0.6931: the network answers 0.5 for every point)"
         why = NOT_SEPARABLE.get((dataset or "").lower(), "a straight line does not separate these classes")
-        return Lesson("not_separable", f"{settled}{half}. With no hidden layer the network can only draw one straight "
+        return Lesson("not_separable", f"{settled}. With no hidden layer the network can only draw one straight "
                       f"line through the input space, and {why}. A larger learning rate or more steps cannot fix "
                       "that; a hidden layer can (--hidden 2 or more).")
     if hidden is not None and errors is not None and errors > 0:

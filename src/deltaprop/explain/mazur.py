@@ -156,13 +156,13 @@ def walkthrough(updates: int = 10000) -> Walkthrough:
     add("1. The forward pass")
     for j, hn in enumerate(("h1", "h2")):
         wa, wb = 2 * j + 1, 2 * j + 2
-        add(f"  net_{hn} = w{wa} i1 + w{wb} i2 + b1 = {_g(W1[j, 0])} x {_g(i[0])} + {_g(W1[j, 1])} x {_g(i[1])}"
+        add(f"  net_{hn} = w{wa} i1 + w{wb} i2 + b1 = {_g(W1[j, 0])} × {_g(i[0])} + {_g(W1[j, 1])} × {_g(i[1])}"
             f" + {_g(b1)} = {_g(h.net[0, j])}")
         add(f"  out_{hn} = 1 / (1 + e^-net_{hn}) = {_g(h.out[0, j])}")
     for j, on in enumerate(("o1", "o2")):
         wa, wb = 2 * j + 5, 2 * j + 6
-        add(f"  net_{on} = w{wa} out_h1 + w{wb} out_h2 + b2 = {_g(W2[j, 0])} x {_g(h.out[0, 0])} + "
-            f"{_g(W2[j, 1])} x {_g(h.out[0, 1])} + {_g(b2)} = {_g(o.net[0, j])}")
+        add(f"  net_{on} = w{wa} out_h1 + w{wb} out_h2 + b2 = {_g(W2[j, 0])} × {_g(h.out[0, 0])} + "
+            f"{_g(W2[j, 1])} × {_g(h.out[0, 1])} + {_g(b2)} = {_g(o.net[0, j])}")
         add(f"  out_{on} = 1 / (1 + e^-net_{on}) = {_g(o.out[0, j])}")
     add("")
     add("2. The total error")
@@ -174,37 +174,37 @@ def walkthrough(updates: int = 10000) -> Walkthrough:
     add(f"  dE_total/dout_o1 = -(target_o1 - out_o1) = {_g(o.dout[0, 0])}")
     add(f"  dout_o1/dnet_o1 = out_o1 (1 - out_o1) = {_g(o.fprime[0, 0])}")
     add(f"  dnet_o1/dw5 = out_h1 = {_g(o.input[0, 0])}")
-    add(f"  dE_total/dw5 = dE_total/dout_o1 x dout_o1/dnet_o1 x dnet_o1/dw5 = {_g(o.dout[0, 0])} x "
-        f"{_g(o.fprime[0, 0])} x {_g(o.input[0, 0])} = {_g(gw2[0, 0])}")
+    add(f"  dE_total/dw5 = dE_total/dout_o1 × dout_o1/dnet_o1 × dnet_o1/dw5 = {_g(o.dout[0, 0])} × "
+        f"{_g(o.fprime[0, 0])} × {_g(o.input[0, 0])} = {_g(gw2[0, 0])}")
     for j, on in enumerate(("o1", "o2")):
-        add(f"  delta_{on} = dE_total/dnet_{on} = dE_total/dout_{on} x dout_{on}/dnet_{on} = {_p(o.dout[0, j])} x "
+        add(f"  delta_{on} = dE_total/dnet_{on} = dE_total/dout_{on} × dout_{on}/dnet_{on} = {_p(o.dout[0, j])} × "
             f"{_g(o.fprime[0, j])} = {_g(o.delta[0, j])}")
     for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-        add(f"  dE_total/dw{k + 5} = delta_o{r + 1} x out_h{c + 1} = {_p(o.delta[0, r])} x {_g(o.input[0, c])} = "
+        add(f"  dE_total/dw{k + 5} = delta_o{r + 1} × out_h{c + 1} = {_p(o.delta[0, r])} × {_g(o.input[0, c])} = "
             f"{_g(gw2[r, c])}")
     for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-        add(f"  w{k + 5}+ = w{k + 5} - {_g(LR)} x dE_total/dw{k + 5} = {_g(W2[r, c])} - {_g(LR)} x "
+        add(f"  w{k + 5}+ = w{k + 5} - {_g(LR)} × dE_total/dw{k + 5} = {_g(W2[r, c])} - {_g(LR)} × "
             f"{_p(gw2[r, c])} = {_g(tr.updated['2.weight'][r, c])}")
     add("")
     add("4. The backward pass, hidden layer (w1..w4), with the ORIGINAL w5..w8")
     for c, hn in enumerate(("h1", "h2")):
         t1 = o.delta[0, 0] * W2[0, c]
         t2 = o.delta[0, 1] * W2[1, c]
-        add(f"  dE_o1/dout_{hn} = delta_o1 x w{5 + c} = {_g(o.delta[0, 0])} x {_g(W2[0, c])} = {_g(t1)}")
-        add(f"  dE_o2/dout_{hn} = delta_o2 x w{7 + c} = {_p(o.delta[0, 1])} x {_g(W2[1, c])} = {_g(t2)}")
+        add(f"  dE_o1/dout_{hn} = delta_o1 × w{5 + c} = {_g(o.delta[0, 0])} × {_g(W2[0, c])} = {_g(t1)}")
+        add(f"  dE_o2/dout_{hn} = delta_o2 × w{7 + c} = {_p(o.delta[0, 1])} × {_g(W2[1, c])} = {_g(t2)}")
         if hn == "h1":
             note("dE_o2/dout_h1")
         add(f"  dE_total/dout_{hn} = dE_o1/dout_{hn} + dE_o2/dout_{hn} = {_g(h.dout[0, c])}")
         add(f"  dout_{hn}/dnet_{hn} = out_{hn} (1 - out_{hn}) = {_g(h.fprime[0, c])}")
-        add(f"  delta_{hn} = dE_total/dnet_{hn} = {_g(h.dout[0, c])} x {_g(h.fprime[0, c])} = {_g(h.delta[0, c])}")
+        add(f"  delta_{hn} = dE_total/dnet_{hn} = {_g(h.dout[0, c])} × {_g(h.fprime[0, c])} = {_g(h.delta[0, c])}")
     add(f"  dnet_h1/dw1 = i1 = {_g(h.input[0, 0])}")
-    add(f"  dE_total/dw1 = dE_total/dout_h1 x dout_h1/dnet_h1 x dnet_h1/dw1 = {_g(h.dout[0, 0])} x "
-        f"{_g(h.fprime[0, 0])} x {_g(h.input[0, 0])} = {_g(gw1[0, 0])}")
+    add(f"  dE_total/dw1 = dE_total/dout_h1 × dout_h1/dnet_h1 × dnet_h1/dw1 = {_g(h.dout[0, 0])} × "
+        f"{_g(h.fprime[0, 0])} × {_g(h.input[0, 0])} = {_g(gw1[0, 0])}")
     for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-        add(f"  dE_total/dw{k + 1} = delta_h{r + 1} x i{c + 1} = {_g(h.delta[0, r])} x {_g(h.input[0, c])} = "
+        add(f"  dE_total/dw{k + 1} = delta_h{r + 1} × i{c + 1} = {_g(h.delta[0, r])} × {_g(h.input[0, c])} = "
             f"{_g(gw1[r, c])}")
     for k, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
-        add(f"  w{k + 1}+ = w{k + 1} - {_g(LR)} x dE_total/dw{k + 1} = {_g(W1[r, c])} - {_g(LR)} x "
+        add(f"  w{k + 1}+ = w{k + 1} - {_g(LR)} × dE_total/dw{k + 1} = {_g(W1[r, c])} - {_g(LR)} × "
             f"{_g(gw1[r, c])} = {_g(tr.updated['0.weight'][r, c])}")
     add("")
     add("5. After the update (dp.optim.SGD changed all eight weights at once)")

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["DATASETS", "ACTIVATIONS", "LOSSES", "DEFAULT_LR", "report_data", "report_model", "report_loss",
-           "build_model"]
+           "build_model", "run_trace", "run_lesson", "trace_loss"]
 
 DATASETS = ("xor", "moons", "circles", "spirals")
 REPORT_DATASETS = DATASETS + ("mazur",)
@@ -261,4 +261,38 @@ def report_data(dataset: str = "xor", hidden: Sequence[int] | int | str = (4, 4)
         out["note"] = note
     if dataset == "file" and class_names is not None:
         out["class_names"] = class_names
+    lesson = run_lesson(out)
+    if lesson is not None:
+        out["lesson"] = lesson.text
+        out["lesson_kind"] = lesson.kind
     return out
+
+
+TRAINING_KINDS = ("diverged", "lr_too_large", "not_separable", "local_minimum")
+
+
+def trace_loss(data: dict):
+    """The loss of the run for trace(): its name where trace knows it (so the trace can name the
+    output rule and tell per-sample deltas from the batch mean's), else report_loss(data)."""
+    return {"sigmoid": "bce_logits", "softmax": "ce", "mse": "mse"}.get(data["output"]) or report_loss(data)
+
+
+def run_trace(data: dict, step: int = -1, samples: int = 256):
+    """The engine's trace of a recorded run at `step` (default the last) on its first `samples`
+    points, knowing the run's losses and data set, so its `lesson` is the run's."""
+    from .trace import trace
+
+    k = step % len(data["steps"])
+    n = min(len(data["X"]), samples)
+    goal = data.get("targets", data["y"])
+    with np.errstate(all="ignore"):
+        return trace(report_model(data, k), np.asarray(data["X"])[:n], np.asarray(goal)[:n], trace_loss(data),
+                     lr=data.get("lr"), history=data["loss"][:k + 1], dataset=data["dataset"])
+
+
+def run_lesson(data: dict):
+    """What the recorded run teaches (a lessons.Lesson about the loss curve: a learning rate too
+    large, data no line separates, a local minimum), or None. The depth of the error signal is
+    left to the page, which shows it step by step."""
+    lesson = run_trace(data).lesson
+    return lesson if lesson is not None and lesson.kind in TRAINING_KINDS else None

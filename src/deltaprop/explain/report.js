@@ -267,16 +267,18 @@
   }
 
   // ---------------------------------------------------------------- names
+  // the names of deltaprop.explain.names, everywhere the same: inputs i1.., hidden h1.. (one hidden
+  // layer) or h1.1, h2.3.. (several: h<layer>.<neuron>), outputs o1..; numbered from 1
   function layerName(l) {
     if (l === 0) return "input";
     if (l === L) return "output";
-    return "hidden " + l;
+    return L === 2 ? "hidden" : "hidden " + l;
   }
 
   function neuronName(l, j) {
-    if (l === 0) return "x" + (j + 1);
+    if (l === 0) return "i" + (j + 1);
     if (l === L) return "o" + (j + 1);
-    return "h" + l + "." + (j + 1);
+    return L === 2 ? "h" + (j + 1) : "h" + l + "." + (j + 1);
   }
 
   // ---------------------------------------------------------------- network drawing
@@ -297,7 +299,8 @@
     const NAME_H = 18;
     showNames = (gapMin - NAME_H) / 2 >= 8;
     radius = showNames ? Math.min(22, (gapMin - NAME_H) / 2) : Math.max(3, Math.min(22, gapMin * 0.36));
-    const xs = sizes.map((_, l) => 60 + (l * (NET_W - 150)) / Math.max(1, L));
+    // the output column leaves room on its right for each output's target label
+    const xs = sizes.map((_, l) => 60 + (l * (NET_W - 190)) / Math.max(1, L));
     const linkGroup = el("g", { class: "links" }, netSvg);
     const nodeGroup = el("g", { class: "nodes" }, netSvg);
     for (let l = 0; l <= L; l++) {
@@ -331,8 +334,12 @@
       }
       neurons.push(col);
     }
-    const extra = el("text", { x: xs[L] + radius + 8, y: 0, class: "target-label" }, netSvg);
-    extra.setAttribute("id", "target-label");
+    // one target label beside each output neuron (t = 0.99; y = 1; or an arrow at the true class)
+    for (let j = 0; j < sizes[L]; j++) {
+      const t = el("text", { x: xs[L] + radius + 8, y: neurons[L][j].y + 4, class: "target-label",
+        "data-target": j }, netSvg);
+      if (j === 0) t.setAttribute("id", "target-label");
+    }
     for (let l = 0; l < L; l++) {
       const layer = [];
       for (let j = 0; j < sizes[l + 1]; j++) {
@@ -430,18 +437,12 @@
         }
       }
     }
-    const tl = $("target-label");
     const yl = Y[state.sample];
-    const outN = neurons[L];
-    if (squares) {
-      tl.setAttribute("y", outN[0].y + 4);
-      tl.textContent = "t = (" + T[state.sample].map(short).join(", ") + ")";
-    } else if (outputKind === "sigmoid") {
-      tl.setAttribute("y", outN[0].y + 4);
-      tl.textContent = "y = " + yl;
-    } else {
-      tl.setAttribute("y", outN[Math.min(yl, outN.length - 1)].y + 4);
-      tl.textContent = "← y = " + yl;
+    for (const tl of netSvg.querySelectorAll("text[data-target]")) {
+      const j = Number(tl.getAttribute("data-target"));
+      if (squares) tl.textContent = "t = " + g9(T[state.sample][j]);
+      else if (outputKind === "sigmoid") tl.textContent = "y = " + yl;
+      else tl.textContent = j === yl ? "← y = " + yl : "";
     }
     $("net-heading").textContent = back
       ? "Network — backward view: colour = δ = ∂Loss/∂net, the error sent back"
@@ -526,7 +527,8 @@
     const out = fw.outs[l][j], net = fw.nets[l][j], delta = bw.deltas[l][j];
     const yl = Y[state.sample];
     panel.appendChild(h("h2", null, "Neuron " + neuronName(l, j) + " — " + layerName(l) +
-      " layer, neuron " + j + " (step " + steps[state.step] + ", sample #" + state.sample + ")"));
+      " layer, neuron " + (j + 1) + " of " + sizes[l] + " (step " + steps[state.step] + ", sample #" +
+      state.sample + ")"));
     const facts = h("div", { class: "facts" });
     panel.appendChild(facts);
     const f = (k, v) => {
@@ -537,7 +539,7 @@
     };
     if (l > 0) f("net", net);
     f(l === 0 ? "input value" : "out", out);
-    f(l === 0 ? "∂Loss/∂x" : "δ = ∂Loss/∂net", delta);
+    f(l === 0 ? "∂Loss/∂x" : "δ = ∂Loss/∂net (this sample's own loss)", delta);
 
     const work = h("div", { class: "work" });
     panel.appendChild(work);
@@ -649,7 +651,7 @@
   offscreen.height = GRID;
 
   function renderBoundary() {
-    if (!ctx || sizes[0] !== 2) return;
+    if (!ctx || !bounds) return;   // (no card: not 2-D inputs, or a single pattern)
     const P = current.P;
     const C = sizes[L];
     const cls = new Int32Array(GRID * GRID);
@@ -717,7 +719,7 @@
 
   function setupBoundary() {
     const card = $("boundary-card");
-    if (sizes[0] !== 2 || !ctx) {
+    if (sizes[0] !== 2 || !ctx || X.length < 2) {   // one pattern (Mazur's) has no boundary to draw
       if (card) card.classList.add("hidden");
       return;
     }
@@ -913,23 +915,41 @@
     return v >= 100 ? String(Math.round(v)) : v.toPrecision(3);
   }
 
+  // the largest f'(net) of each activation: what one layer can multiply the error signal by
+  const FPRIME_MAX = { sigmoid: "0.25", tanh: "1", relu: "1", leaky_relu: "1", gelu: "1.13" };
+  const RELU_LIKE = hiddenAct === "relu" || hiddenAct === "leaky_relu" || hiddenAct === "gelu";
+  const LR_LESSON = data.lesson_kind === "lr_too_large" || data.lesson_kind === "diverged";
+
   function depthDiagnosis(row) {
-    // one sentence when mean |δ| changes by more than 100x from the output layer to the first
+    // one sentence when mean |δ| changes by more than 100x from the output layer to the first,
+    // with the cause and the advice that fit this network (lessons.py says the same in Python)
     if (L < 2) return "";
     const first = row[1], last = row[L];
     if (!(first > 0) || !(last > 0)) return "";
     const change = first / last;
-    const sat = hiddenAct === "sigmoid" || hiddenAct === "tanh";
+    if (LR_LESSON && (change < 0.01 || change > 100)) {
+      return "Mean |δ| changes " + times(change < 1 ? 1 / change : change) + "× from the output layer to the first " +
+        "hidden layer: a symptom of the learning rate too large (see the note at the top), whose steps left " +
+        "the weights large, not of the choice of activation.";
+    }
     if (change < 0.01) {
+      const bound = FPRIME_MAX[hiddenAct] || "1";
+      const cause = hiddenAct === "sigmoid"
+        ? "the sigmoid activation: its f′(net) is at most 0.25 and multiplies the error signal once per " +
+          "hidden layer, " + (L - 1) + " time" + (L > 2 ? "s" : "")
+        : hiddenAct === "tanh"
+          ? "saturated tanh units: tanh's f′(net) is at most 1 but near 0 where |net| is large"
+          : "the initialisation and the depth (" + L + " layers; " + hiddenAct + "'s f′(net) is at most " + bound + ")";
+      const advice = RELU_LIKE
+        ? "the network already uses " + hiddenAct + ": try He (kaiming) initialisation, fewer layers, or batch " +
+          "normalisation."
+        : "try ReLU or leaky ReLU hidden units with He initialisation, fewer layers, or batch normalisation.";
       return "Vanishing gradients: mean |δ| falls " + times(1 / change) + "× from the output layer to " +
-        "the first hidden layer, most likely from " + (sat ? "the saturating " + hiddenAct + " (f′ ≤ " +
-        (hiddenAct === "sigmoid" ? "0.25" : "1") + ", multiplied in once per layer, " + (L - 1) + " times)"
-          : "the initialisation and the depth (" + L + " layers)") +
-        "; try ReLU or leaky ReLU hidden units with He initialisation, fewer layers, or batch normalisation.";
+        "the first hidden layer, most likely from " + cause + "; " + advice;
     }
     if (change > 100) {
       return "Exploding gradients: mean |δ| grows " + times(change) + "× from the output layer to the " +
-        "first hidden layer, most likely from large initial weights; try smaller initial weights, a lower " +
+        "first hidden layer, most likely from large weights; try smaller initial weights, a lower " +
         "learning rate, or gradient clipping.";
     }
     return "";
@@ -974,6 +994,7 @@
   // ---------------------------------------------------------------- controls
   function sampleText(n) {
     const xs = X[n].slice(0, 4).map(short).join(", ") + (X[n].length > 4 ? ", …" : "");
+    if (squares) return "#" + n + "  x = (" + xs + ")  t = (" + T[n].map((v) => g9(v)).join(", ") + ")";
     return "#" + n + "  x = (" + xs + ")  y = " + Y[n] + (data.class_names ? " (" + data.class_names[Y[n]] + ")" : "");
   }
 
@@ -1072,7 +1093,7 @@
   buildDepth();
   setupBoundary();
   setupControls();
-  const hint = plateauHint();
+  const hint = data.lesson || L < 2 ? "" : plateauHint();   // the run's lesson, when there is one, says why
   if (hint) {
     $("plateau-hint").textContent = hint;
     $("plateau-hint").hidden = false;

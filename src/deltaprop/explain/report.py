@@ -39,7 +39,8 @@ Required keys (lists may be NumPy arrays or anything with ``__array__``/``tolist
 
 Optional keys: ``description`` (str, one paragraph shown under the title), ``lr`` (float,
 shown in the subtitle), ``note`` (str, shown at the top, e.g. that steps were thinned to
-keep the file under its size budget) and ``class_names`` (one str per class, the labels of a
+keep the file under its size budget), ``lesson`` (str, what the run teaches, from
+`lessons.training_lesson`: shown at the top as ``#lesson``; `report_data` fills it in) and ``class_names`` (one str per class, the labels of a
 user's file: shown in the legend and the sample list instead of "class 0", "class 1").
 
 Numbers are embedded as JSON at full float64 precision (``repr``), so the page reproduces
@@ -259,6 +260,10 @@ def _validate(data: Mapping[str, Any]) -> dict:
         page["description"] = str(d["description"])
     if d.get("note") is not None:
         page["note"] = str(d["note"])
+    if d.get("lesson") is not None:
+        page["lesson"] = str(d["lesson"])
+        if d.get("lesson_kind") is not None:
+            page["lesson_kind"] = str(d["lesson_kind"])
     if d.get("lr") is not None:
         page["lr"] = _number(d["lr"], "lr")
     names = d.get("class_names")
@@ -302,7 +307,9 @@ _TEMPLATE = """<!DOCTYPE html>
   <p class="explain"><b>Forward view:</b> colour = the neuron's output for the shown sample
   (<span class="neg-text">blue</span> negative, white 0, <span class="pos-text">orange</span> positive);
   each link's colour is its weight's sign and its width |weight|.
-  <b>Backward view:</b> colour = delta = &part;Loss/&part;net, the error propagated back:
+  <b>Backward view:</b> colour = delta = &part;Loss/&part;net, the error propagated back, for the
+  shown sample's own loss (the per-sample delta; <code>dp.explain.trace</code> prints the delta of
+  the batch's mean loss, this divided by the batch size):
   each output's delta comes from the loss (out &minus; y for a sigmoid or softmax output with
   cross-entropy), and each hidden delta is f&prime;(net) times the sum of the next layer's
   deltas, weighted by the links they came through: delta_l = f&prime;(net_l) &times;
@@ -322,7 +329,7 @@ _TEMPLATE = """<!DOCTYPE html>
   <label for="backward"><input type="checkbox" id="backward"> Backward view (deltas)</label>
   <label for="logscale"><input type="checkbox" id="logscale"> Log colour scale for &delta;</label>
 </section>
-{note}<p class="hint" id="plateau-hint" hidden></p>
+{note}{lesson}<p class="hint" id="plateau-hint" hidden></p>
 <div class="layout">
   <section class="card">
     <h2 id="net-heading">Network</h2>
@@ -362,6 +369,10 @@ weights in float64 and printed with 9 significant digits.</footer>
 """
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def render_report(data: Mapping[str, Any]) -> str:
     """Return the self-contained interactive HTML page for ``data`` (schema: module docstring)."""
     page = _validate(data)
@@ -373,17 +384,18 @@ def render_report(data: Mapping[str, Any]) -> str:
     n_steps = len(page["steps"])
     subtitle = (f"dataset: {page['dataset']} · network {sizes}, {page['activation']} hidden layers, "
                 f"{page['output']} output ({_LOSS_NAME[page['output']]} loss) · "
-                f"{len(page['X'])} samples · {n_steps} recorded steps "
+                f"{_plural(len(page['X']), 'sample')} · {_plural(n_steps, 'recorded step')} "
                 f"({page['steps'][0]}–{page['steps'][-1]})")
     if "lr" in page:
         subtitle += f" · learning rate {page['lr']}"
     description = (f'<p class="explain">{html.escape(page["description"])}</p>'
                    if "description" in page else "")
     note = f'<p class="note" id="budget-note">{html.escape(page["note"])}</p>' if "note" in page else ""
+    lesson = (f'<p class="hint diagnosis" id="lesson">{html.escape(page["lesson"])}</p>' if "lesson" in page else "")
     title = html.escape(page["title"])
     return _TEMPLATE.format(
         title=title, subtitle=html.escape(subtitle), description=description,
-        last=n_steps - 1, css=css, js=js, data=_script_json(page), note=note,
+        last=n_steps - 1, css=css, js=js, data=_script_json(page), note=note, lesson=lesson,
     )
 
 

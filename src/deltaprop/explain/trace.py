@@ -22,6 +22,8 @@ from typing import Any, Callable
 import numpy as np
 
 from .display import Text, pre_html
+from .lessons import Lesson, depth_lesson, training_lesson
+from .names import layer_name, layer_symbol, neuron_name, weight_name, bias_name
 from .numbers import fmt
 
 __all__ = ["Layer", "Trace", "trace", "LOSSES"]
@@ -58,8 +60,10 @@ class Layer:
     fprime: np.ndarray         # (batch, out): dout/dnet of the elementwise activation (1 when none)
     weight: np.ndarray         # (out, in) copy
     bias: np.ndarray | None    # (out,) copy
-    names: list = field(default_factory=list)      # neuron names, e.g. ["h1", "h2"] or ["0_0", ...]
+    names: list = field(default_factory=list)      # neuron names, 1-based: ["h1", "h2"], ["h2.1", ...], ["o1"]
     in_names: list = field(default_factory=list)   # names of the inputs, e.g. ["i1", "i2"]
+    name: str = ""             # "hidden layer 1", "hidden layer" (the only one) or "output layer"
+    symbol: str = ""           # "h1", "h" (the only hidden layer) or "o": delta_h1, W_o in the rules
 
     @property
     def size(self) -> int:
@@ -111,7 +115,8 @@ class Trace:
 
     def __init__(self, layers: list[Layer], grads: dict, updated: dict, loss: float, lr: float | None,
                  textbook: bool, params: dict, weight_names: dict, loss_kind: str = "custom",
-                 target: np.ndarray | None = None, dtype: Any = np.float64, sample: int = 0):
+                 target: np.ndarray | None = None, dtype: Any = np.float64, sample: int = 0,
+                 history: list | None = None):
         self.layers = layers
         self.grads = grads
         self.updated = updated
@@ -124,6 +129,8 @@ class Trace:
         self.target: Any = target  # (ndarray | None)
         self.dtype = np.dtype(dtype)
         self.sample = sample              # the sample whose numbers the text shows
+        self.history = history            # the training losses before this trace (None: not known)
+        self.dataset: str | None = None   # the data set's name, for the lesson's text
 
     # -- numbers ----------------------------------------------------------------------------------
     def _g(self, v: Any) -> str:
@@ -163,58 +170,100 @@ class Trace:
         return rows
 
     @property
-    def diagnosis(self) -> str | None:
-        """One sentence when mean |delta| shrinks or grows by more than 100x from the output
-        layer to the first layer (vanishing or exploding gradients), naming cause and remedy."""
-        if len(self.layers) < 2:
-            return None
-        first, last = self.layers[0].mean_abs_delta, self.layers[-1].mean_abs_delta
-        if last == 0 or first == 0:
-            return None
-        change = first / last
-        hidden = self.layers[:-1]
-        acts = {l.activation for l in hidden}
-        depth = len(self.layers)
-        if change < 1 / VANISH:
-            fp = np.mean([np.mean(np.abs(l.fprime)) for l in hidden if l.fprime is not None])
-            if acts & {"sigmoid", "tanh"} and fp < 0.5:
-                act = "/".join(sorted(acts & {"sigmoid", "tanh"}))
-                cause = (f"the saturating {act} activation: f'(net) averages {'%.3g' % fp} here (sigmoid's is "
-                         f"at most 0.25) and multiplies the error signal once per layer, {depth - 1} times")
-            elif np.mean([np.abs(l.weight).mean() * np.sqrt(l.weight.shape[1]) for l in self.layers[1:]]) < 0.5:
-                cause = "small initial weights: each W^T delta product shrinks the signal"
-            else:
-                cause = f"the depth: {depth} layers of products, each below 1 on average"
-            return (f"Vanishing gradients: mean |delta| falls {'%.3g' % (1 / change)}x from the output layer to "
-                    f"the first layer, most likely from {cause}; try ReLU (or leaky ReLU) hidden units with He "
-                    "(kaiming) initialisation, fewer layers, or batch normalisation.")
-        if change > VANISH:
-            return (f"Exploding gradients: mean |delta| grows {'%.3g' % change}x from the output layer to "
-                    f"the first layer, most likely from large initial weights (each W^T delta product amplifies "
-                    f"the signal, {depth - 1} times); try smaller initial weights (Xavier/He scaling), a lower "
-                    "learning rate, or gradient clipping (dp.nn.utils.clip_grad_norm_).")
+    def sizes(self) -> list[int]:
+        """Layer widths, inputs first: [2, 4, 4, 1]."""
+        return [self.layers[0].weight.shape[1]] + [l.size for l in self.layers]
+
+    @property
+    def per_sample_scale(self) -> int | None:
+        """How many times larger a sample's delta of its own loss is than its delta here (of E,
+        the batch's loss): the batch size for a mean over the batch (mse, ce, bce), 1 for Mazur's
+        sum (sse), None for a loss given as an unnamed callable."""
+        if self.loss_kind == "sse":
+            return 1
+        if self.loss_kind in ("mse", "ce", "bce", "bce_logits"):
+            return self.batch
         return None
 
+    def _errors(self) -> int | None:
+        """Misclassified samples of the batch, for a classification loss (None otherwise)."""
+        o, t = self.layers[-1], self.target
+        try:
+            if self.loss_kind == "ce":
+                return int(np.sum(o.net.argmax(axis=1) != np.asarray(t).reshape(-1).astype(int)))
+            if self.loss_kind in ("bce", "bce_logits"):
+                p = o.out if self.loss_kind == "bce" else o.net
+                edge = 0.5 if self.loss_kind == "bce" else 0.0
+                return int(np.sum((p > edge) != (np.asarray(t).reshape(p.shape) > 0.5)))
+        except (ValueError, IndexError, TypeError):
+            return None
+        return None
+
+    @property
+    def lesson(self) -> Lesson | None:
+        """What this trace teaches (a `lessons.Lesson`: kind and text), or None. With the
+        training losses (`trace(..., history=losses)`), a loss that rose or exploded is named as
+        a learning rate too large first; otherwise mean |delta| shrinking or growing by more
+        than 100x from the output layer to the first is named as vanishing or exploding
+        gradients, with the cause and the advice that fit the network's activation."""
+        hidden = self.layers[:-1]
+        acts = [l.activation for l in hidden if l.activation]
+        act = acts[0] if acts else ""
+        history = None
+        if self.history is not None:
+            classes = self.layers[-1].size if self.loss_kind == "ce" else 2
+            history = training_lesson(self.history, lr=self.lr, hidden=[l.size for l in hidden], activation=act,
+                                      loss=self.loss_kind, classes=classes, errors=self._errors(),
+                                      samples=self.batch, dataset=self.dataset)
+        finite = all(np.isfinite(l.delta).all() and np.isfinite(l.weight).all() for l in self.layers)
+        depth = depth_lesson([l.mean_abs_delta for l in self.layers], activation=act,
+                             fprime=[float(np.mean(np.abs(l.fprime))) for l in hidden if l.fprime is not None],
+                             net=[float(np.mean(np.abs(l.net))) for l in hidden],
+                             weight_scale=[float(np.abs(l.weight).mean() * np.sqrt(l.weight.shape[1]))
+                                           for l in self.layers[1:]],
+                             history=history, finite=finite)
+        return depth or history
+
+    @property
+    def diagnosis(self) -> str | None:
+        """The text of `lesson`: one or two sentences naming the cause and the remedy, or None."""
+        lesson = self.lesson
+        return None if lesson is None else lesson.text
+
     def _depth_lines(self) -> list[str]:
-        out = ["|delta| by layer (mean over neurons and samples), from the output back:"]
+        out = ["|delta| by layer (mean over neurons and samples; deltas of the batch's loss E), from the output back:"]
         for key, m, r in self.delta_scale:
             layer = next(l for l in self.layers if l.key == key)
-            tag = "output" if layer is self.layers[-1] else "hidden"
-            ratio = "" if r is None else f"   x{'%.3g' % r} of the layer after it"
-            out.append(f"  layer {key} ({tag}): {fmt(m, self.dtype)}{ratio}")
+            if not np.isfinite(m):
+                val = f"{fmt(m, self.dtype)} (not finite: training diverged)"
+            elif m == 0:
+                val = "0 (no error signal reaches this layer)"
+            else:
+                val = fmt(m, self.dtype)
+            ratio = ("" if r is None or not np.isfinite(r) or r == 0 or not np.isfinite(m) or m == 0
+                     else f"   ×{'%.3g' % r} of the layer after it")
+            out.append(f"  {layer.name} ({self._key_text(layer)}): {val}{ratio}")
         d = self.diagnosis
         if d:
             out.append(d)
         return out
 
+    def _key_text(self, layer: Layer) -> str:
+        return f"state_dict key {layer.key!r}" if layer.key else "the model itself"
+
     # -- names ------------------------------------------------------------------------------
     def param_name(self, key: str, index: tuple) -> str:
-        """w5 in the textbook example; W_2[0,1] / b_2[0] otherwise."""
+        """w5 in the textbook example; otherwise the link's name, w(i2→h1.3) for
+        `0.weight[2, 1]`, and b(h1.3) for `0.bias[2]` (see `deltaprop.explain.names`)."""
         if key in self._weight_names:
             return str(self._weight_names[key][index])
         prefix, _, kind = key.rpartition(".")
-        letter = "W" if kind == "weight" else "b" if kind == "bias" else kind
-        return f"{letter}_{prefix}[{','.join(str(i) for i in index)}]" if prefix else f"{letter}[{','.join(map(str, index))}]"
+        layer = next((l for l in self.layers if l.key == prefix), None)
+        if layer is not None and kind == "weight" and len(index) == 2:
+            return weight_name(layer.index + 1, index[0], index[1], self.sizes)
+        if layer is not None and kind == "bias" and len(index) == 1:
+            return bias_name(layer.index + 1, index[0], self.sizes)
+        return f"{key}[{','.join(map(str, index))}]"
 
     def _wname(self, layer: Layer, k: int, j: int) -> str:
         key = f"{layer.key}.weight" if layer.key else "weight"
@@ -239,10 +288,10 @@ class Trace:
         pred, rule = None, ""
         try:
             if kind == "sse" and t is not None:
-                pred, rule = (o.out - t.reshape(o.out.shape)) * o.fprime, "delta = dE/dout x f'(net) = -(target - out) x f'(net)"
+                pred, rule = (o.out - t.reshape(o.out.shape)) * o.fprime, "delta = dE/dout × f'(net) = -(target - out) × f'(net)"
             elif kind == "mse" and t is not None:
                 pred = 2 * (o.out - t.reshape(o.out.shape)) / (n * k) * o.fprime
-                rule = f"delta = dE/dout x f'(net) = 2 (out - target) / {n * k} x f'(net)  (mean over {n * k} values)"
+                rule = f"delta = dE/dout × f'(net) = 2 (out - target) / {n * k} × f'(net)  (mean over {n * k} values)"
             elif kind == "ce" and not act and t is not None:
                 z = o.net - o.net.max(axis=1, keepdims=True)
                 p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
@@ -260,12 +309,14 @@ class Trace:
         tol = 1e-5 if self.dtype.itemsize < 8 else 1e-9
         if pred is not None and np.allclose(pred, o.delta, rtol=tol, atol=tol * max(1e-30, float(np.abs(o.delta).max()))):
             return rule, pred
-        return "delta = dE/dout x f'(net)  (dE/dout from the loss's own backward pass)", None
+        return "delta = dE/dout × f'(net)  (dE/dout from the loss's own backward pass)", None
 
     def _hidden_rule(self, layer: Layer) -> str:
         nxt = self.layers[layer.index + 1]
-        return (f"delta_{layer.key} = f'(net_{layer.key}) * (W_{nxt.key}^T delta_{nxt.key}):  each neuron j: "
-                f"f'(net_j) x sum over k of W_{nxt.key}[k,j] x delta_{nxt.key}[k]")
+        a, b = layer.symbol, nxt.symbol
+        return (f"delta_{a} = f'(net_{a}) * (W_{b}^T delta_{b}):  each neuron j: "
+                f"f'(net_j) × sum over k of w(j→k) × delta_k, k over the {nxt.size} neuron{'s' if nxt.size > 1 else ''} "
+                f"of the {nxt.name}")
 
     def _shown(self, layer: Layer, s: int) -> tuple[list[int], str]:
         """The neurons listed for a layer (all up to 8; else the largest |delta|) and a summary."""
@@ -284,9 +335,14 @@ class Trace:
         for layer in reversed(self.layers):
             is_out = layer is self.layers[-1]
             rule = self._output_rule()[0] if is_out else self._hidden_rule(layer)
-            if is_out:
-                head = ["neuron", "net", "out"] + (["target"] if self.target is not None and self.target.size ==
-                                                  layer.out.size else []) + ["dE/dout", "f'(net)", "delta = dE/dnet"]
+            probs = self._probabilities() if is_out else None
+            if probs is not None:   # ce / bce on logits: the probability and the target, so delta = p - y shows
+                p, y, what = probs
+                head = ["neuron", "net (logit)", what, "target y", "p - y (this sample's own loss)", "delta = dE/dnet"]
+            elif is_out:
+                head = ["neuron", "net", "out = p" if self.loss_kind == "bce" else "out"] + (
+                    ["target"] if self.target is not None and self.target.size == layer.out.size else []) + [
+                    "dE/dout", "f'(net)", "delta = dE/dnet"]
             else:
                 head = ["neuron", "net", "out", "W^T delta = dE/dout", "f'(net)", "delta = dE/dnet"]
             if multi:
@@ -294,11 +350,15 @@ class Trace:
             shown, more = self._shown(layer, s)
             rows = []
             for j in shown:
-                r = [layer.names[j], self._g(layer.net[s, j]), self._g(layer.out[s, j])]
-                if is_out and "target" in head:
-                    r.append(self._g(self.target.reshape(layer.out.shape)[s, j]))
-                fp = layer.fprime[s, j] if layer.fprime is not None else float("nan")
-                r += [self._g(layer.dout[s, j]), self._g(fp), self._g(layer.delta[s, j])]
+                if probs is not None:
+                    r = [layer.names[j], self._g(layer.net[s, j]), self._g(p[s, j]), self._g(y[s, j]),
+                         self._g(p[s, j] - y[s, j]), self._g(layer.delta[s, j])]
+                else:
+                    r = [layer.names[j], self._g(layer.net[s, j]), self._g(layer.out[s, j])]
+                    if is_out and "target" in head:
+                        r.append(self._g(self.target.reshape(layer.out.shape)[s, j]))
+                    fp = layer.fprime[s, j] if layer.fprime is not None else float("nan")
+                    r += [self._g(layer.dout[s, j]), self._g(fp), self._g(layer.delta[s, j])]
                 if multi:
                     r.append(self._g(layer.delta[:, j].mean()))
                 rows.append(r)
@@ -307,16 +367,33 @@ class Trace:
         out.append(self._param_section(s))
         return out
 
+    def _probabilities(self) -> tuple[np.ndarray, np.ndarray, str] | None:
+        """(p, y, column title) for an output trained on logits with ce or bce_logits, where
+        out is the logit and delta = (p - y) / batch; None otherwise (or when it does not fit)."""
+        o, t = self.layers[-1], self.target
+        if o.activation or t is None or self.loss_kind not in ("ce", "bce_logits"):
+            return None
+        try:
+            if self.loss_kind == "ce":
+                z = o.net - o.net.max(axis=1, keepdims=True)
+                p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+                return p, np.eye(o.size)[np.asarray(t).reshape(-1).astype(int)], "p = softmax(net)"
+            with np.errstate(over="ignore"):
+                p = 1 / (1 + np.exp(-o.net))
+            return p, np.asarray(t, dtype=float).reshape(p.shape), "p = sigmoid(net)"
+        except (ValueError, IndexError):
+            return None
+
     def _layer_title(self, layer: Layer) -> str:
-        kind = "output layer" if layer is self.layers[-1] else "hidden layer"
         act = layer.activation or "no activation"
-        return f"{kind} {layer.key} (Linear {layer.weight.shape[1]} -> {layer.weight.shape[0]}, {act})"
+        return (f"{layer.name} (Linear {layer.weight.shape[1]} -> {layer.weight.shape[0]}, {act}; "
+                f"{self._key_text(layer)})")
 
     MAX_ROWS = 64   # parameter rows shown per tensor; the arrays hold everything
 
     def _param_section(self, s: int) -> dict:
         multi = self.batch > 1
-        prod = f"sample {s}: delta x input" if multi else "delta x input"
+        prod = f"sample {s}: delta × input" if multi else "delta × input"
         head = ["parameter", "key[index]", "value", prod, "gradient dE/dparam"] + (["updated"] if self.updated else [])
         rows = []
         for key, g in self.grads.items():
@@ -330,9 +407,9 @@ class Trace:
                     break
                 if layer is not None and kind == "weight":
                     d, x = layer.delta[s, idx[0]], layer.input[s, idx[1]]
-                    carried = f"{self._p(d)} x {self._p(x)} = {self._g(d * x)}"
+                    carried = f"{self._p(d)} × {self._p(x)} = {self._g(d * x)}"
                 elif layer is not None and kind == "bias":
-                    carried = f"{self._p(layer.delta[s, idx[0]])} x 1"
+                    carried = f"{self._p(layer.delta[s, idx[0]])} × 1"
                 else:
                     carried = ""
                 row = [self.param_name(key, idx), f"{key}[{','.join(map(str, idx))}]", self._g(val[idx]), carried,
@@ -340,9 +417,9 @@ class Trace:
                 if self.updated:
                     row.append(self._g(self.updated[key][idx]))
                 rows.append(row)
-        title = "gradients: dE/dW[j,i] = delta_j x input_i" + (" summed over the batch" if multi else "")
+        title = "gradients: dE/dW[j,i] = delta_j × input_i" + (" summed over the batch" if multi else "")
         if self.updated:
-            title += f"; updated = value - {self._g(self.lr)} x gradient"
+            title += f"; updated = value - {self._g(self.lr)} × gradient"
         return {"title": title, "rule": "", "head": head, "rows": rows, "notes": []}
 
     def _header(self, sample: int | None = None) -> str:
@@ -356,9 +433,27 @@ class Trace:
     _INTRO = ("The backward pass: each neuron's error signal delta = dE/dnet, from the output back. "
               "Each layer's deltas come from the next layer's by one rule, at any depth.")
 
+    def _intro(self) -> str:
+        """The intro, with which delta the tables hold: of the batch's loss E, or per sample."""
+        n, k = self.batch, self.per_sample_scale
+        if n == 1:
+            which = ("With one sample, the delta of the batch's loss E and of the sample's own loss are the same "
+                     "number (the per-sample delta the report page shows).")
+        elif k == n:
+            which = (f"Here E is the batch's loss, the mean over its {n} samples, so every delta here is the batch-mean "
+                     f"loss's: 1/{n} of the per-sample delta (of the sample's own loss) that the report page and "
+                     f"the playground show, which is {n} × these.")
+        elif k == 1:
+            which = ("Here E is the sum of the samples' losses, so each sample's delta here is also its per-sample "
+                     "delta (of its own loss), the one the report page shows.")
+        else:
+            which = (f"E is the loss as given; if it averages over the {n} samples, each delta here is 1/{n} of the "
+                     "per-sample delta (of the sample's own loss).")
+        return f"{self._INTRO} {which}"
+
     def text(self, sample: int | None = None) -> str:
         """The trace as text for one sample (default `self.sample`)."""
-        parts = [self._header(sample), self._INTRO]
+        parts = [self._header(sample), self._intro()]
         for sec in self._sections(sample):
             rows, head = sec["rows"], sec["head"]
             widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
@@ -383,7 +478,7 @@ class Trace:
 
     def to_markdown(self, sample: int | None = None) -> str:
         """Markdown: the rule and a table per layer (output first), the gradients, the depth summary."""
-        parts = [f"**{self._header(sample)}**", "", self._INTRO]
+        parts = [f"**{self._header(sample)}**", "", self._intro()]
         for sec in self._sections(sample):
             head = sec["head"]
             parts += ["", f"**{sec['title']}**"]
@@ -399,7 +494,7 @@ class Trace:
     def to_html(self, sample: int | None = None) -> str:
         """HTML (escaped): the rule and a table per layer, the gradients, the depth summary."""
         e = html.escape
-        parts = [f'<div class="deltaprop-trace"><p><b>{e(self._header(sample))}</b></p><p>{e(self._INTRO)}</p>']
+        parts = [f'<div class="deltaprop-trace"><p><b>{e(self._header(sample))}</b></p><p>{e(self._intro())}</p>']
         for sec in self._sections(sample):
             parts.append(f"<table><caption>{e(sec['title'])}"
                          + (f"<br><code>{e(sec['rule'])}</code>" if sec["rule"] else "")
@@ -444,30 +539,30 @@ class Trace:
         for l in reversed(self.layers[layer.index:]):
             only = [j] if l is layer else None
             is_out = l is self.layers[-1]
-            lines.append(f"{'output' if is_out else 'hidden'} layer {l.key} ({l.activation or 'no activation'}): "
+            lines.append(f"{l.name} ({l.activation or 'no activation'}): "
                          + (self._output_rule()[0] if is_out else self._hidden_rule(l)))
             shown, more = (only, "") if only else self._shown(l, s)
             nxt: Any = None if is_out else self.layers[l.index + 1]
             for k in shown:
                 nm = l.names[k]
                 if is_out:
-                    lines.append(f"  delta_{nm} = dE/dout_{nm} x dout_{nm}/dnet_{nm} = {p(l.dout[s, k])} x "
+                    lines.append(f"  delta_{nm} = dE/dout_{nm} × dout_{nm}/dnet_{nm} = {p(l.dout[s, k])} × "
                                  f"{p(l.fprime[s, k])} = {g(l.delta[s, k])}")
                     continue
                 if nxt.size <= SHOW_NEURONS:
-                    sym = " + ".join(f"{self._wname(nxt, m, k)} x delta_{nxt.names[m]}" for m in range(nxt.size))
-                    num = " + ".join(f"{p(nxt.weight[m, k])} x {p(nxt.delta[s, m])}" for m in range(nxt.size))
+                    sym = " + ".join(f"{self._wname(nxt, m, k)} × delta_{nxt.names[m]}" for m in range(nxt.size))
+                    num = " + ".join(f"{p(nxt.weight[m, k])} × {p(nxt.delta[s, m])}" for m in range(nxt.size))
                     terms = " + ".join(p(nxt.weight[m, k] * nxt.delta[s, m]) for m in range(nxt.size))
-                    lines.append(f"  delta_{nm} = dout_{nm}/dnet_{nm} x dE/dout_{nm} = f'(net_{nm}) x ({sym})")
+                    lines.append(f"  delta_{nm} = dout_{nm}/dnet_{nm} × dE/dout_{nm} = f'(net_{nm}) × ({sym})")
                     pad = " " * (len(nm) + 9)
-                    lines.append(f"  {pad}= {p(l.fprime[s, k])} x ({num})")
+                    lines.append(f"  {pad}= {p(l.fprime[s, k])} × ({num})")
                     if nxt.size > 1:
-                        lines.append(f"  {pad}= {p(l.fprime[s, k])} x ({terms})")
+                        lines.append(f"  {pad}= {p(l.fprime[s, k])} × ({terms})")
                 else:
-                    lines.append(f"  delta_{nm} = f'(net_{nm}) x (sum of {nxt.size} terms W_{nxt.key}[k,{k}] x "
-                                 f"delta_{nxt.names[0].rsplit('_', 1)[0]}[k])")
+                    lines.append(f"  delta_{nm} = f'(net_{nm}) × (sum over the {nxt.size} neurons k of the {nxt.name} "
+                                 f"of w({nm}→k) × delta_k)")
                     pad = " " * (len(nm) + 9)
-                lines.append(f"  {pad}= {p(l.fprime[s, k])} x {p(l.dout[s, k])} = {g(l.delta[s, k])}")
+                lines.append(f"  {pad}= {p(l.fprime[s, k])} × {p(l.dout[s, k])} = {g(l.delta[s, k])}")
             if more:
                 lines.append("  " + more)
         return lines
@@ -500,14 +595,21 @@ def _children(model) -> list[tuple[str, Any]]:
     return out
 
 
-def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = None, sample: int = 0) -> Trace:
+def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = None, sample: int = 0,
+          history: Any = None, dataset: str | None = None) -> Trace:
     """Per-layer net, out and delta = dE/dnet and per-parameter gradients of loss(model(x), target).
 
     Computed by the engine; the model's weights and every `.grad` are left as they were.
     loss: a callable loss(out, target) -> scalar Tensor, or one of the names in LOSSES ("sse",
     "mse", "ce", "bce", "bce_logits"); the output layer's delta is written for the loss.
     A 1-D x counts as a batch of one; `updated` holds value - lr * grad (empty when lr is None);
-    `sample` picks the sample whose numbers the text shows (the batch mean is shown beside it).
+    `sample` picks the sample whose numbers the text shows (the batch mean is shown beside it);
+    `history`, the training losses that led to these weights (one per step, in order): with it
+    `diagnosis` names a loss that rose or exploded as a learning rate too large, and one that
+    settled high as a problem no line separates (no hidden layer; `dataset` names it) or a
+    local minimum.
+    Neurons are named as in `deltaprop.explain.names`: i1.. -> h1.. (h1.1.. with several hidden
+    layers) -> o1.., numbered from 1.
     The model must be a chain of Linear layers and elementwise activations: any other module is
     refused with a ValueError naming it."""
     from .. import autograd, nn
@@ -592,17 +694,12 @@ def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = Non
             fp = autograd.run_backward([r["out"]], [np.ones(r["out"].shape, r["out"].dtype)], retain_graph=True,
                                        inputs=[r["net"]])[0]
             fprime = rows(grad_of(r["net"], fp))
-        n_out = m.weight.shape[0]
-        if textbook:
-            names = ["h1", "h2"] if li == 0 else ["o1", "o2"]
-            in_names = ["i1", "i2"] if li == 0 else ["h1", "h2"]
-        else:
-            tag = r["key"] or str(li)
-            names = [f"{tag}_{j}" for j in range(n_out)]
-            in_names = ([f"x_{i}" for i in range(m.weight.shape[1])] if li == 0 else layers[-1].names)
+        names = [neuron_name(li + 1, j, sizes) for j in range(sizes[li + 1])]
+        in_names = [neuron_name(li, i, sizes) for i in range(sizes[li])]
         layers.append(Layer(li, r["key"], _act_name(r["acts"]), rows(r["input"].data), rows(r["net"].data),
                             rows(r["out"].data), rows(d), rows(do), fprime, m.weight.data.copy(),
-                            None if m.bias is None else m.bias.data.copy(), names, in_names))
+                            None if m.bias is None else m.bias.data.copy(), names, in_names,
+                            layer_name(li + 1, sizes), layer_symbol(li + 1, sizes)))
     values = {k: p.data.copy() for k, p in params}
     updated = {} if lr is None else {k: values[k] - lr * g for k, g in grads.items()}
     weight_names = {}
@@ -615,8 +712,10 @@ def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = Non
         weight_names[pre0 + "bias"] = np.array(["b_h1", "b_h2"], dtype=object)
         weight_names[pre1 + "bias"] = np.array(["b_o1", "b_o2"], dtype=object)
     tgt = np.array(tt.data, copy=True)
+    hist = None if history is None else [float(v) for v in np.asarray(history, dtype=float).reshape(-1)]
     tr = Trace(layers, grads, updated, float(np.asarray(E.data).reshape(())), lr, textbook, values, weight_names,
-               kind, tgt, dtype, 0)
+               kind, tgt, dtype, 0, hist)
+    tr.dataset = dataset
     tr._sample(sample)
     tr.sample = int(sample) % tr.batch
     return tr
