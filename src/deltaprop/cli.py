@@ -329,6 +329,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     res = {**r.summary(), "seconds": round(seconds, 4), "model_path": args.out, "resumed_from": args.resume,
            "checkpoint_path": args.checkpoint, "plot_path": None, "world_size": _WORLD[1]}
+    res["warning"] = _lr_warning(r)
     out = sys.stderr if args.json else sys.stdout
     arch = "-".join(str(s) for s in meta["sizes"])
     mom = f" momentum={cfg.momentum:g}" if cfg.momentum else ""
@@ -351,6 +352,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _print(f"saved plot to {plot}", file=out)
         except ImportError as exc:
             _print(f"note: {exc}", file=sys.stderr)
+    if res["warning"]:   # last, where it is seen: the run finished, but it did not learn
+        _print(f"warning: {res['warning']}", file=sys.stderr)
     if args.json:
         _json_line(res)
     return 0
@@ -370,6 +373,17 @@ def _csv_needs_data(args: argparse.Namespace) -> None:
     if (args.delimiter or args.header is not None) and not args.data:
         raise UsageError("--delimiter and --header/--no-header apply to --data FILE only (the model's own split is "
                          "read as it was in training)")
+
+
+def _lr_warning(r: Any) -> str | None:
+    """A loss that rose, or ended far above a network that only guesses: the learning rate is too
+    large (deltaprop.explain.lessons, the lesson the report and the trace give too); None if not."""
+    from .explain.lessons import training_lesson
+
+    ce = r.metadata["loss"] == "cross_entropy"
+    lesson = training_lesson(r.history.metrics.get("train_loss") or [], lr=r.config.lr, loss="ce" if ce else None,
+                             classes=r.metadata["sizes"][-1] if ce else 0, unit="epoch")
+    return lesson.text if lesson is not None and lesson.kind in ("lr_too_large", "diverged") else None
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -830,3 +830,51 @@ def test_own_class_names_in_the_legend_and_sample_list(browser, tmp_path):
     with pytest.raises(ValueError, match="class_names must list 2 names"):
         write_report(dict(data, class_names=["cat"]), tmp_path / "bad.html")
     assert not (tmp_path / "bad.html").exists()
+
+
+def test_gelu_page_equals_the_engine(browser, tmp_path):
+    # the page computes GELU with the engine's own erfc: every out and delta equals the engine's
+    from deltaprop.explain.record import report_data, report_model
+    from deltaprop.explain.trace import trace
+
+    data = report_data("moons", [4, 3], 5, "gelu")
+    pg = Page(browser, write_report(data, tmp_path / "gelu.html"))
+    for k, n in ((0, 0), (4, 11)):
+        pg.set_step(k)
+        pg.set_sample(n)
+        tr = trace(report_model(data, k), data["X"][n:n + 1], data["y"][n:n + 1].reshape(1, 1).astype(float),
+                   "bce_logits")
+        shown = [s for s in pg.neurons() if s["layer"] >= 1]
+        assert len(shown) == 8
+        for s in shown:
+            layer = tr.layers[s["layer"] - 1]
+            out = layer.out if s["layer"] < 3 else 1 / (1 + np.exp(-layer.net))
+            assert float(s["out"]) == pytest.approx(out[0, s["neuron"]], rel=1e-9, abs=1e-15)
+            assert float(s["delta"]) == pytest.approx(layer.delta[0, s["neuron"]], rel=1e-8, abs=1e-15)
+    pg.page.click("circle[data-layer='1'][data-neuron='2']")
+    assert "Φ(net) + net · φ(net)" in pg.page.text_content("#details")
+    assert pg.errors == []
+    pg.close()
+
+
+def test_a_learning_rate_too_large_is_the_pages_lesson(browser, tmp_path):
+    # moons at lr 10: the loss rises; the page names the learning rate, never the activation
+    from deltaprop.explain.record import report_data
+
+    data = report_data("moons", [4, 4], 200, "tanh", lr=10)
+    assert data["lesson_kind"] == "lr_too_large"
+    pg = Page(browser, write_report(data, tmp_path / "lr.html"))
+    lesson = pg.page.text_content("#lesson")
+    assert "the learning rate (10) is too large" in lesson and "Lower it" in lesson
+    assert "saturating" not in lesson and "ReLU" not in lesson
+    assert not pg.page.is_visible("#plateau-hint")
+    depth = pg.page.text_content("#depth-note")
+    assert "symptom of the learning rate too large" in depth and "ReLU" not in depth
+    pg.close()
+    # XOR without a hidden layer: not linearly separable, the fix a hidden layer
+    data = report_data("xor", [], 2000, "tanh")
+    pg = Page(browser, write_report(data, tmp_path / "xor.html"))
+    lesson = pg.page.text_content("#lesson")
+    assert "XOR is not linearly separable" in lesson and "a hidden layer can" in lesson
+    assert not pg.page.is_visible("#plateau-hint")
+    pg.close()

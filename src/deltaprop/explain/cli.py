@@ -20,8 +20,9 @@ import time
 from typing import Sequence
 
 PROG = "deltaprop explain"
-SUBCOMMANDS = ("mazur", "trace", "chain", "graph", "modes")
+SUBCOMMANDS = ("mazur", "trace", "chain", "graph", "modes", "report")
 LOSS_CHOICES = ("mse", "bce", "ce", "sse")
+DEFAULT_ACTIVATION = "tanh"   # of the report and of trace alike (Mazur's network keeps the post's sigmoid)
 
 
 class _UsageError(Exception):
@@ -33,14 +34,14 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message}")
 
 
-def _report_parser() -> argparse.ArgumentParser:
+def _report_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from .record import ACTIVATIONS, LOSSES, REPORT_DATASETS
 
-    p = _Parser(prog=PROG, description=(
+    p = _Parser(prog=prog, description=(
         "See backpropagation step by step. Subcommands: mazur (Mazur's worked example, every number), "
         "trace (the layer rule delta_l = f'(net_l) * (W_{l+1}^T delta_{l+1}) with every neuron's numbers, "
         "at any depth; 'deltaprop explain trace --help'), chain EXPR --at X (the chain rule written out), graph EXPR --at X (Graphviz DOT/SVG), "
-        "modes (forward vs reverse mode). Without a subcommand: train a small network and write "
+        "modes (forward vs reverse mode). report, or no subcommand: train a small network and write "
         "the interactive HTML report."),
         epilog="Example: deltaprop explain --dataset xor --hidden 4,4 --steps 200 --html report.html")
     p.add_argument("--dataset", choices=REPORT_DATASETS, default="xor",
@@ -54,7 +55,8 @@ def _report_parser() -> argparse.ArgumentParser:
                    "mse (sigmoid outputs), sse (Mazur's 1/2 sum of squares); default: bce for two classes, ce "
                    "for more, sse for mazur")
     p.add_argument("--steps", type=int, default=200, help="training steps to record (default 200)")
-    p.add_argument("--activation", choices=ACTIVATIONS, default="tanh", help="hidden activation (default tanh)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default=DEFAULT_ACTIVATION,
+                   help=f"hidden activation (default {DEFAULT_ACTIVATION}; mazur: the post's sigmoid)")
     p.add_argument("--lr", type=float, default=None, help="SGD learning rate (default per data set)")
     p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default 0)")
     p.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: full batch)")
@@ -95,8 +97,8 @@ def _sub_parser(name: str) -> argparse.ArgumentParser:
                        help="data set (default mazur: the post's 2-2-2 network and weights)")
         p.add_argument("--hidden", default=None, help="hidden layer sizes, comma-separated; 0 for none "
                        "(default 2 for mazur, else 4)")
-        p.add_argument("--activation", choices=ACTIVATIONS, default="sigmoid", help="hidden activation "
-                       "(default sigmoid)")
+        p.add_argument("--activation", choices=ACTIVATIONS, default=None, help="hidden activation "
+                       f"(default {DEFAULT_ACTIVATION}, as the report's; mazur: the post's sigmoid)")
         p.add_argument("--loss", choices=LOSS_CHOICES, default=None, help="mse (with sigmoid outputs), bce "
                        "(sigmoid + binary cross-entropy), ce (softmax + cross-entropy), sse (Mazur's 1/2 sum of "
                        "squares); default: sse for mazur, bce for two classes, ce for more")
@@ -235,7 +237,11 @@ def _trace_setup(args) -> tuple:
 
     if args.model is not None:
         return _trace_model_file(args)
+    activation = args.activation or DEFAULT_ACTIVATION
     if args.dataset == "mazur":
+        if args.activation not in (None, "sigmoid"):
+            raise _UsageError(f"{PROG} trace: error: --dataset mazur is the post's sigmoid network; drop "
+                              "--activation or pick another data set")
         if args.hidden not in (None, "2"):
             raise _UsageError(f"{PROG} trace: error: --dataset mazur is the post's 2-2-2 network; drop --hidden "
                               "or pick another data set")
@@ -255,13 +261,13 @@ def _trace_setup(args) -> tuple:
         raise _UsageError(f"{PROG} trace: error: --loss bce needs two classes; {args.dataset} has {classes}: use ce")
     sizes = [X.shape[1], *hidden]
     if loss == "ce":
-        model, T, name = build_model(sizes + [classes], args.activation, args.seed), y, "ce"
+        model, T, name = build_model(sizes + [classes], activation, args.seed), y, "ce"
     elif loss == "bce":
-        model, T, name = build_model(sizes + [1], args.activation, args.seed), y.reshape(-1, 1).astype(float), "bce_logits"
+        model, T, name = build_model(sizes + [1], activation, args.seed), y.reshape(-1, 1).astype(float), "bce_logits"
     else:   # mse / sse: sigmoid outputs against 0/1 targets (one-hot for several classes)
         k = 1 if classes == 2 else classes
         T = y.reshape(-1, 1).astype(float) if k == 1 else np.eye(classes)[y]
-        model, name = build_model(sizes + [k], args.activation, args.seed, output_activation="sigmoid"), loss
+        model, name = build_model(sizes + [k], activation, args.seed, output_activation="sigmoid"), loss
     lr = args.lr or DEFAULT_LR[args.dataset]
     return model, X, T, name, lr, f"{args.dataset}, network {'-'.join(map(str, sizes + [T.shape[1] if T.ndim > 1 else classes]))}"
 
@@ -288,6 +294,8 @@ def _trace_model_file(args) -> tuple:
 
 
 def _cmd_trace(args) -> int:
+    import os
+
     import numpy as np
 
     import deltaprop as dp
@@ -297,6 +305,10 @@ def _cmd_trace(args) -> int:
         raise _UsageError(f"{PROG} trace: error: --steps must be from 0 to 100000, got {args.steps}")
     if args.lr is not None and not args.lr > 0:
         raise _UsageError(f"{PROG} trace: error: --lr must be positive")
+    if args.model is not None and not os.path.exists(args.model):
+        print(f"{PROG} trace: error: the model file {args.model!r} does not exist (write one with "
+              "'deltaprop train --out FILE')", file=sys.stderr)
+        return 1
     model, X, T, loss, lr, what = _trace_setup(args)
     if not -len(X) <= args.sample < len(X):
         raise _UsageError(f"{PROG} trace: error: --sample must be from 0 to {len(X) - 1}, got {args.sample}")
@@ -374,9 +386,16 @@ def _cmd_report(args) -> int:
         from ..data import load_file
 
         try:
-            load_file(args.data, args.target, task="classification")
+            f = load_file(args.data, args.target, task="classification")
         except ValueError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
+            return 1
+        width = f.X.shape[1] if f.X.ndim == 2 else None
+        if width != 2:
+            print(f"{PROG}: error: {args.data} has {width if width is not None else 'no'} feature column"
+                  f"{'' if width == 1 else 's'}, and the report draws points in the plane: give a file with two "
+                  "feature columns and a label column (--target COLUMN); to train on more features, use "
+                  "'deltaprop train --data FILE'", file=sys.stderr)
             return 1
     t0 = time.perf_counter()
     budget = int(args.max_mb * 1e6)
@@ -419,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not argv:
             _report_parser().print_help()
             return 0
+        if argv[0] == "report":
+            return _cmd_report(_report_parser(f"{PROG} report").parse_args(argv[1:]))
         if argv[0] in SUBCOMMANDS:
             parser = _sub_parser(argv[0])
             args = parser.parse_args(argv[1:])

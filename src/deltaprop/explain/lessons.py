@@ -111,14 +111,16 @@ def training_lesson(losses: Sequence[float], *, lr: float | None = None, hidden:
                       "too large, and each update overshot by more than the last until the numbers overflowed. "
                       + _lower(lr))
     start, n = ls[0], len(ls)
-    end = float(np.mean(ls[n - max(1, n // 10):]))
+    k = max(1, n // 10)
+    end = float(np.mean(ls[n - k:]))   # the last tenth's mean: one noisy minibatch decides nothing
+    final = _g(ls[-1]) + (f" (averaging {_g(end)} over the last {k} {unit}s)" if k > 1 else "")
     chance = chance_loss(loss, classes or 2) if loss else None
     if n >= 2 and end > RISE * start and end - start > 1e-6:
-        return Lesson("lr_too_large", f"The loss rose from {_g(start)} to {_g(ls[-1])} instead of falling: the learning "
+        return Lesson("lr_too_large", f"The loss rose from {_g(start)} to {final} instead of falling: the learning "
                       f"rate{_lr_text(lr)} is too large, so each step overshoots the minimum and lands higher up "
                       "the other side. " + _lower(lr))
     if chance is not None and end > 2 * chance:
-        return Lesson("lr_too_large", f"The loss ended at {_g(end)}, far above the {_g(chance)} of a network that only "
+        return Lesson("lr_too_large", f"The loss ended at {final}, far above the {_g(chance)} of a network that only "
                       f"guesses: the learning rate{_lr_text(lr)} is too large, so the steps jump across the minimum "
                       "instead of settling into it. " + _lower(lr))
     if n < 8:

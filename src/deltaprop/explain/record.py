@@ -19,7 +19,7 @@ __all__ = ["DATASETS", "ACTIVATIONS", "LOSSES", "DEFAULT_LR", "report_data", "re
 
 DATASETS = ("xor", "moons", "circles", "spirals")
 REPORT_DATASETS = DATASETS + ("mazur",)
-ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu")
+ACTIVATIONS = ("tanh", "sigmoid", "relu", "leaky_relu", "gelu")
 LOSSES = ("bce", "ce", "mse", "sse")   # the page's output kinds: sigmoid, softmax, mse, sse
 DEFAULT_LR = {"xor": 0.5, "moons": 0.5, "circles": 1.0, "spirals": 1.0, "mazur": 0.5, "file": 0.5}
 _OUTPUT = {"bce": "sigmoid", "ce": "softmax", "mse": "mse", "sse": "sse"}
@@ -42,7 +42,7 @@ def _load(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _act(name: str):
     from .. import nn
 
-    return {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU,
+    return {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU, "gelu": nn.GELU,
             "leaky_relu": lambda: nn.LeakyReLU(0.01)}[name]()
 
 

@@ -110,8 +110,43 @@
     return 1 / (1 + Math.exp(-z));
   }
 
+  // GELU's Phi(x) = erfc(-x / sqrt 2) / 2 as the engine computes it (ops/_special.py: W. J. Cody's
+  // rational approximations), with the coefficients the page carries from there
+  const ERF = data.erf || null;
+  const INV_SQRT_PI = 5.6418958354775628695e-1;
+  const INV_SQRT_2PI = 0.3989422804014327;
+
+  function ratio(z, lead, num, den) {
+    // (lead z^n + num[0] z^(n-1) + ... + num[n-1]) / (z^n + den[0] z^(n-1) + ... + den[n-1]), Horner
+    let a = z * lead, b = z;
+    for (let i = 0; i < den.length - 1; i++) {
+      a = (a + num[i]) * z;
+      b = (b + den[i]) * z;
+    }
+    return (a + num[den.length - 1]) / (b + den[den.length - 1]);
+  }
+
+  function timesExpNegSq(r, y) {
+    // r exp(-y^2) as exp(-t^2) exp(-(y - t)(y + t)), t = y truncated to 1/16 (Cody's trick)
+    const t = Math.trunc(y * 16) / 16;
+    return r * Math.exp(-((y - t) * (y + t))) * Math.exp(-(t * t));
+  }
+
+  function ndtr(x) {
+    const u = x * -0.7071067811865476, a = Math.abs(u);
+    if (a <= 0.46875) return (1 - ratio(u * u, ERF.A[4], ERF.A, ERF.B) * u) * 0.5;
+    let tail;
+    if (a <= 4) tail = timesExpNegSq(ratio(a, ERF.C[8], ERF.C, ERF.D), a);
+    else {
+      const z = 1 / (a * a);
+      tail = timesExpNegSq((INV_SQRT_PI - ratio(z, ERF.P[5], ERF.P, ERF.Q) * z) / a, a);
+    }
+    return (u >= 0 ? tail : 2 - tail) * 0.5;
+  }
+
   function activate(name, z) {
     switch (name) {
+      case "gelu": return z * ndtr(z);
       case "tanh": return Math.tanh(z);
       case "sigmoid": return sigmoid(z);
       case "relu": return z > 0 ? z : 0;
@@ -123,6 +158,7 @@
   function derivative(name, net, out) {
     // f'(net), written the way the textbooks write it (PyTorch's choice at 0 for relu)
     switch (name) {
+      case "gelu": return ndtr(net) + (Math.exp((net * net) * -0.5) * INV_SQRT_2PI) * net;
       case "tanh": return 1 - out * out;
       case "sigmoid": return out * (1 - out);
       case "relu": return net > 0 ? 1 : 0;
@@ -136,6 +172,7 @@
     const o = paren(out);
     switch (name) {
       case "tanh": return "1 − out² = 1 − " + o + "²";
+      case "gelu": return "Φ(net) + net · φ(net), net = " + g9(net);
       case "sigmoid": return "out · (1 − out) = " + o + " · (1 − " + o + ")";
       case "relu": return "(1 if net > 0 else 0), net = " + g9(net);
       case "leaky_relu": return "(1 if net > 0 else " + NEG_SLOPE + "), net = " + g9(net);

@@ -110,6 +110,18 @@ def _loss_kind(loss: Any) -> tuple[str, Callable]:
     return fn or "custom", loss
 
 
+def _quiet(method: Callable) -> Callable:
+    """Run a text method with NumPy's floating-point warnings off: a diverged run's inf and NaN are
+    printed and explained, never warned about."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return method(*args, **kwargs)
+    return wrapper
+
+
 class Trace:
     """The result of `trace`: `layers`, `grads`, `updated`, `loss`; printable as the layer rule."""
 
@@ -281,6 +293,10 @@ class Trace:
         return self._output_rule_for(self.loss_kind)
 
     def _output_rule_for(self, kind: str) -> tuple[str, np.ndarray | None]:
+        with np.errstate(all="ignore"):   # (weights ruined by a diverged run: say so, warn of nothing)
+            return self._output_rule_of(kind)
+
+    def _output_rule_of(self, kind: str) -> tuple[str, np.ndarray | None]:
         o = self.layers[-1]
         t = self.target
         act = o.activation
@@ -451,6 +467,7 @@ class Trace:
                      "per-sample delta (of the sample's own loss).")
         return f"{self._INTRO} {which}"
 
+    @_quiet
     def text(self, sample: int | None = None) -> str:
         """The trace as text for one sample (default `self.sample`)."""
         parts = [self._header(sample), self._intro()]
@@ -476,6 +493,7 @@ class Trace:
         sizes = [self.layers[0].weight.shape[1]] + [l.size for l in self.layers]
         return f"<Trace {'-'.join(map(str, sizes))}, batch {self.batch}, loss {self._g(self.loss)}>"
 
+    @_quiet
     def to_markdown(self, sample: int | None = None) -> str:
         """Markdown: the rule and a table per layer (output first), the gradients, the depth summary."""
         parts = [f"**{self._header(sample)}**", "", self._intro()]
@@ -491,6 +509,7 @@ class Trace:
         parts += ["", "\n".join("- " + s.strip() if s.startswith("  ") else s for s in self._depth_lines())]
         return "\n".join(parts) + "\n"
 
+    @_quiet
     def to_html(self, sample: int | None = None) -> str:
         """HTML (escaped): the rule and a table per layer, the gradients, the depth summary."""
         e = html.escape
