@@ -234,7 +234,7 @@ def test_cli_trace():
         r = run_cli(*bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") <= 2, (bad, r.stderr)
     r = run_cli("no-such-model.safetensors")
-    assert r.returncode == 1 and "no such" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_cli_trace_of_a_trained_model_file(tmp_path):

@@ -195,6 +195,72 @@ class Chain:
         lines.append(f"engine (reverse-mode backward): d{y}/d{x} = {_g(self.engine)}")
         return lines
 
+    @property
+    def tangents(self) -> dict[str, float | None]:
+        """Forward mode: each node's tangent d(node)/dx, carried from dx/dx = 1 in one pass from
+        the input, inputs first: the sum over the node's inputs of d(node)/d(input) x the input's
+        tangent (the JVP of a scalar op; None where a local derivative is not a scalar)."""
+        tan: dict[str, float | None] = {}
+        for n in self.nodes:
+            if n.op == "input":
+                tan[n.name] = 1.0
+                continue
+            total: float | None = 0.0
+            for inp, _, val in n.locals:
+                t = tan.get(inp)
+                if val is None or t is None or total is None:
+                    total = None
+                else:
+                    total += val * t
+            tan[n.name] = total
+        return tan
+
+    def forward(self) -> Text:
+        """Forward mode written out: one pass from x, each node's value beside its tangent
+        d(node)/dx, from dx/dx = 1; then the reverse sweep of the same expression, from dy/dy = 1
+        back, and the two results side by side."""
+        x, y = self.x_name, self.y_name
+        if not self.nodes:
+            return Text(str(self))
+        w = max(len(n.name) for n in self.nodes)
+        tan = self.tangents
+        lines = self._head() + [""]
+        lines.append(f"forward mode: one pass from {x}, carrying each node's value and its tangent d(node)/d{x}, "
+                     f"from d{x}/d{x} = 1; each tangent is the sum over the node's inputs of \u2202node/\u2202input "
+                     f"× d(input)/d{x}")
+        for n in self.nodes:
+            value = f"{n.name.ljust(w)} = " + (_g(n.value) if n.op == "input" else f"{n.expr} = {_g(n.value)}")
+            if n.op == "input":
+                lines.append(f"  {value}")
+                lines.append(f"  {' ' * w}   d{x}/d{x} = 1")
+                continue
+            counts = self._operand_counts(n)
+            seen: dict = {}
+            sym, forms, nums = [], [], []
+            for inp, formula, val in n.locals:
+                k = seen[inp] = seen.get(inp, -1) + 1
+                sym.append(f"{self._edge(n.name, inp, k, counts[inp])} × d{inp}/d{x}")
+                forms.append(f"{_pf(formula) if formula else _p(val)} × d{inp}/d{x}")
+                nums.append(f"{_p(val) if val is not None else '?'} × {_p(tan[inp]) if tan[inp] is not None else '?'}")
+            lines.append(f"  {value}")
+            lines.append(f"  {' ' * w}   d{n.name}/d{x} = {' + '.join(sym)}")
+            if any(f for _, f, _ in n.locals) and forms != sym:
+                lines.append(f"  {' ' * (w + len(n.name) + len(x) + 7)}= {' + '.join(forms)}")
+            total = tan[n.name]
+            lines.append(f"  {' ' * (w + len(n.name) + len(x) + 7)}= {' + '.join(nums)} = "
+                         f"{_g(total) if total is not None else '(not a scalar)'}")
+        fwd = tan[self.nodes[-1].name]
+        lines.append("")
+        lines.append(f"reverse mode, the same expression: one sweep back from d{y}/d{y} = 1, each node's adjoint "
+                     f"d{y}/d(node) (the sum over its consumers c of d{y}/dc × \u2202c/\u2202node)")
+        for n in reversed(self.nodes):
+            lines.append(f"  d{y}/d{n.name.ljust(w)} = {_g(n.adjoint)}")
+        lines.append("")
+        lines.append(f"forward mode: d{y}/d{x} = {_g(fwd) if fwd is not None else '?'} (the tangent reaching {y}); "
+                     f"reverse mode: d{y}/d{x} = {_g(self.engine)} (the adjoint reaching {x}). One pass each here: "
+                     "forward mode needs one pass per input, reverse mode one per output.")
+        return Text("\n".join(lines))
+
     def paths(self) -> Text:
         """The path expansion alone: dy/dx as the sum over every path x -> y of the product of
         the local derivatives along it."""

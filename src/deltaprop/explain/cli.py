@@ -4,9 +4,10 @@ mode, the graph of an expression, and the interactive HTML training report.
     deltaprop explain mazur [--updates 10000]
     deltaprop explain trace --dataset xor --hidden 4 [--loss mse|bce|ce] [--steps 0] [--sample 0]
     deltaprop explain trace model.safetensors [--sample 0]     (a model written by deltaprop train)
-    deltaprop explain chain "exp(sin(x**2))" --at 1.0        (or --at x=1,y=2)
+    deltaprop explain chain "exp(sin(x**2))" --at 1.0 [--mode forward]   (or --at x=1,y=2)
     deltaprop explain graph "x * exp(x)" --at 0.5 [--svg out.svg]
     deltaprop explain modes [--sizes 1,10,100] [--repeat 3] [--json]
+    deltaprop explain modes "exp(sin(x**2))" --at 1.0      (or a network: --dataset moons --hidden 8,8)
     deltaprop explain --dataset xor --hidden 4,4 --steps 200 --html report.html
 
 Exit codes: 0 success, 2 usage error (the message says what is valid), 1 failure.
@@ -81,6 +82,10 @@ def _sub_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("--at", default="x=1.0", help="x's value (1.0) or several variables (x=1,y=2); default x=1")
         if name == "chain":
             p.add_argument("--wrt", default=None, help="the variable to differentiate by (default: each in turn)")
+            p.add_argument("--mode", choices=("reverse", "forward"), default="reverse",
+                           help="reverse (default): the forward values, then the adjoints swept back from dy/dy = 1 "
+                           "and the sum over paths; forward: the tangents carried from dx/dx = 1 through the same "
+                           "expression, beside the reverse sweep, and the engine's dp.jvp")
         else:
             p.add_argument("--svg", default=None, help="also write SVG to this file (needs Graphviz's dot)")
     elif name == "trace":
@@ -110,8 +115,19 @@ def _sub_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("--paths", action="store_true", help="with --weight: the path expansion as well")
         p.add_argument("--seed", type=int, default=0, help="data and initialisation seed (default 0)")
     else:
+        from .record import ACTIVATIONS, DATASETS
+
         p = _Parser(prog=f"{PROG} modes", description="Forward vs reverse mode for f: R^n -> R^m: JVP and VJP "
-                    "pass counts for the full Jacobian, agreement, and time.")
+                    "pass counts for the full Jacobian, agreement, and time. Of your expression (EXPR --at x=1,y=2), "
+                    "of a network (--dataset moons --hidden 8,8: its outputs as a function of one sample), or "
+                    "without either, of a family of random functions of sizes --sizes.",
+                    epilog='Example: deltaprop explain modes "exp(sin(x**2))" --at 1.0')
+        p.add_argument("expression", nargs="?", default=None, help='an expression, e.g. "x*y + sin(x)"')
+        p.add_argument("--at", default=None, help="the variables' values (x=1,y=2, or 1.0 for x); default x=1")
+        p.add_argument("--dataset", choices=DATASETS, default=None, help="a network on this data set instead")
+        p.add_argument("--hidden", default="8", help="with --dataset: hidden layer sizes (default 8)")
+        p.add_argument("--activation", choices=ACTIVATIONS, default=DEFAULT_ACTIVATION,
+                       help=f"with --dataset: hidden activation (default {DEFAULT_ACTIVATION})")
         p.add_argument("--sizes", default="1,10,100", help="values of n and m (default 1,10,100)")
         p.add_argument("--repeat", type=int, default=3, help="timing repeats, best kept (default 3)")
         p.add_argument("--seed", type=int, default=0)
@@ -173,8 +189,30 @@ def _cmd_chain(args) -> int:
         if k:
             print()
         with np.errstate(all="ignore"):
-            print(chain(y, env[w], names=env, expression=args.expression.strip()))
+            c = chain(y, env[w], names=env, expression=args.expression.strip())
+            if args.mode == "reverse":
+                print(c)
+                continue
+            print(c.forward())
+            print(f"engine (forward mode, dp.jvp with d{w}/d{w} = 1): d{c.y_name}/d{w} = {_jvp(ast, env, w)}")
     return 0
+
+
+def _jvp(ast, env: dict, w: str) -> str:
+    """d(expr)/dw by the engine's forward mode (dp.jvp), the other variables held at their values."""
+    import numpy as np
+
+    import deltaprop as dp
+    from .expr import evaluate
+    from .numbers import fmt
+
+    held = {k: v.detach() for k, v in env.items() if k != w}
+
+    def f(v):
+        out = evaluate(ast, {**held, w: v})
+        return out if isinstance(out, dp.Tensor) else dp.tensor(np.float64(out)) * 0.0 + out
+    _, tangent = dp.jvp(f, (env[w].detach(),), (dp.tensor(np.float64(1.0)),))
+    return fmt(np.asarray(tangent.data if hasattr(tangent, "data") else tangent))
 
 
 def _cmd_graph(args) -> int:
@@ -199,7 +237,42 @@ def _cmd_graph(args) -> int:
 
 
 def _cmd_modes(args) -> int:
-    from .modes import format_modes, modes
+    from .modes import expression_modes, format_modes, format_row, modes, network_modes
+
+    if args.expression is not None and args.dataset is not None:
+        raise _UsageError(f"{PROG} modes: error: give an expression or --dataset, not both")
+    if args.expression is not None:
+        args.at = args.at or "x=1.0"
+        ast, env, y, used = _expression(args)
+        at = {k: float(v.item()) for k, v in env.items()}
+        row, J, names = expression_modes(ast, at, repeat=max(1, args.repeat))
+        where = ", ".join(f"{k} = {v:g}" for k, v in at.items())
+        print(format_row(row, f"f = {args.expression.strip()} at {where}", J, names, ["f"]))
+        if args.json:
+            print(json.dumps({"rows": [row.as_dict()], "gradient": J.reshape(-1).tolist(), "variables": names}))
+        return 0 if row.agree else 1
+    if args.at is not None:
+        raise _UsageError(f"{PROG} modes: error: --at gives the values of an expression's variables; give the "
+                          "expression too")
+    if args.dataset is not None:
+        from .names import neuron_names
+        from .record import _load, build_model
+
+        hidden = _hidden_sizes(args.hidden, allow_zero=True)
+        X, y = _load(args.dataset, args.seed)
+        classes = int(y.max()) + 1
+        sizes = [X.shape[1], *hidden, 1 if classes == 2 else classes]
+        model = build_model(sizes, args.activation, args.seed)
+        row, J = network_modes(model, X[0], repeat=max(1, args.repeat))
+        names = neuron_names(sizes)
+        weights = sum(int(p.size) for p in model.parameters())
+        print(format_row(row, f"the {'-'.join(map(str, sizes))} network's outputs ({args.activation}, seed "
+                         f"{args.seed}) as a function of sample 0 of {args.dataset}", J, names[0], names[-1]))
+        print(f"  training differentiates the loss (1 output) by the {weights} weights and biases: forward mode "
+              f"would need {weights} passes, reverse mode 1.")
+        if args.json:
+            print(json.dumps({"rows": [row.as_dict()], "weights": weights}))
+        return 0 if row.agree else 1
 
     try:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

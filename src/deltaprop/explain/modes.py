@@ -12,7 +12,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["ModeRow", "ModeTable", "modes", "format_modes", "make_function"]
+__all__ = ["ModeRow", "ModeTable", "modes", "format_modes", "make_function", "mode_row", "expression_modes",
+           "network_modes", "format_row"]
 
 
 @dataclass
@@ -127,24 +128,84 @@ def modes(sizes: Iterable[int] = (1, 10, 100), hidden: int = 32, seed: int = 0, 
         for m in sizes:
             f = make_function(n, m, hidden, seed)
             x = np.random.default_rng([seed, n, m, 1]).normal(size=n)
-            best = {}
-            J = {}
-            counts = {}
-            for mode in ("fwd", "rev"):
-                t_best = np.inf
-                for _ in range(max(1, repeat)):
-                    g, c = _counted(f)
-                    t0 = time.perf_counter()
-                    Jm = dp.jacobian(g, mode=mode)(x)
-                    t_best = min(t_best, time.perf_counter() - t0)
-                J[mode] = np.asarray(Jm.data if hasattr(Jm, "data") else Jm)
-                best[mode] = t_best
-                counts[mode] = c
-            diff = float(np.max(np.abs(J["fwd"] - J["rev"]))) if J["fwd"].size else 0.0
-            rows.append(ModeRow(n, m, counts["fwd"]["jvp"], counts["rev"]["vjp"], diff,
-                                bool(J["fwd"].shape == J["rev"].shape == (m, n) and diff <= atol),
-                                best["fwd"], best["rev"]))
+            rows.append(mode_row(f, x, m, repeat, atol)[0])
     return rows
+
+
+def mode_row(f: Callable, x: np.ndarray, m: int, repeat: int = 1, atol: float = 1e-10) -> tuple[ModeRow, np.ndarray]:
+    """(row, J) for f: R^n -> R^m at x (a 1-D array): the Jacobian J (m, n) by n JVPs and by m
+    VJPs, the passes counted while it was built, agreement and the best time of `repeat` runs."""
+    import deltaprop as dp
+
+    n = int(np.size(x))
+    best, J, counts = {}, {}, {}
+    for mode in ("fwd", "rev"):
+        t_best = np.inf
+        for _ in range(max(1, repeat)):
+            g, c = _counted(f)
+            t0 = time.perf_counter()
+            Jm = dp.jacobian(g, mode=mode)(x)
+            t_best = min(t_best, time.perf_counter() - t0)
+        J[mode] = np.asarray(Jm.data if hasattr(Jm, "data") else Jm).reshape(m, n)
+        best[mode] = t_best
+        counts[mode] = c
+    diff = float(np.max(np.abs(J["fwd"] - J["rev"]))) if J["fwd"].size else 0.0
+    row = ModeRow(n, m, counts["fwd"]["jvp"], counts["rev"]["vjp"], diff,
+                  bool(np.isfinite(diff) and diff <= atol * max(1.0, float(np.max(np.abs(J["rev"]), initial=0.0)))),
+                  best["fwd"], best["rev"])
+    return row, J["rev"]
+
+
+def expression_modes(ast, at: dict, repeat: int = 1, atol: float = 1e-10) -> tuple[ModeRow, np.ndarray, list]:
+    """Forward vs reverse mode on a parsed expression (explain.expr) of the variables in `at`
+    (name -> value): f: R^n -> R with n = len(at). Returns (row, gradient (1, n), names)."""
+    import deltaprop as dp
+    from .expr import evaluate
+
+    names = list(at)
+
+    def f(v):
+        out = evaluate(ast, {k: v[i] for i, k in enumerate(names)})
+        return out if isinstance(out, dp.Tensor) else v.sum() * 0.0 + out
+    x = np.array([float(at[k]) for k in names], dtype=np.float64)
+    with np.errstate(all="ignore"):
+        row, J = mode_row(f, x, 1, repeat, atol)
+    return row, J, names
+
+
+def network_modes(model, x: np.ndarray, repeat: int = 1, atol: float = 1e-10) -> tuple[ModeRow, np.ndarray]:
+    """Forward vs reverse mode on a network's outputs as a function of one sample x (R^n -> R^m)."""
+    import deltaprop as dp
+
+    m = int(model(dp.tensor(np.asarray(x, dtype=np.float64).reshape(1, -1))).size)
+
+    def f(v):
+        return model(v.reshape(1, -1)).reshape(-1)
+    return mode_row(f, np.asarray(x, dtype=np.float64).reshape(-1), m, repeat, atol)
+
+
+def format_row(row: ModeRow, what: str, J: np.ndarray, inputs: list, outputs: list) -> str:
+    """One function's modes as text: what f is, both Jacobians' pass counts, J, agreement, time."""
+    from .numbers import fmt
+
+    n, m = row.n, row.m
+    lines = [f"{what}: f: R^{n} -> R^{m}",
+             f"  forward mode: {row.jvp_passes} JVP pass{'es' if row.jvp_passes != 1 else ''} (one per input, "
+             f"each carrying a tangent e_i from the inputs to the outputs: one column of J)",
+             f"  reverse mode: {row.vjp_passes} VJP pass{'es' if row.vjp_passes != 1 else ''} (one per output, "
+             f"each sweeping an adjoint e_j back from the outputs: one row of J)"]
+    shown = [(i, j) for j in range(m) for i in range(n)][:12]
+    for i, j in shown:
+        lines.append(f"  d{outputs[j]}/d{inputs[i]} = {fmt(J[j, i])}")
+    if n * m > len(shown):
+        lines.append(f"  ... {n * m - len(shown)} more entries of J")
+    lines.append(f"  the two Jacobians {'agree' if row.agree else 'DIFFER'} (max |diff| {'%.2g' % row.max_abs_diff}); "
+                 f"time: forward {row.fwd_seconds * 1e3:.2f} ms, reverse {row.rev_seconds * 1e3:.2f} ms")
+    fewer = ("forward mode needs fewer passes." if n < m else "reverse mode needs fewer passes." if m < n
+             else "both modes need the same number of passes.")
+    lines.append(f"  {n} input{'s' if n != 1 else ''} and {m} output{'s' if m != 1 else ''}: {fewer}" + (" Training differentiates a loss (1 output) by every weight, which is why it uses "
+                              "reverse mode: backpropagation." if m == 1 and n > 1 else ""))
+    return "\n".join(lines)
 
 
 def format_modes(rows: list[ModeRow]) -> str:
