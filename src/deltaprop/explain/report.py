@@ -14,8 +14,7 @@ Required keys (lists may be NumPy arrays or anything with ``__array__``/``tolist
 ``sizes``       list of int, the layer widths including the input, e.g. ``[2, 4, 4, 1]``.
 ``activation``  ``"tanh" | "sigmoid" | "relu" | "leaky_relu" | "gelu"``: every hidden layer's
                 activation (leaky_relu with PyTorch's negative slope 0.01; relu'(0) = 0,
-                leaky_relu'(0) = 0.01 as in PyTorch; gelu exact, x Phi(x), with the engine's own
-                erfc, whose coefficients the page carries).
+                leaky_relu'(0) = 0.01 as in PyTorch; gelu exact, x Phi(x), Phi to ~1e-12).
 ``output``      ``"sigmoid"``: one output unit, loss = binary cross-entropy;
                 ``"softmax"``: ``sizes[-1] >= 2`` outputs, loss = cross-entropy;
                 ``"mse"``: sigmoid outputs, loss = mean over the outputs of (out - t)^2;
@@ -257,10 +256,6 @@ def _validate(data: Mapping[str, Any]) -> dict:
     }
     if targets is not None:
         page["targets"] = targets
-    if d["activation"] == "gelu":   # the engine's erfc (W. J. Cody's), so the page's Phi is the engine's
-        from ..ops import _special as sp
-
-        page["erf"] = {k: list(getattr(sp, f"_{k}")) for k in ("A", "B", "C", "D", "P", "Q")}
     if d.get("description") is not None:
         page["description"] = str(d["description"])
     if d.get("note") is not None:
