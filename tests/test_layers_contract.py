@@ -36,8 +36,6 @@ PRIVATE = re.compile(r"\._node\b|\bNode\b|\b_seq\b|\b_state\b|\b_accumulate\b|\b
 
 # Known offenders, moving to the graph API (#19). Remove a file once it reads graphs through it.
 ALLOWED = {
-    "explain/chain.py",
-    "explain/graph.py",
     "nn/module.py",  # (modes._state.recorder: dp.compile's recording)
 }
 

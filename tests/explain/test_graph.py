@@ -43,12 +43,14 @@ def test_matrix_graph_with_retained_grad_and_constants():
     h = dp.tanh(W @ x)
     h.retain_grad()
     loss = (h * 2).sum()
-    g = dp.explain.graph(loss, names={"W": W})
+    g = dp.explain.graph(loss, names={"W": W, "h": h})   # a retained non-leaf shows its .grad when named
     loss.backward()
     src = g.source
     labels = [l for _, l, _ in nodes(src)]
     assert any(l.startswith("W\\n(2, 3)") and "grad" in l for l in labels)
-    assert any(l.startswith("tanh\\n(2,)") and "grad [" in l for l in labels)
+    assert any(l.startswith("tanh h\\n(2,)") and "grad [2, 2]" in l for l in labels)
+    unnamed = dp.explain.graph((dp.tanh(W @ x) * 2).sum(), names={"W": W}).source
+    assert "tanh\\n(2,)" in unnamed
     assert any(l.startswith("const\\n(3,)") for l in labels)
     assert len(g) == len(labels)
 

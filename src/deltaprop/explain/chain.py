@@ -345,9 +345,9 @@ def chain(y, x, names: Mapping[str, Any] | None = None, y_name: str | None = Non
 
 
 def _chain(y, x, names, y_name, expression) -> Chain:
-    from .. import autograd
+    from ..graph import GraphInput, producer
     from ..tensor import Tensor
-    from .graph import _key, topological
+    from .graph import _inkey, _key, _vkey, adjoints, topological
 
     if not isinstance(y, Tensor) or not isinstance(x, Tensor):
         raise TypeError(f"chain(y, x): both must be deltaprop Tensors, got {type(y).__name__} and {type(x).__name__}")
@@ -361,9 +361,9 @@ def _chain(y, x, names, y_name, expression) -> Chain:
     x_name = label.get(id(x), "x")
     if y_name is None:
         y_name = label.get(id(y)) or ("f" if "y" in names or x_name == "y" else "y")
-    xkey = _key(x)
+    xkey = _vkey(_key(x))
 
-    if not y.requires_grad or y._node is None:
+    if not y.requires_grad or producer(y) is None:
         # y is x itself, or a constant
         same = y is x
         node = ChainNode(x_name, "input", x_name, x.data.copy(), np.ones_like(x.data))
@@ -372,110 +372,104 @@ def _chain(y, x, names, y_name, expression) -> Chain:
         return Chain(x_name, y_name if not same else x_name, nodes, one, len(one),
                      np.asarray(1.0 if same else 0.0), {x_name: x.data}, [])
 
+    # the vertices (the engine's GraphNodes, and leaf tensors) read through deltaprop.graph
     topo = topological(y)   # inputs first; raises if a backward already freed the graph
-    on = {id(xkey)}
+    ykey = _vkey(_key(y))
+    on = {xkey}
     for k in topo:
-        if isinstance(k, autograd.Node) and id(k) != id(xkey):
-            if any(isinstance(a, Tensor) and a.requires_grad and id(_key(a)) in on for a in k.args):
-                on.add(id(k))
-    path_keys = [k for k in topo if id(k) in on]
-    if id(_key(y)) not in on or id(xkey) not in on:
+        if not isinstance(k, Tensor) and k != xkey:
+            if any(inp.requires_grad and _inkey(inp) in on for inp in k.inputs):
+                on.add(k)
+    path_keys = [_vkey(k) for k in topo if _vkey(k) in on]
+    if ykey not in on or xkey not in on:
         return Chain(x_name, y_name, [], [], 0, np.asarray(0.0), {x_name: x.data}, [],
                      f"{y_name} (a value that does not depend on {x_name})")
 
-    # adjoints dy/d(node) from the engine's own reverse pass (no .grad is touched)
-    probes = []
-    for k in path_keys:
-        if id(k) == id(xkey):
-            probes.append(x)
-        else:
-            t = Tensor(k.out)
-            t._node = k
-            probes.append(t)
-    if id(xkey) in on and id(_key(y)) in on:
-        adj = autograd.run_backward([y], [np.ones(y.shape, y.dtype)], retain_graph=True, inputs=probes)
-    else:
-        adj = [None] * len(probes)
-    adjoint = {id(k): (np.zeros_like(p.data) if a is None else np.asarray(a.data if isinstance(a, Tensor) else a))
-               for k, p, a in zip(path_keys, probes, adj)}
+    # adjoints dy/d(node): a reverse pass through each node's own derivative rule (GraphNode.vjp),
+    # which touches no .grad
+    adj = adjoints(y, topo)
+    adjoint = {k: np.asarray(adj[k]) if k in adj else np.zeros(np.shape(x.data if k == xkey else k.output))
+               for k in path_keys}
 
     # names: x, v1, v2, ..., y; off-path tensors by their given name, a scalar value, or c1, c2...
-    name: dict[int, str] = {id(xkey): x_name}
+    name: dict = {xkey: x_name}
     count = 0
     for k in path_keys:
-        if id(k) in name:
+        if k in name:
             continue
-        if k is _key(y):
-            name[id(k)] = y_name
+        if k == ykey:
+            name[k] = y_name
         else:
             count += 1
-            name[id(k)] = f"v{count}"
+            name[k] = f"v{count}"
     constants: list = []
 
-    full: dict[int, tuple[str, int]] = {id(xkey): (x_name, _ATOM)}
+    full: dict = {xkey: (x_name, _ATOM)}
 
-    def arg_name(a) -> str:
-        if isinstance(a, Tensor):
-            key = _key(a)
-            if id(key) in name:
-                return name[id(key)]
-            if id(a) in label:
-                return label[id(a)]
-            if a.size == 1 and a._node is None:
-                return _g(a.data)
-            nm = f"c{len(constants) + 1}"
-            name[id(key)] = nm
-            what = full[id(key)][0] if id(key) in full else f"a constant of shape {a.shape}"
-            constants.append((nm, what, a.data))
-            return nm
-        arr = np.asarray(a)
-        return _g(arr) if arr.size == 1 else f"<constant {arr.shape}>"
+    def arg_name(inp) -> str:
+        key = _inkey(inp)
+        if key is not None and key in name:
+            return name[key]
+        t = inp.tensor
+        if t is not None and id(t) in label:
+            return label[id(t)]
+        arr = np.asarray(inp.value)
+        if inp.node is None and arr.size == 1:
+            return _g(arr)
+        if key is None:
+            return f"<constant {arr.shape}>"
+        nm = f"c{len(constants) + 1}"
+        name[key] = nm
+        what = full[key][0] if key in full else f"a constant of shape {arr.shape}"
+        constants.append((nm, what, arr))
+        return nm
 
-    def text_of(a) -> tuple[str, int]:
+    def text_of(inp) -> tuple[str, int]:
         """The full expression of an argument: a subexpression, a given name, or a value."""
-        if isinstance(a, Tensor):
-            if id(_key(a)) in full:
-                return full[id(_key(a))]
-            if id(a) in label:
-                return label[id(a)], _ATOM
-        arr = np.asarray(a.data if isinstance(a, Tensor) else a)
+        key = _inkey(inp)
+        if key is not None and key in full:
+            return full[key]
+        if inp.tensor is not None and id(inp.tensor) in label:
+            return label[id(inp.tensor)], _ATOM
+        arr = np.asarray(inp.value)
         t = _g(arr) if arr.size == 1 else f"<{arr.shape}>"
         return t, (0 if t.startswith("-") else _ATOM)
 
+    def operands(k) -> list:
+        """The node's inputs, and a scalar exponent kept in its settings as one more operand."""
+        return list(k.inputs) + [GraphInput(None, None, p, False) for p in _kw_args(k)]
+
     for k in topo:   # expressions of the off-path subgraphs (held constant), shown by name
-        if id(k) not in on and isinstance(k, autograd.Node):
-            whole = _expr(k.op.name, [text_of(a) for a in k.args + _kw_args(k)])
-            full[id(k)] = whole if len(whole[0]) <= 300 else ("...", _ATOM)
+        if not isinstance(k, Tensor) and k not in on:
+            whole = _expr(k.op, [text_of(i) for i in operands(k)])
+            full[k] = whole if len(whole[0]) <= 300 else ("...", _ATOM)
 
     nodes = []
-    by_key: dict[int, ChainNode] = {}
+    by_key: dict = {}
     for k in path_keys:
-        if id(k) == id(xkey):
-            n = ChainNode(x_name, "input", x_name, x.data.copy(), adjoint[id(k)])
+        if k == xkey:
+            n = ChainNode(x_name, "input", x_name, x.data.copy(), adjoint[k])
         else:
-            args = k.args
-            anames = [arg_name(a) for a in args + _kw_args(k)]
-            datas = [a.data if isinstance(a, Tensor) else a for a in args]
-            consts = [None if isinstance(a, Tensor) and id(_key(a)) in on else
-                      (float(np.asarray(d)) if np.size(d) == 1 and not isinstance(d, (dict, tuple)) else None)
-                      for a, d in zip(args + _kw_args(k), datas + list(_kw_args(k)))]
+            ins = operands(k)
+            anames = [arg_name(i) for i in ins]
+            consts = [None if i.requires_grad and _inkey(i) in on else
+                      (float(np.asarray(i.value)) if np.size(i.value) == 1 else None) for i in ins]
             here = [(nm, 0 if nm.startswith("-") else _ATOM) for nm in anames]
-            n = ChainNode(name[id(k)], k.op.name, _expr(k.op.name, here)[0], np.array(k.out, copy=True),
-                          adjoint[id(k)])
-            whole = _expr(k.op.name, [text_of(a) for a in args + _kw_args(k)])
-            full[id(k)] = whole if len(whole[0]) <= 300 else (n.name, _ATOM)
-            scalar = np.size(k.out) == 1
+            n = ChainNode(name[k], k.op, _expr(k.op, here)[0], np.array(k.output, copy=True), adjoint[k])
+            whole = _expr(k.op, [text_of(i) for i in ins])
+            full[k] = whole if len(whole[0]) <= 300 else (n.name, _ATOM)
+            scalar = np.size(k.output) == 1
             with np.errstate(all="ignore"):
-                locs: Any = k.op.vjp(k, np.ones_like(k.out), k.out, *datas, **k.kw) if scalar else None
-            for i, a in enumerate(args):
-                if not (isinstance(a, Tensor) and a.requires_grad and id(_key(a)) in on):
+                locs: Any = k.vjp(np.ones_like(k.output)) if scalar else None
+            for i, inp in enumerate(k.inputs):
+                if not (inp.requires_grad and _inkey(inp) in on):
                     continue
                 val = None
-                if scalar and a.size == 1 and locs[i] is not None:
-                    val = float(np.sum(np.asarray(locs[i].data if isinstance(locs[i], Tensor) else locs[i])))
-                n.locals.append((anames[i], _formula(k.op.name, i, anames, n.name, consts), val))
-                by_key[id(_key(a))].consumers.append((n.name, val))
-        by_key[id(k)] = n
+                if scalar and np.size(inp.value) == 1 and locs[i] is not None:
+                    val = float(np.sum(np.asarray(locs[i])))
+                n.locals.append((anames[i], _formula(k.op, i, anames, n.name, consts), val))
+                by_key[_inkey(inp)].consumers.append((n.name, val))
+        by_key[k] = n
         nodes.append(n)
 
     # enumerate the paths y -> x (edge by edge; an input used twice gives two edges)
@@ -499,15 +493,16 @@ def _chain(y, x, names, y_name, expression) -> Chain:
                 edges.append((inp, formula, val, k))
             for inp, formula, val, k in reversed(edges):
                 stack.append((seq + [inp], forms + [formula], facs + [val], ops + [(k, counts[inp] + 1)]))
-    return Chain(x_name, y_name, nodes, paths, n_paths, adjoint[id(xkey)],
+    return Chain(x_name, y_name, nodes, paths, n_paths, adjoint[xkey],
                  {**{k: v.data for k, v in names.items() if isinstance(v, Tensor) and v.size == 1},
-                  x_name: x.data}, constants, expression or full[id(_key(y))][0])
+                  x_name: x.data}, constants, expression or full[ykey][0])
 
 
 def _kw_args(node) -> tuple:
-    """Numeric parameters an op keeps in its keywords that read as operands (x ** p: p)."""
-    if node.op.name == "pow" and len(node.args) == 1 and "p" in (node.kw or {}):  # (the scalar-exponent pow)
-        return (node.kw["p"],)
+    """Numeric parameters an op keeps in its settings that read as operands (x ** p: p)."""
+    kw = node.kwargs
+    if node.op == "pow" and len(node.inputs) == 1 and "p" in kw:  # (the scalar-exponent pow)
+        return (kw["p"],)
     return ()
 
 

@@ -3,10 +3,12 @@
 Like micrograd's drawings, every node shows its value and the gradient that arrived there:
 `graph(y)` walks y's graph once, without recursion, and runs a backward pass of its own from
 y (seeded with ones) through the ops' VJPs, keeping the adjoint dy/d(node) of every node. That
-pass reads the graph and changes nothing: no `.grad`, no hook, no freed buffer. Parameters and
-retained tensors also show their `.grad`, read when `.source` is asked for, so a Graph made
-before `y.backward()` shows them after it. Draw before `y.backward()`, or after
-`y.backward(retain_graph=True)`: a plain backward() frees what the drawing needs.
+pass reads the graph and changes nothing: no `.grad`, no hook, no freed buffer. Leaves (the
+parameters) also show their `.grad`, read when `.source` is asked for, so a Graph made before
+`y.backward()` shows them after it. The graph is read through the engine's public graph API
+(`deltaprop.graph`: walk, producer, GraphNode.inputs / .vjp), never its private fields. Draw
+before `y.backward()`, or after `y.backward(retain_graph=True)`: a plain backward() frees what
+the drawing needs.
 """
 from __future__ import annotations
 
@@ -21,8 +23,28 @@ __all__ = ["Graph", "graph", "topological", "adjoints"]
 
 
 def _key(t):
-    """The graph vertex of a tensor: the Node that produced it, or the tensor itself for a leaf."""
-    return t._node if t._node is not None else t
+    """The graph vertex of a tensor: the engine's GraphNode that produced it, or the tensor itself
+    for a leaf."""
+    from ..graph import producer
+
+    node = producer(t)
+    return t if node is None else node
+
+
+def _vkey(v):
+    """A dict key for a vertex: the GraphNode itself (views of one op compare equal), or id() of a
+    leaf tensor."""
+    from ..graph import GraphNode as EngineNode
+
+    return v if isinstance(v, EngineNode) else id(v)
+
+
+def _inkey(inp):
+    """The vertex key of an op's input (a GraphInput): its producer, or the leaf tensor; None for a
+    raw value."""
+    if inp.node is not None:
+        return inp.node
+    return id(inp.tensor) if inp.tensor is not None else None
 
 
 def _freed(op_name: str) -> RuntimeError:
@@ -32,30 +54,24 @@ def _freed(op_name: str) -> RuntimeError:
 
 
 def topological(y) -> list:
-    """Every vertex (Node or leaf Tensor requiring grad) that y depends on, inputs first.
+    """Every vertex (the engine's GraphNode, or a leaf Tensor requiring grad) that y depends on,
+    inputs first (deltaprop.graph.walk: creation order, found without recursion)."""
+    from ..graph import producer, walk
 
-    Iterative depth-first search, so graphs of any depth are fine."""
-    from ..tensor import Tensor
-
-    post: list = []
+    if producer(y) is None:
+        return [y]
+    out: list = []
     seen: set[int] = set()
-    stack = [(_key(y), False)]
-    while stack:
-        v, done = stack.pop()
-        if done:
-            post.append(v)
-            continue
-        if id(v) in seen:
-            continue
-        seen.add(id(v))
-        stack.append((v, True))
-        if not isinstance(v, Tensor):
-            if v.args is None:
-                raise _freed(v.op.name)
-            for a in reversed(v.args):
-                if isinstance(a, Tensor) and a.requires_grad and id(_key(a)) not in seen:
-                    stack.append((_key(a), False))
-    return post
+    for node in walk(y):
+        if node.freed:
+            raise _freed(node.op)
+        for inp in node.inputs:
+            leaf = inp.leaf
+            if leaf is not None and id(leaf) not in seen:
+                seen.add(id(leaf))
+                out.append(leaf)
+        out.append(node)
+    return out
 
 
 def _fmt(v: Any) -> str:
@@ -68,31 +84,29 @@ def _fmt(v: Any) -> str:
 
 
 def adjoints(y, order: list) -> dict:
-    """{id(vertex): dy/d(vertex)} for every vertex of `order` (inputs first) that y depends on,
-    by a reverse pass of the drawing's own over the ops' reference VJPs, seeded with ones.
-    It writes no .grad, calls no hook and frees nothing."""
-    from .. import autograd
+    """{vertex key: dy/d(vertex)} for every vertex of `order` (inputs first) that y depends on,
+    keyed by the GraphNode itself, or by id() of a leaf tensor: a reverse pass of the drawing's own
+    through each node's derivative rule (GraphNode.vjp), seeded with ones. It writes no .grad,
+    calls no hook and frees nothing."""
     from ..tensor import Tensor
 
-    grads: dict[int, np.ndarray] = {id(_key(y)): np.ones(y.shape, y.dtype)}
+    grads: dict = {_vkey(_key(y)): np.ones(y.shape, y.dtype)}
     for v in reversed(order):
-        g = grads.get(id(v))
-        if g is None or isinstance(v, Tensor):
+        if isinstance(v, Tensor):
             continue
-        if v.args is None:
-            raise _freed(v.op.name)
-        if v.versions:
-            autograd._check_versions(v)   # an in-place change since the forward: the engine's own error
+        g = grads.get(v)
+        if g is None:
+            continue
+        if v.freed:
+            raise _freed(v.op)
         with np.errstate(all="ignore"):
-            igs = v.op.vjp(v, g, v.out, *v.datas, **v.kw)
-        for a, ig in zip(v.args, igs):
-            if ig is None or not isinstance(a, Tensor) or not a.requires_grad:
+            igs = v.vjp(g)
+        for inp, ig in zip(v.inputs, igs):
+            k = _inkey(inp)
+            if ig is None or k is None or not inp.requires_grad:
                 continue
-            ig = np.asarray(ig.data if isinstance(ig, Tensor) else ig)
-            if ig.shape != a.shape:
-                ig = autograd.sum_to(ig, a.shape)
-            k = id(_key(a))
-            grads[k] = ig.astype(a.dtype, copy=True) if k not in grads else grads[k] + ig
+            ig = np.asarray(ig)
+            grads[k] = ig.copy() if k not in grads else grads[k] + ig
     return grads
 
 
@@ -114,17 +128,14 @@ class GraphNode:
     shape: tuple
     value: Any = None              # a copy of the value when it has one element
     adjoint: Any = None            # d(root)/d(this node), from the drawing's own backward pass
-    tensor: Any = None             # leaf: the Tensor itself (its .grad is read at render time)
-    node: Any = None               # op: the engine's Node (its output's retained grad is read at render time)
+    tensor: Any = None             # a leaf, or a named retained tensor: its .grad is read at render time
+    node: Any = None               # op: the engine's GraphNode
     root: bool = False
     inputs: list = field(default_factory=list)   # ids of the vertices feeding this one
 
     def grad(self):
-        t = self.tensor
-        if self.node is not None:
-            ref = getattr(self.node, "retained", None)
-            t = ref() if ref is not None else None
-        g = getattr(t, "grad", None)
+        """The tensor's .grad as it is now (None for an unnamed op's output)."""
+        g = getattr(self.tensor, "grad", None)
         return None if g is None else np.asarray(g.data if hasattr(g, "data") else g)
 
     def label(self) -> str:
@@ -210,15 +221,19 @@ class Graph:
 def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
     """The graph that produced y (ops, leaves, constants), without recursion.
 
-    names optionally maps display names to leaf tensors, e.g. dict(model.named_parameters()).
+    names optionally maps display names to tensors, e.g. dict(model.named_parameters()); a named
+    non-leaf tensor (one that called retain_grad()) is drawn with its name and its .grad.
     Call it before `y.backward()` (or backward with retain_graph=True): backward frees the graph.
     """
+    from ..graph import producer
     from ..tensor import Tensor
 
     if not isinstance(y, Tensor):
         raise TypeError(f"graph(y): y must be a deltaprop Tensor, got {type(y).__name__}")
     label = {id(t): k for k, t in (names or {}).items() if isinstance(t, Tensor)}
-    ids: dict[int, str] = {}
+    # named non-leaf tensors, by the node that made them: drawn with their name and .grad
+    made = {producer(t): (k, t) for k, t in (names or {}).items() if isinstance(t, Tensor) and producer(t) is not None}
+    ids: dict[Any, str] = {}     # vertex key (a GraphNode, or id() of a tensor) -> drawn id
     nodes: list[GraphNode] = []
 
     def new_id() -> str:
@@ -237,7 +252,7 @@ def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
         return n.id
 
     adj: dict = {id(y): np.ones(y.shape, y.dtype)} if y.requires_grad else {}
-    if y._node is None:
+    if producer(y) is None:
         leaf_vertex(y)
         nodes[0].root = True
         return Graph(nodes)
@@ -248,23 +263,28 @@ def graph(y, names: Mapping[str, Any] | None = None) -> Graph:
             leaf_vertex(v)
             continue
         inputs = []
-        for a in v.args:
-            if isinstance(a, Tensor):
-                inputs.append(ids[id(_key(a))] if a.requires_grad else leaf_vertex(a))
-            elif isinstance(a, (int, float, np.number, np.ndarray, bool)):
-                arr = np.asarray(a)
+        for inp in v.inputs:
+            if inp.node is not None:
+                inputs.append(ids[inp.node])
+            elif inp.tensor is not None:
+                inputs.append(ids[id(inp.tensor)] if inp.leaf is not None else leaf_vertex(inp.tensor))
+            elif isinstance(inp.value, (int, float, np.number, np.ndarray, bool)):
+                arr = np.asarray(inp.value)
                 n = GraphNode(new_id(), "const", "const", tuple(arr.shape),
                               value=arr.copy() if arr.size == 1 else None)
                 nodes.append(n)
                 inputs.append(n.id)
-        out = v.out
-        params = [f"{k}={_fmt(a)}" for k, a in (v.kw or {}).items()
+        out = v.output
+        params = [f"{k}={_fmt(a)}" for k, a in v.kwargs.items()
                   if isinstance(a, (int, float, np.number)) and not isinstance(a, bool)]
-        title = v.op.name + (" " + " ".join(params) if params else "")
+        title = v.op + (" " + " ".join(params) if params else "")
+        named = made.get(v)
+        if named is not None:
+            title += f" {named[0]}"
         n = GraphNode(new_id(), "op", title, tuple(np.shape(out)),
-                      value=np.array(out, copy=True), adjoint=adj.get(id(v)),
-                      node=v, inputs=inputs)
-        ids[id(v)] = n.id
+                      value=np.array(out, copy=True), adjoint=adj.get(v),
+                      node=v, inputs=inputs, tensor=None if named is None else named[1])
+        ids[v] = n.id
         nodes.append(n)
     nodes[-1].root = True
     return Graph(nodes)

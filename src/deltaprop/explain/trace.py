@@ -9,7 +9,7 @@ recursion for delta_l = dE/dnet_l, the same at every depth:
     dE/dW_l = delta_l^T out_{l-1},   dE/db_l = sum over the batch of delta_l
 
 `trace` does not implement that recursion: it runs the model forward and asks the engine's
-reverse pass for dE/dnet, dE/dout and dE/dparam (autograd.run_backward with `inputs=`, which
+reverse pass for dE/dnet, dE/dout and dE/dparam (deltaprop.graph.grad, the public graph API, which
 returns those gradients without touching any `.grad`). The text then shows the recursion
 with those numbers, and the tests check that the identities hold.
 """
@@ -631,7 +631,7 @@ def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = Non
     layers) -> o1.., numbered from 1.
     The model must be a chain of Linear layers and elementwise activations: any other module is
     refused with a ValueError naming it."""
-    from .. import autograd, nn
+    from .. import autograd, graph, nn
     from ..tensor import Tensor
 
     kind, loss_fn = _loss_kind(loss)
@@ -690,7 +690,7 @@ def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = Non
             raise ValueError("trace: the loss does not depend on the model's output")
     trainable = [(k, p) for k, p in params if p.requires_grad]
     probes = [r["net"] for r in records] + [r["out"] for r in records] + [p for _, p in trainable]
-    gs = autograd.run_backward([E], [np.ones(E.shape, E.dtype)], retain_graph=True, inputs=probes)
+    gs = graph.grad([E], probes, [np.ones(E.shape, E.dtype)], retain_graph=True)
     L = len(records)
 
     def grad_of(t, g):
@@ -710,8 +710,7 @@ def trace(model, x, target, loss: Callable | str = "sse", lr: float | None = Non
             fprime = np.ones_like(rows(d))
         else:
             # dout/dnet for an elementwise activation: the VJP of a cotangent of ones
-            fp = autograd.run_backward([r["out"]], [np.ones(r["out"].shape, r["out"].dtype)], retain_graph=True,
-                                       inputs=[r["net"]])[0]
+            fp = graph.grad([r["out"]], [r["net"]], [np.ones(r["out"].shape, r["out"].dtype)], retain_graph=True)[0]
             fprime = rows(grad_of(r["net"], fp))
         names = [neuron_name(li + 1, j, sizes) for j in range(sizes[li + 1])]
         in_names = [neuron_name(li, i, sizes) for i in range(sizes[li])]
