@@ -22,6 +22,14 @@ def on_config(config):
     return config
 
 
+def on_page_context(context, page, config, nav):
+    """The notebook page shows no table of contents: its wide tables get the column's width."""
+    if page.file.src_uri == NOTEBOOK:
+        page.meta = dict(page.meta or {})
+        page.meta["hide"] = sorted(set(page.meta.get("hide", [])) | {"toc"})
+    return context
+
+
 def on_page_markdown(markdown, page, config, files):
     """Point the step-by-step page at the notebook."""
     if page.file.src_uri == "step-by-step.md" and files.get_file_from_path(NOTEBOOK) is not None:

@@ -43,3 +43,27 @@ def test_step_by_step_notebook_executes():
     assert any("deltaprop-trace" in o["data"]["text/html"] for o in html)      # the trace displays as tables
     assert any("<iframe srcdoc=" in o["data"]["text/html"] for o in html)      # the report inline
     assert any("deltaprop-modes" in o["data"]["text/html"] for o in html)
+
+
+def test_docs_nav_names_the_step_by_step_pages_once_and_the_notebook_tables_fit():
+    # mkdocs-jupyter titles a notebook by its first heading unless told not to: the nav then showed
+    # "Backpropagation step by step" twice (the page, and the notebook's "# Backpropagation, step by step")
+    import yaml
+
+    root = NOTEBOOK.parents[2]
+
+    class Loader(yaml.SafeLoader):   # mkdocs.yml may hold !!python tags: read them as plain nodes
+        pass
+    Loader.add_multi_constructor("", lambda loader, suffix, node: None)
+    cfg = yaml.load((root / "mkdocs.yml").read_text(encoding="utf-8"), Loader=Loader)
+    jupyter = next(p["mkdocs-jupyter"] for p in cfg["plugins"] if isinstance(p, dict) and "mkdocs-jupyter" in p)
+    assert jupyter["ignore_h1_titles"] is True
+    titles = [next(iter(item)) for item in cfg["nav"] if isinstance(item, dict)]
+    assert titles.count("Backpropagation step by step") == 1
+    assert "Notebook: the three questions" in titles
+    # the wide explain tables: compact, heads allowed to wrap (the theme's 5rem per head made a
+    # 572 px scroll box), and the notebook page has no table of contents beside them
+    assert "stylesheets/notebook.css" in cfg["extra_css"]
+    css = (root / "docs" / "stylesheets" / "notebook.css").read_text(encoding="utf-8")
+    assert "min-width: 0" in css and ".deltaprop-trace" in css and ".deltaprop-modes" in css
+    assert '"toc"' in (root / "docs" / "_ext" / "hooks.py").read_text(encoding="utf-8")
