@@ -619,6 +619,10 @@ def test_mazur_page_shows_the_posts_deltas_and_mse_pages_equal_the_engine(browse
     sub = pg.page.text_content("p.sub")
     assert "· 1 sample ·" in sub and "1 samples" not in sub
     assert "Neuron o1 — output layer, neuron 1 of 2" in pg.page.text_content("#details")
+    cells = pg.page.eval_on_selector_all("#details table.grads td:first-child", "els => els.map(e => e.textContent)")
+    assert cells == ["w5", "w6", "bias"]                       # the post's weight names
+    tip = pg.page.text_content("line[data-link='1,1,0'] title")
+    assert tip.startswith("w7: h1 → o2")
     assert pg.errors == []
     pg.close()
     # MSE over sigmoid outputs, three classes: the page's deltas equal the engine's (per sample)

@@ -308,6 +308,15 @@
     return L === 2 ? "h" + (j + 1) : "h" + l + "." + (j + 1);
   }
 
+  // the weight on the link from neuron i of layer l into neuron j of layer l + 1: Mazur's w1..w8 in
+  // his example, else w(i2→h1.3)
+  const MAZUR = data.dataset === "mazur" && sizes.join(",") === "2,2,2";
+
+  function weightName(l, j, i) {
+    if (MAZUR) return "w" + (4 * l + 2 * j + i + 1);
+    return "w(" + neuronName(l, i) + "→" + neuronName(l + 1, j) + ")";
+  }
+
   // ---------------------------------------------------------------- network drawing
   const NET_W = 620;
   const NET_H = 380;
@@ -457,7 +466,7 @@
           line.setAttribute("stroke-opacity", back ? "0.85" : "0.75");
           line.setAttribute("data-w", g9(w));
           line.setAttribute("data-grad", g9(g));
-          let tip = neuronName(l, i) + " → " + neuronName(l + 1, j) + "\nw = " + g9(w) +
+          let tip = weightName(l, j, i) + ": " + neuronName(l, i) + " → " + neuronName(l + 1, j) + "\nw = " + g9(w) +
             "\n∂L/∂w (this sample) = δ × input = " + g9(g);
           if (layer.gW) tip += "\n∂L/∂w (whole batch) = " + g9(layer.gW[j][i]);
           line.firstChild.textContent = tip;
@@ -633,10 +642,10 @@
           "the one this step's update used" : "")]);
       const table = h("table", { class: "grads" });
       const head = h("tr");
-      for (const c of ["from", "w", "input aᵢ", "δ × aᵢ (this sample)"].concat(layer.gW ? ["batch ∂L/∂w"] : []))
+      for (const c of ["weight", "w", "input aᵢ", "δ × aᵢ (this sample)"].concat(layer.gW ? ["batch ∂L/∂w"] : []))
         head.appendChild(h("th", null, c));
       table.appendChild(head);
-      const rows = a.map((ai, i) => [neuronName(l - 1, i), layer.W[j][i], ai, delta * ai,
+      const rows = a.map((ai, i) => [weightName(l - 1, j, i), layer.W[j][i], ai, delta * ai,
         layer.gW ? layer.gW[j][i] : null]);
       rows.push(["bias", layer.b[j], 1, delta, layer.gb ? layer.gb[j] : null]);
       for (const r of rows) {
