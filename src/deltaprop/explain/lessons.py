@@ -191,12 +191,13 @@ def depth_lesson(mean_abs_delta: Sequence[float], *, activation: str = "", fprim
         return None
     change = first / last
     if change < 1 / 100:
-        fp = np.mean(fprime) if fprime is not None and len(fprime) else None
-        nets = np.mean(net) if net is not None and len(net) else None
-        ws = np.mean(weight_scale) if weight_scale is not None and len(weight_scale) else None
+        fp = float(np.mean(fprime)) if fprime is not None and len(fprime) else None
+        nets = float(np.mean(net)) if net is not None and len(net) else None
+        ws = float(np.mean(weight_scale)) if weight_scale is not None and len(weight_scale) else None
         if act in SATURATING and nets is not None and nets > 2.5:
-            cause = (f"saturated {act} units: |net| averages {_g(nets)}, where f'(net) is near 0 (it averages "
-                     f"{_g(fp)} here), so each layer passes back only a sliver of the error. Large weights saturate "
+            mean_fp = f" (it averages {_g(fp)} here)" if fp is not None else ""
+            cause = (f"saturated {act} units: |net| averages {_g(nets)}, where f'(net) is near 0{mean_fp}, so each "
+                     "layer passes back only a sliver of the error. Large weights saturate "
                      "units, most often from a learning rate too large or a too-large initialisation")
             advice = "lower the learning rate, initialise with Xavier (Glorot) scaling, or use fewer layers."
         elif act in SATURATING and fp is not None:
