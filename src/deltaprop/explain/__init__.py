@@ -2,9 +2,12 @@
 
 trace(model, x, target, loss, lr)  per-layer net/out/delta and per-parameter gradients, the layer rule
 mazur_model()                      Matt Mazur's 2-2-2 example network (data: dp.data.mazur())
-chain(y, x)                        dy/dx as the sum over paths of products of local derivatives
+chain(y, x)                        dy/dx as the sum over paths of products of local derivatives;
+                                   .forward(): forward mode step by step, tangents from dx/dx = 1
 graph(y)                           the recorded graph as Graphviz DOT (and SVG with `dot`)
 modes()                            forward vs reverse mode: passes, agreement and time
+names                              one naming of layers and neurons: i1 -> h1 (h1.1 ...) -> o1, 1-based
+lessons                            what a run teaches: training_lesson(losses, ...), depth_lesson(...)
 report_data(...) / write_report    the data and the self-contained HTML training report
 Report.from_run(...)               the report as an object a notebook shows inline
 """
