@@ -352,3 +352,20 @@ def test_speed_at_least_30_frames_per_second_for_2_8_8_1_on_500_points(browser, 
         assert fps >= 30, fps
     finally:
         p.close()
+
+
+def test_the_page_names_a_learning_rate_too_large(browser, server):
+    p = Page(browser, server)
+    try:
+        p.knob("#dataset", "circles")
+        p.page.click("#add-layer")
+        p.page.wait_for_function("() => window.playground.frame.config.hidden.length === 3")
+        p.knob("#learning-rate", 10)
+        p.page.click("#play")
+        p.page.wait_for_function("() => document.getElementById('diagnosis').textContent.includes('too large')",
+                                 timeout=60000)
+        p.page.click("#play")
+        text = p.page.locator("#diagnosis").inner_text()
+        assert "The loss rose" in text and "learning rate (10) is too large" in text
+    finally:
+        p.close()

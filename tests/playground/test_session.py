@@ -266,3 +266,24 @@ def test_a_frame_stops_training_at_its_time_budget():
     assert s.steps == 1
     s.advance(3)
     assert s.steps == 4
+
+
+def test_the_diagnosis_names_a_learning_rate_too_large_in_explains_words():
+    s = Session(Config(dataset="circles", hidden=[8, 8], activation="tanh", learning_rate=10.0))
+    s.advance(60)
+    assert s.losses[-1] > 1.25 * s.losses[0]           # the loss rose
+    d = s.frame()["diagnosis"]
+    assert d.startswith(f"The loss rose from {'%.4g' % s.losses[0]}")
+    assert "the learning rate (10) is too large" in d and "vanishing" not in d.lower()
+    want = dp.explain.lessons.training_lesson(s.losses, lr=10.0, hidden=[8, 8], activation="tanh",
+                                              dataset="circles", loss="bce_logits", classes=2, errors=s.errors,
+                                              samples=len(s.Xtr), unit="step")
+    assert d.startswith(want.text)
+
+
+def test_the_diagnosis_says_xor_needs_a_hidden_layer():
+    s = Session(Config(dataset="xor", hidden=[], learning_rate=0.3, batch_size=50))
+    for _ in range(12):
+        s.advance(100)
+    d = s.frame()["diagnosis"]
+    assert "not linearly separable" in d and "hidden layer" in d

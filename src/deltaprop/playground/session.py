@@ -496,11 +496,9 @@ class Session:
     def _diagnosis(self) -> str | None:
         """The lesson of the run so far, in dp.explain's words: from the loss curve (a rising loss
         names a learning rate too large) and from the next step's deltas (vanishing/exploding)."""
+        from ..explain import lessons
+
         tr = self.trace
-        try:
-            from ..explain import lessons
-        except ImportError:     # an explain without its lessons module: trace's own diagnosis
-            return None if tr is None else tr.diagnosis
         c = self.config
         history = lessons.training_lesson(
             self.losses, lr=c.learning_rate, hidden=list(c.hidden), activation=c.activation, dataset=c.dataset,
@@ -537,12 +535,12 @@ class Session:
 
     def names(self) -> list[list[str]]:
         """Neuron names per layer, the input layer first: the names dp.explain.trace gives."""
+        from ..explain.names import neuron_names
+
         tr = self.trace
         if tr is not None:
             return [list(tr.layers[0].in_names)] + [list(l.names) for l in tr.layers]
-        sizes = [2] + [l.weight.shape[0] for l in self.linears]
-        return [[f"x{i + 1}" for i in range(sizes[0])]] + [[f"{li}.{j}" for j in range(n)]
-                                                             for li, n in enumerate(sizes[1:])]
+        return neuron_names([2] + [l.weight.shape[0] for l in self.linears])   # (no trace of NaN weights)
 
     def frame(self) -> dict:
         """Everything the page draws for the current state (JSON-ready)."""
@@ -590,12 +588,9 @@ class Session:
 
     def _layer_title(self, li: int) -> str:
         """Linear layer li's name, as dp.explain names it ("hidden layer 2", "output layer")."""
-        sizes = [2] + [l.weight.shape[0] for l in self.linears]
-        try:
-            from ..explain import names
-        except ImportError:     # an explain without its names module
-            return "output layer" if li == len(self.linears) - 1 else f"hidden layer {li + 1}"
-        return str(names.layer_name(li + 1, sizes))
+        from ..explain.names import layer_name
+
+        return layer_name(li + 1, [2] + [l.weight.shape[0] for l in self.linears])
 
     def rule(self, layer: int, neuron: int, sample: int = 0) -> dict | None:
         """The layer rule for one neuron with the next step's numbers, read from dp.explain.trace
@@ -609,7 +604,7 @@ class Session:
         fprime = L.fprime if L.fprime is not None else np.ones_like(L.net)   # (trace gives ones when none)
         # trace's delta is of E, the batch's loss: a mean over the batch except for Mazur's sum (sse), so
         # the delta of this sample's own loss is `factor` times it
-        factor = 1 if tr.loss_kind == "sse" else tr.batch
+        factor = tr.per_sample_scale or 1
         last = layer == len(tr.layers) - 1
         j = neuron
         c = self.config
