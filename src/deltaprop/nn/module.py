@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .._config import get_default_dtype
-from ..modes import _state, effect
+from ..modes import effect, recorder
 from ..tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -168,7 +168,7 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if (rec := _state.recorder) is not None:  # a dp.compile recording checks the mode on each replay
+        if (rec := recorder()) is not None:  # a dp.compile recording checks the mode on each replay
             rec.module(self)
         return self.forward(*args, **kwargs)
 
