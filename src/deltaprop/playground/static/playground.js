@@ -437,7 +437,9 @@
     return `delta_${n} = f'(net_${n}) × (${sym})\n        = ${par(r.fprime[1])} × (${vals})\n` +
       `        = ${par(r.fprime[1])} × ${par(r.dout[1])} = ${r.delta[1]}`;
   }
-  function buildRule(box, r, delta_note) {
+  // w(h1.2→h2.1) names its link; the post's w5 and a bias get "(from h1)" / "(to o1)" beside them
+  const linkName = (weight, dir, neuron) => (weight.includes("\u2192") ? weight : `${weight} (${dir} ${neuron})`);
+  function buildRule(box, r) {
     const up = [];
     box.innerHTML = "";
     const note = el("p", "", "note");
@@ -470,7 +472,7 @@
     if (!r.output) {
       const trs = r.terms.map((t, m) => {
         const tr = el("tr"), name = el("td");
-        up.push((r) => { name.textContent = `${r.terms[m].weight} (to ${r.terms[m].to})`; });
+        up.push((r) => { name.textContent = linkName(r.terms[m].weight, "to", r.terms[m].to); });
         tr.append(name, numberCell((r) => r.terms[m].w, "w", up), numberCell((r) => r.terms[m].delta, "delta", up),
                   numberCell((r) => r.terms[m].product, "product", up));
         return tr;
@@ -480,7 +482,7 @@
     const reg = r.regularization !== "none" && num(r.reg_rate[0]) > 0;
     const trs = r.incoming.map((w, i) => {
       const tr = el("tr"), name = el("td");
-      up.push((r) => { name.textContent = `${r.incoming[i].weight} (from ${r.incoming[i].from})`; });
+      up.push((r) => { name.textContent = linkName(r.incoming[i].weight, "from", r.incoming[i].from); });
       tr.append(name, numberCell((r) => r.incoming[i].w, "w", up), numberCell((r) => r.incoming[i].input, "input", up),
                 numberCell((r) => r.incoming[i].product, "product", up), numberCell((r) => r.incoming[i].grad, "grad", up));
       if (reg) tr.append(numberCell((r) => r.incoming[i].penalty, "penalty", up));
