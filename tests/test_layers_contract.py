@@ -39,13 +39,18 @@ PRIVATE = re.compile(r"\._node\b|\bNode\b|\b_seq\b|\b_state\b|\b_accumulate\b|\b
 ALLOWED: set[str] = set()
 
 
+# Comments and string text: on Python 3.12+ an f-string's literal text is FSTRING_MIDDLE (3.14: t-strings too)
+_TEXT = {tokenize.COMMENT, tokenize.STRING} | {getattr(tokenize, n) for n in ("FSTRING_MIDDLE", "TSTRING_MIDDLE")
+                                                 if hasattr(tokenize, n)}
+
+
 def _code_only(source: str) -> list[str]:
     """The source's lines with comments and string literals blanked out (a docstring may name
     `_node`; code may not)."""
     lines = source.splitlines()
     out = [list(line) for line in lines]
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type not in (tokenize.COMMENT, tokenize.STRING):
+        if tok.type not in _TEXT:
             continue
         (r0, c0), (r1, c1) = tok.start, tok.end
         for r in range(r0, r1 + 1):
