@@ -327,3 +327,25 @@ def test_views_and_retained_grads_follow_in_place_changes_as_in_pytorch(build):
     assert not isinstance(ours, Exception), ours
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_numpy_out_into_a_tensor_is_an_in_place_write():
+    x = dp.tensor([1., 2., 3.], requires_grad=True)
+    h = x * 1.0
+    y = h * 2.0
+    r = np.multiply(h, x, out=h)  # as h *= x
+    assert r is h
+    np.testing.assert_array_equal(h.numpy(), [1, 4, 9])
+    (y.sum() + h.sum()).backward()
+    xt = torch.tensor([1., 2., 3.], dtype=torch.float64, requires_grad=True)
+    ht = xt * 1.0
+    yt = ht * 2.0
+    ht.mul_(xt)
+    (yt.sum() + ht.sum()).backward()
+    np.testing.assert_allclose(np.asarray(x.grad), xt.grad.numpy())
+    _, t = dp.jvp(lambda v: (lambda h: np.add(h, v * v, out=h))(v * 1.0), (np.array([1., 2.]),), (np.ones(2),))
+    np.testing.assert_array_equal(t.numpy(), [3, 5])
+    with pytest.raises(RuntimeError, match="leaf tensor that requires grad"):
+        np.add(x, 1, out=x)
+    with pytest.raises(TypeError, match="same_kind"):
+        np.add(dp.tensor([1, 2]), 0.5, out=dp.tensor([1, 2]))

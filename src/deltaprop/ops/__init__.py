@@ -55,11 +55,33 @@ _SUGGEST = {"arctan": "an expression of dp ops", "tan": "dp.sin(x) / dp.cos(x)",
             "floor_divide": "x.detach()", "remainder": "x.detach()"}
 
 
+def _ufunc_into(ufunc, inputs, out):
+    """np.<ufunc>(..., out=t) on a Tensor t: the op, then an in-place write of its result into t (as
+    t[...] = result: versioned, recorded for backward and forward mode, refused on a leaf that
+    requires grad while recording); NumPy's same_kind casting rule."""
+    if not isinstance(out, Tensor):
+        raise TypeError(f"np.{ufunc.__name__}(..., out=) with deltaprop Tensor inputs needs a Tensor out, got "
+                        f"{type(out).__name__}; assign the result instead (y = np.{ufunc.__name__}(...))")
+    # out read as an input: the op reads a copy standing for its current value and history (its
+    # memory is about to change), as `x op= y` does
+    res = _UFUNCS[ufunc](*[out._alias_for_graph(True) if i is out else i for i in inputs])
+    if not np.can_cast(res.dtype, out.dtype, casting="same_kind"):
+        raise TypeError(f"np.{ufunc.__name__}: cannot cast the result from {res.dtype} to out's dtype "
+                        f"{out.dtype} with casting='same_kind'")
+    if np.broadcast_shapes(res.shape, out.shape) != out.shape:
+        raise ValueError(f"np.{ufunc.__name__}: the result of shape {res.shape} does not fit out of shape "
+                         f"{out.shape}")
+    out[...] = res
+    return out
+
+
 def array_ufunc(ufunc, method, inputs, kwargs):
     """NumPy ufunc on a Tensor: dispatch to the deltaprop op, or raise TypeError naming what to use."""
     if method == "__call__" and not kwargs:
         if ufunc in _UFUNCS:
             return _UFUNCS[ufunc](*inputs)
+    if method == "__call__" and ufunc in _UFUNCS and set(kwargs) == {"out"} and len(kwargs["out"]) == 1:
+        return _ufunc_into(ufunc, inputs, kwargs["out"][0])
         if ufunc in _NONDIFF_UFUNCS:
             return Tensor(ufunc(*[raw(i) for i in inputs]))
     hint = _SUGGEST.get(ufunc.__name__, f"dp.{ufunc.__name__}" if ufunc.__name__ in globals() else
