@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Third-party packages some deltaprop modules import at module level; a module whose import
 # fails because one of these is missing is an optional part of the library, skipped here.
 OPTIONAL = {"torch", "mpi4py", "onnx", "onnxruntime", "sklearn", "matplotlib", "autograd", "mygrad",
-            "dezero", "micrograd", "scipy", "playwright", "safetensors"}
+            "dezero", "micrograd", "scipy", "playwright", "safetensors", "jax", "tinygrad"}
 
 
 def _missing_optional(exc: ImportError) -> str | None:
