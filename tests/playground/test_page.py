@@ -146,13 +146,23 @@ def test_train_click_a_neuron_and_find_the_engines_numbers(browser, server):
         p.page.wait_for_function("() => window.playground.frame.playing === false")
         p.page.click('.neuron[data-layer="1"][data-neuron="2"]')
         p.page.wait_for_selector("#rule-numbers")
-        frame = p.frame()
+        # the frame the page has drawn and its numbers, read in one go once no frame is in flight (a
+        # frame sent before the pause, or the one the click asked for, may still arrive)
+        last, snap = None, None
+        for _ in range(60):
+            p.page.wait_for_timeout(250)
+            snap = p.js("""() => ({frame: window.playground.frame, drawn: document.body.dataset.rev,
+                shown: Object.fromEntries([...document.querySelectorAll('#rule-numbers td[data-key]')]
+                         .map(td => [td.dataset.key, [Number(td.dataset.value), td.textContent]])),
+                incoming: [...document.querySelectorAll('#rule-incoming tr')].slice(1).map(tr =>
+                           Number(tr.querySelector('td[data-key=grad]').dataset.value))})""")
+            rev = snap["frame"]["rev"]
+            if str(rev) == snap["drawn"] and rev == last and snap["frame"].get("rule"):
+                break
+            last = rev
+        frame, shown, incoming = snap["frame"], snap["shown"], snap["incoming"]
         rule = frame["rule"]
         assert (rule["layer"], rule["neuron"]) == (0, 2)
-        shown = p.js("""() => Object.fromEntries([...document.querySelectorAll('#rule-numbers td[data-key]')]
-                         .map(td => [td.dataset.key, [Number(td.dataset.value), td.textContent]]))""")
-        incoming = p.js("""() => [...document.querySelectorAll('#rule-incoming tr')].slice(1).map(tr =>
-                           Number(tr.querySelector('td[data-key=grad]').dataset.value))""")
         # the same weights and batch, through dp.explain.trace here
         data = p.js("window.playground.data")
         X = np.array(data["train"]["X"], dtype=np.float64)
@@ -172,7 +182,8 @@ def test_train_click_a_neuron_and_find_the_engines_numbers(browser, server):
         assert p.page.locator("#rule-panel").inner_text().count(L.names[2]) >= 1
         # another sample of the batch
         p.page.select_option("#rule-sample", "3")
-        p.page.wait_for_function("() => window.playground.frame.rule && window.playground.frame.rule.sample === 3")
+        p.page.wait_for_function("() => window.playground.frame.rule && window.playground.frame.rule.sample === 3"
+                                 " && document.body.dataset.rev === String(window.playground.frame.rev)")
         assert abs(float(p.page.locator('#rule-numbers td[data-key=delta]').get_attribute("data-value"))
                    - L.delta[3, 2]) <= 1e-9
         # the depth view is trace's delta_scale
