@@ -13,6 +13,7 @@ instead of importing torch themselves, so that whether they run is decided in on
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 
@@ -41,3 +42,42 @@ def torch():
     except Exception as exc:  # an installed but broken torch
         reason = f"torch did not import: {type(exc).__name__}: {exc}"
     _torch_unavailable(reason)  # outside the except blocks: no chained traceback in the report
+
+
+# -- the browser tests' Chromium (tests/explain/test_report_page.py, tests/playground/test_page.py) --
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _chromium_path():
+    for candidate in (os.environ.get("DELTAPROP_CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def _browser_unavailable(reason):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run under CI=true: {reason}")
+    warnings.warn(f"browser tests skipped: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright; skipped with a reason where either is missing (fails under CI=true)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_unavailable("playwright for Python is not installed (pip install playwright)")
+    path = _chromium_path()
+    if path is None:
+        _browser_unavailable("Chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as pw:
+        try:
+            b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        except Exception as exc:  # a broken or stub chromium
+            _browser_unavailable(f"Chromium at {path} did not start: {exc}")
+        yield b
+        b.close()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
-import shutil
 import struct
 import warnings
 import zlib
@@ -23,12 +21,6 @@ import numpy as np
 import pytest
 
 from deltaprop.explain.report import render_report, write_report
-
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
 
 # --------------------------------------------------------------------------- training data
 def _act(name, z):
@@ -246,39 +238,6 @@ def test_write_report_is_atomic_and_replaces(tmp_path):
 
 
 # --------------------------------------------------------------------------- the browser
-def _chromium_path():
-    for candidate in (os.environ.get("DELTAPROP_CHROMIUM"), "/usr/bin/chromium",
-                      shutil.which("chromium"), shutil.which("chromium-browser")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
-
-def _unavailable(reason):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run under CI=true: {reason}")
-    warnings.warn(f"browser tests skipped: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright for Python is not installed (pip install playwright)")
-    path = _chromium_path()
-    if path is None:
-        _unavailable("Chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        except Exception as exc:  # a broken or stub chromium
-            _unavailable(f"Chromium at {path} did not start: {exc}")
-        yield b
-        b.close()
-
-
 class Page:
     """One loaded report with its console errors and network requests recorded."""
 

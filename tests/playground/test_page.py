@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import threading
 import time
-import warnings
 
 import numpy as np
 import pytest
@@ -18,36 +16,6 @@ import pytest
 pytest.importorskip("aiohttp")
 
 import deltaprop as dp  # noqa: E402
-
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _unavailable(reason):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run under CI=true: {reason}")
-    warnings.warn(f"browser tests skipped: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright for Python is not installed (pip install playwright)")
-    path = next((p for p in (os.environ.get("DELTAPROP_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                             shutil.which("chromium-browser")) if p and os.path.exists(p)), None)
-    if path is None:
-        _unavailable("Chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as pw:
-        try:
-            b = pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        except Exception as exc:  # a broken or stub chromium
-            _unavailable(f"Chromium at {path} did not start: {exc}")
-        yield b
-        b.close()
-
 
 @pytest.fixture(scope="module")
 def server():
